@@ -1,0 +1,222 @@
+"""The `audit` command line. Thin: each subcommand parses its arguments and calls one library function.
+
+Exit codes: 0 all gates pass; 1 a gate failed (reports are written first); 2 usage, config, input
+or runtime error, printed as one line (the traceback only with --debug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+EXIT_PASS, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2
+
+log = logging.getLogger("audit")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # usage errors exit 2 with one line, like every other error
+        self.print_usage(sys.stderr)
+        print(f"audit: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars")
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", "-d", metavar="DIR", help="output directory for results.json, samples.jsonl and reports (default: reports/<suite name>)")
+    p.add_argument("-o", "--output", action="append", default=[], metavar="FILE",
+                   help="also write FILE; the extension picks the format (repeatable; `audit ls` lists formats)")
+    p.add_argument("--section", action="append", metavar="NAME", help="run only this section (repeatable)")
+    p.add_argument("--seed", type=int, help="override the suite's seed")
+    p.add_argument("--no-cache", action="store_true", help="do not reuse or store cached generations and scores")
+    p.add_argument("--cache-dir", metavar="DIR", help="cache location (default: $AUDIT_CACHE or ~/.cache/audit)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="audit", description="Evaluate, explain, harden and gate text-generation language models.")
+    parser.add_argument("--version", action="version", version=f"audit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("run", help="run a suite on a model and gate the result",
+                       description="Run SUITE (a YAML file or a bundled suite name) on a model; write results.json, "
+                                   "samples.jsonl and reports; exit 0 if every gate passes, 1 if one fails, 2 on error.")
+    p.add_argument("suite", help="suite YAML file, or a bundled suite name (e.g. demo)")
+    p.add_argument("--model", "-m", help="model: builtin:tiny, a local Hugging Face directory, or a cached hub id (overrides the suite)")
+    _run_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="audit the embedded default model with the bundled demo suite (offline)",
+                       description="Build (once, cached) the embedded builtin:tiny model and audit it with the bundled demo suite.")
+    p.add_argument("--model", "-m", default=None, help="model to audit instead of builtin:tiny")
+    _run_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("validate", help="check a suite file without loading a model")
+    p.add_argument("suite", help="suite YAML file or bundled suite name")
+    _common(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("ls", help="list sections, metrics, output formats and other components")
+    _common(p)
+    p.set_defaults(func=cmd_ls)
+
+    # Subcommands of other areas live beside their library code; each module has add_commands(sub).
+    import importlib
+
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod).add_commands(sub, common=_common, run_args=_run_args)
+    return parser
+
+
+# Modules that add subcommands (report, compare, explain, finetune, harden, ...).
+COMMAND_MODULES: list[str] = []
+
+
+def _setup_logging(args) -> None:
+    level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("audit").setLevel(level)
+    if not args.debug:
+        # Library chatter (transformers' deprecation notes, tokenizer fork warnings) hides our lines.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        for name in ("transformers", "datasets", "evaluate", "textattack", "urllib3", "filelock", "huggingface_hub"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+
+
+def _finish(result, out_dir: Path | None) -> int:
+    from .report import WRITERS
+
+    print(WRITERS.get(".txt")(result), end="")
+    if out_dir is not None:
+        print(f"results: {out_dir / 'results.json'}")
+    if result.errors:
+        return EXIT_ERROR
+    return EXIT_PASS if result.passed else EXIT_GATE_FAILED
+
+
+def _default_outputs(out_dir: Path) -> list[str]:
+    """Reports written beside results.json by default: every registered rich format we ship."""
+    from .report import WRITERS
+
+    return [str(out_dir / name) for ext, name in (( ".html", "report.html"), (".xml", "junit.xml"), (".md", "summary.md"))
+            if ext in WRITERS]
+
+
+def cmd_run(args) -> int:
+    from .config import load_suite
+    from .runner import run_suite
+
+    suite = load_suite(args.suite, model_override=args.model)
+    out_dir = Path(args.out) if args.out else Path("reports") / suite.name
+    result = run_suite(suite, out_dir=out_dir, outputs=_default_outputs(out_dir) + args.output, progress=not args.quiet,
+                       use_cache=not args.no_cache, cache_dir=args.cache_dir, only_sections=args.section, seed=args.seed)
+    return _finish(result, out_dir)
+
+
+def cmd_demo(args) -> int:
+    args.suite = "demo"
+    if args.out is None:
+        args.out = str(Path("reports") / "demo")
+    return cmd_run(args)
+
+
+def cmd_validate(args) -> int:
+    from .config import load_suite
+
+    suite = load_suite(args.suite)
+    print(f"ok: {suite.path}: suite {suite.name!r}, model {suite.model.path}, {len(suite.sections)} sections "
+          f"({', '.join(suite.sections)}), {len(suite.gates)} gates")
+    return EXIT_PASS
+
+
+def listings() -> dict[str, list[str]]:
+    """Every registry a suite or command can name, for `audit ls`."""
+    from .evaluators import SECTIONS
+    from .report import WRITERS
+
+    out: dict[str, list[str]] = {}
+    for name, cls in SECTIONS.items():
+        try:
+            names = cls.metric_names(cls.Options())
+        except Exception:
+            names = None
+        infos = getattr(cls, "METRICS", {})
+        if hasattr(cls, "_infos"):
+            infos = cls._infos(cls.Options())
+        rows = []
+        for m in sorted(names or infos):
+            info = infos.get(m)
+            arrow = "" if info is None else (" ↑" if info.higher_is_better else " ↓")
+            rows.append(f"{name}.{m}{arrow}" + (f"  {info.description}" if info and info.description else ""))
+        out[f"section {name}"] = rows
+    out["output formats"] = WRITERS.names()
+    for title, registry in _extra_listings():
+        out[title] = registry.names()
+    return out
+
+
+def _extra_listings():
+    """(title, registry) pairs from optional modules (backends, recipes, methods, losses)."""
+    import importlib
+
+    for title, mod, attr in _LISTED:
+        try:
+            yield title, getattr(importlib.import_module(mod), attr)
+        except ImportError:
+            continue
+
+
+# (title, module, registry attribute): other modules' registries shown by `audit ls`.
+_LISTED: list[tuple[str, str, str]] = []
+
+
+def cmd_ls(args) -> int:
+    for title, rows in listings().items():
+        print(f"{title}:")
+        for r in rows:
+            print(f"  {r}")
+    return EXIT_PASS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_ERROR
+    _setup_logging(args)
+    from .registry import AuditError
+
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("audit: interrupted (finished generations are cached; rerun to resume)", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:
+        if args.debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if isinstance(e, AuditError):
+            print(f"audit: error: {msg}", file=sys.stderr)
+        else:
+            print(f"audit: error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Prompt/reference records from JSONL or CSV, validated with line numbers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .registry import AuditError
+
+
+class DataError(AuditError):
+    """A data file is missing or malformed; the message names the file and line."""
+
+
+@dataclass
+class Record:
+    """One prompt with an optional reference and free-form metadata."""
+
+    id: str
+    prompt: str
+    reference: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def read_rows(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """Rows of a JSONL or CSV file as ``(line_number, mapping)``; errors name the line."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: data file not found")
+    suffix = path.suffix.lower()
+    rows: list[tuple[int, dict]] = []
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
+                if not isinstance(obj, dict):
+                    raise DataError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+                rows.append((n, obj))
+    elif suffix in (".csv", ".tsv"):
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+            try:
+                for row in reader:
+                    if None in row:
+                        raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
+                    rows.append((reader.line_num, dict(row)))
+            except csv.Error as e:
+                raise DataError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+    else:
+        raise DataError(f"{path}: unsupported data format {suffix or '(none)'}; use .jsonl or .csv")
+    return rows
+
+
+def load_records(path: str | os.PathLike, *, prompt_field: str = "prompt", reference_field: str = "reference",
+                 split: str | None = None, limit: int | None = None, require_reference: bool = False) -> list[Record]:
+    """Load and validate prompt records.
+
+    Args:
+        path: a ``.jsonl`` or ``.csv`` file.
+        prompt_field / reference_field: column names.
+        split: keep only rows whose ``split`` field equals this.
+        limit: keep the first N rows after filtering.
+        require_reference: every row must have a non-empty reference.
+
+    Raises:
+        DataError: naming the file and line of the first bad row, or an empty result.
+
+    Example:
+        >>> import tempfile, json; p = tempfile.mktemp(suffix=".jsonl")
+        >>> _ = open(p, "w").write(json.dumps({"prompt": "Hi"}) + "\\n")
+        >>> load_records(p)[0].prompt
+        'Hi'
+    """
+    records: list[Record] = []
+    seen: set[str] = set()
+    for n, row in read_rows(path):
+        if split is not None and str(row.get("split")) != split:
+            continue
+        prompt = row.get(prompt_field)
+        if not isinstance(prompt, str):
+            got = "missing" if prompt is None else f"a {type(prompt).__name__}"
+            raise DataError(f"{path}:{n}: field {prompt_field!r} must be a string, {got}")
+        ref = row.get(reference_field)
+        if ref is not None and not isinstance(ref, str):
+            raise DataError(f"{path}:{n}: field {reference_field!r} must be a string")
+        if ref == "" and reference_field in row:
+            ref = None
+        if require_reference and not ref:
+            raise DataError(f"{path}:{n}: field {reference_field!r} is required")
+        rid = str(row.get("id", f"{Path(path).stem}-{n}"))
+        if rid in seen:
+            raise DataError(f"{path}:{n}: duplicate id {rid!r}")
+        seen.add(rid)
+        meta = {k: v for k, v in row.items() if k not in (prompt_field, reference_field, "id")}
+        records.append(Record(id=rid, prompt=prompt, reference=ref, metadata=meta))
+        if limit is not None and len(records) >= limit:
+            break
+    if not records:
+        what = f" with split={split!r}" if split is not None else ""
+        raise DataError(f"{path}: no records{what}")
+    return records

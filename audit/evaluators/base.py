@@ -1,0 +1,133 @@
+"""The evaluator template and the context the runner hands to every section.
+
+Evaluators never load models or write files: they receive a :class:`Context` that owns the model
+adapter, the shared (cached) generation pass and the caches, and return a :class:`SectionResult`.
+Subclasses declare ``name``, an ``Options`` dataclass, their ``METRICS`` and fill ``_evaluate``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+from ..cache import DiskCache, make_key
+from ..config import GenerationSettings
+from ..results import MetricInfo, SampleRecord, SectionResult
+
+log = logging.getLogger("audit")
+
+
+@dataclass
+class Context:
+    """What an evaluator may use. Built by the runner; tests build it with :func:`make_context`."""
+
+    model: Any                                   # audit.model.LanguageModel
+    samples: list[SampleRecord]                  # the main prompt set, generations filled in
+    settings: GenerationSettings
+    seed: int = 0
+    base_dir: Path = field(default_factory=Path.cwd)
+    progress: bool = False
+    cache_root: Path | None = None
+    use_cache: bool = True
+    sections: dict[str, SectionResult] = field(default_factory=dict)   # finished sections, in order
+    _gen_cache: DiskCache | None = None
+
+    def resolve_path(self, p: str) -> Path:
+        """A path from section options: absolute, relative to the suite file, or ``audit:...`` bundled."""
+        from ..config import resolve_data_path
+
+        return resolve_data_path(p, self.base_dir)
+
+    def cache(self, namespace: str) -> DiskCache:
+        """A cache namespaced by model fingerprint (e.g. for scores that depend on generations)."""
+        return DiskCache(self.cache_root, f"{namespace}", enabled=self.use_cache)
+
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings | None = None, *, desc: str = "generate") -> list[list[str]]:
+        """Cached generation: a prompt already generated with these settings and seed is not redone."""
+        settings = settings or self.settings
+        if self._gen_cache is None:
+            self._gen_cache = DiskCache(self.cache_root, f"gen-{self.model.fingerprint}", enabled=self.use_cache)
+        return cached_generate(self.model, prompts, settings, seed=self.seed, cache=self._gen_cache,
+                               progress=self.progress, desc=desc)[0]
+
+    def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[float, int]]:
+        return self.model.loglikelihood(pairs, batch_size=self.settings.batch_size, progress=self.progress)
+
+
+def cached_generate(model, prompts: Sequence[str], settings: GenerationSettings, *, seed: int, cache: DiskCache,
+                    progress: bool = False, desc: str = "generate") -> tuple[list[list[str]], int]:
+    """Generate through ``cache``; returns (generations, number reused from the cache)."""
+    skey = settings.key()
+    keys = [[make_key(p, skey, seed, k) for k in range(settings.num_samples)] for p in prompts]
+    skip = {(i, k) for i, row in enumerate(keys) for k, key in enumerate(row) if key in cache}
+
+    def persist(triples):
+        cache.put_many((keys[i][k], text) for i, k, text in triples)
+
+    out = model.generate(prompts, settings, seed=seed, progress=progress, on_batch=persist, skip=skip)
+    for i, k in skip:
+        out[i][k] = cache.get(keys[i][k])
+    return out, len(skip)
+
+
+class Evaluator:
+    """Base class for suite sections: public template :meth:`evaluate`, subclass hook ``_evaluate``."""
+
+    name: ClassVar[str] = ""
+    METRICS: ClassVar[dict[str, MetricInfo]] = {}
+
+    @dataclass
+    class Options:
+        pass
+
+    def __init__(self, options: Any = None):
+        self.options = options if options is not None else self.Options()
+
+    @classmethod
+    def metric_names(cls, options: Any) -> set[str] | None:
+        """Metric names a suite may gate on with these options (None: not known in advance)."""
+        return set(cls.METRICS)
+
+    def evaluate(self, ctx: Context) -> SectionResult:
+        """Run the section and time it (the runner records an exception as the section's error)."""
+        result = SectionResult(name=self.name)
+        start = time.perf_counter()
+        self._evaluate(ctx, result)
+        result.seconds = time.perf_counter() - start
+        for m in result.metrics:
+            if m not in result.metric_info and m in self.METRICS:
+                result.metric_info[m] = self.METRICS[m]
+        result.metrics = {k: float(v) if v is not None else math.nan for k, v in result.metrics.items()}
+        return result
+
+    def _evaluate(self, ctx: Context, result: SectionResult) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def metric(name: str, higher_is_better: bool, description: str, *, per_sample: bool = True) -> tuple[str, MetricInfo]:
+    """Shorthand for declaring a metric in an evaluator's ``METRICS``."""
+    return name, MetricInfo(name=name, higher_is_better=higher_is_better, description=description, per_sample=per_sample)
+
+
+def mean(values: Sequence[float]) -> float:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def make_context(model, records, settings: GenerationSettings | None = None, *, seed: int = 0, use_cache: bool = False,
+                 progress: bool = False, cache_root: Path | None = None, base_dir: Path | None = None) -> Context:
+    """Build a :class:`Context` with generations for ``records`` (for the Python API and tests)."""
+    settings = settings or GenerationSettings()
+    ctx = Context(model=model, samples=[], settings=settings, seed=seed, progress=progress, cache_root=cache_root,
+                  use_cache=use_cache, base_dir=base_dir or Path.cwd())
+    gens = ctx.generate([r.prompt for r in records])
+    ctx.samples = [SampleRecord(id=r.id, prompt=r.prompt, reference=r.reference, generations=g, metadata=dict(r.metadata))
+                   for r, g in zip(records, gens)]
+    return ctx
+
+
+Hook = Callable[[Context, SectionResult], None]

@@ -1,0 +1,401 @@
+"""The model adapter: the only module that touches transformers model classes.
+
+:class:`LanguageModel` loads a causal LM + tokenizer (``builtin:*``, a local directory, or a hub id
+already in the user's cache), generates in batches with a KV cache (left-padded, batches sorted by
+length), and scores log-likelihoods. Results never depend on the batch size: greedy decoding is
+deterministic per row, and sampling draws from a generator seeded per (seed, prompt, sample index).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+from .config import GenerationSettings, ModelSpec
+from .registry import AuditError
+
+log = logging.getLogger("audit")
+
+
+class ModelLoadError(AuditError):
+    """The model or tokenizer could not be loaded; the message says what to provide."""
+
+
+def _pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} requested but CUDA is not available")
+    return torch.device(device)
+
+
+def _pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def _load_tokenizer(path: str, *, trust_remote_code: bool, revision: str | None):
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+    except (ValueError, AttributeError, KeyError) as e:
+        # A tokenizer saved by transformers 5 may name `TokenizersBackend`, unknown to 4.x:
+        # the tokenizer.json itself is still readable.
+        tfile = Path(path) / "tokenizer.json"
+        if not tfile.exists():
+            raise
+        warnings.warn(f"AutoTokenizer failed ({e}); loading {tfile} as PreTrainedTokenizerFast")
+        tok = PreTrainedTokenizerFast(tokenizer_file=str(tfile))
+    if tok.pad_token is None:
+        # Decoder-only models often have no pad token; padding positions are masked anyway.
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
+    tok.padding_side = "left"
+    return tok
+
+
+def weights_fingerprint(path: Path) -> str:
+    """A cheap, stable identity of a model's weights on disk.
+
+    Hashing multi-GB weights takes minutes, so we hash each weight file's name, size and its
+    first and last MiB. Two different trainings differ there with overwhelming probability.
+    """
+    h = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".gguf", ".json"))
+    for f in files:
+        size = f.stat().st_size
+        h.update(f.name.encode() + str(size).encode())
+        with f.open("rb") as fh:
+            h.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), os.SEEK_END)
+                h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+def params_fingerprint(model: torch.nn.Module) -> str:
+    """Identity of in-memory weights (for models not loaded from a directory)."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def sample_seed(seed: int, prompt: str, index: int) -> int:
+    """Per-sample RNG seed: sampling depends on (seed, prompt, index), never on batch layout."""
+    digest = hashlib.sha256(f"{seed}\x00{index}\x00{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+@dataclass
+class ModelInfo:
+    spec: str
+    path: str
+    fingerprint: str
+    dtype: str
+    device: str
+    parameters: int
+    architecture: str
+    max_length: int
+
+
+class LanguageModel:
+    """A causal LM with its tokenizer, and batched generate / log-likelihood methods.
+
+    Example:
+        >>> lm = LanguageModel.load("builtin:micro")
+        >>> len(lm.generate(["Hello"], GenerationSettings(max_new_tokens=4))[0])
+        1
+    """
+
+    def __init__(self, model, tokenizer, *, spec: str = "<in-memory>", path: str | None = None, fingerprint: str | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.spec = spec
+        self.path = path
+        self._fingerprint = fingerprint
+        self.model.eval()
+
+    # ---- loading -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, spec: str | ModelSpec, **overrides) -> "LanguageModel":
+        """Load from ``builtin:NAME``, a local directory, or a hub id present in the local cache."""
+        if isinstance(spec, str):
+            spec = ModelSpec(path=spec, **overrides)
+        from transformers import AutoModelForCausalLM
+
+        from . import builtin
+
+        path = spec.path
+        if path.startswith(builtin.BUILTIN_PREFIX):
+            try:
+                path = str(builtin.resolve(path))
+            except ValueError as e:
+                raise ModelLoadError(str(e)) from None
+        elif not Path(path).exists() and (path.startswith((".", "/", "~")) or os.sep in path and path.count("/") > 1):
+            raise ModelLoadError(f"model directory {path!r} does not exist")
+        device = _pick_device(spec.device)
+        dtype = _pick_dtype(spec.dtype, device)
+        try:
+            tok = _load_tokenizer(path, trust_remote_code=spec.trust_remote_code, revision=spec.revision)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=spec.trust_remote_code,
+                                                         revision=spec.revision)
+        except OSError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelLoadError(
+                f"cannot load model {spec.path!r}: {first} (give a local directory with config.json, weights and "
+                f"tokenizer files, or a hub id already in your Hugging Face cache)"
+            ) from None
+        except ValueError as e:
+            raise ModelLoadError(f"cannot load model {spec.path!r}: {str(e).splitlines()[0]}") from None
+        model.to(device)
+        fp = weights_fingerprint(Path(path)) if Path(path).is_dir() else None
+        return cls(model, tok, spec=spec.path, path=str(path), fingerprint=fp)
+
+    # ---- identity ------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = params_fingerprint(self.model)
+        return self._fingerprint
+
+    def invalidate_fingerprint(self) -> None:
+        """Call after changing the weights in place (e.g. after fine-tuning)."""
+        self._fingerprint = None
+
+    @property
+    def max_length(self) -> int:
+        cfg = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+            v = getattr(cfg, name, None)
+            if isinstance(v, int) and v > 0:
+                return v
+        return 2048
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(spec=self.spec, path=str(self.path), fingerprint=self.fingerprint, dtype=str(self.dtype).replace("torch.", ""),
+                         device=str(self.device), parameters=sum(p.numel() for p in self.model.parameters()),
+                         architecture=type(self.model).__name__, max_length=self.max_length)
+
+    def input_embeddings(self) -> torch.nn.Module:
+        """The token embedding layer (for attribution and embedding-space adversarial training)."""
+        return self.model.get_input_embeddings()
+
+    # ---- tokenisation --------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _prompt_ids(self, prompt: str, budget: int) -> list[int]:
+        ids = self.encode(prompt)
+        if not ids:  # an empty prompt: condition on the bos/eos token
+            ids = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id]
+        if len(ids) > budget:
+            warnings.warn(f"prompt of {len(ids)} tokens exceeds the context budget of {budget}; keeping its last {budget} tokens")
+            ids = ids[-budget:]
+        return ids
+
+    def _left_pad(self, rows: Sequence[Sequence[int]]):
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+                mask[i, width - len(r):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # ---- generation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings | None = None, *, seed: int = 0,
+                 progress: bool = False, on_batch: Callable[[list[tuple[int, int, str]]], None] | None = None,
+                 skip: Iterable[tuple[int, int]] = ()) -> list[list[str]]:
+        """Generate ``settings.num_samples`` continuations for each prompt.
+
+        Args:
+            prompts: prompt strings.
+            settings: decoding settings (greedy by default).
+            seed: run seed; sampling is seeded per (seed, prompt, sample index).
+            progress: show a tqdm bar.
+            on_batch: called after each batch with ``(prompt_index, sample_index, text)`` triples,
+                so callers can persist finished work as it completes.
+            skip: ``(prompt_index, sample_index)`` pairs already done (their slots stay ``None``).
+
+        Returns:
+            ``out[i][k]``: the k-th continuation of prompt i (without the prompt).
+        """
+        settings = settings or GenerationSettings()
+        n_samples = settings.num_samples
+        out: list[list[str | None]] = [[None] * n_samples for _ in prompts]
+        done = set(skip)
+        budget = max(1, self.max_length - settings.max_new_tokens)
+        jobs = [(i, k) for i in range(len(prompts)) for k in range(n_samples) if (i, k) not in done]
+        if not jobs:
+            return out  # type: ignore[return-value]
+        encoded = {i: self._prompt_ids(prompts[i], budget) for i in {i for i, _ in jobs}}
+        # Sort by length so each batch pads little; ties keep input order (stable sort).
+        jobs.sort(key=lambda j: len(encoded[j[0]]))
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(jobs), desc="generate", unit="gen", leave=False)
+        try:
+            for start in range(0, len(jobs), settings.batch_size):
+                batch = jobs[start:start + settings.batch_size]
+                texts = self._generate_batch([encoded[i] for i, _ in batch],
+                                             [sample_seed(seed, prompts[i], k) for i, k in batch], settings)
+                triples = []
+                for (i, k), text in zip(batch, texts):
+                    out[i][k] = text
+                    triples.append((i, k, text))
+                if on_batch:
+                    on_batch(triples)
+                if bar:
+                    bar.update(len(batch))
+        finally:
+            if bar:
+                bar.close()
+        return out  # type: ignore[return-value]
+
+    def _generate_batch(self, rows: list[list[int]], seeds: list[int], s: GenerationSettings) -> list[str]:
+        ids, mask = self._left_pad(rows)
+        B = ids.shape[0]
+        eos = self.tokenizer.eos_token_id
+        gens = [torch.Generator(device="cpu").manual_seed(sd) for sd in seeds] if s.do_sample else None
+        finished = torch.zeros(B, dtype=torch.bool, device=self.device)
+        new_tokens: list[torch.Tensor] = []
+        past = None
+        cur_ids, cur_mask = ids, mask
+        for _ in range(s.max_new_tokens):
+            # Position ids from the mask, so left padding does not shift positions.
+            pos = (cur_mask.cumsum(-1) - 1).clamp(min=0)
+            step_pos = pos if past is None else pos[:, -1:]
+            out = self.model(input_ids=cur_ids, attention_mask=cur_mask, position_ids=step_pos,
+                             past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            logits = out.logits[:, -1, :].float()  # (B, V)
+            nxt = self._pick(logits, s, gens)
+            if eos is not None:
+                nxt = torch.where(finished, torch.full_like(nxt, self.tokenizer.pad_token_id), nxt)
+                finished |= nxt == eos
+            new_tokens.append(nxt)
+            if eos is not None and bool(finished.all()):
+                break
+            cur_ids = nxt[:, None]
+            # Finished rows keep running (their tokens are discarded), so every new position is real.
+            cur_mask = torch.cat([cur_mask, torch.ones_like(cur_mask[:, :1])], dim=1)
+        gen = torch.stack(new_tokens, dim=1).tolist()  # (B, T)
+        texts = []
+        for row in gen:
+            if eos is not None and eos in row:
+                row = row[:row.index(eos)]
+            text = self.tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            texts.append(_cut_at_stop(text, s.stop))
+        return texts
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, s: GenerationSettings, gens) -> torch.Tensor:
+        if not s.do_sample:
+            return logits.argmax(-1)
+        logits = logits / s.temperature
+        if s.top_k:
+            kth = torch.topk(logits, min(s.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, -math.inf)
+        if s.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+            cum = sorted_logits.softmax(-1).cumsum(-1)
+            # Drop tokens once the mass BEFORE them already exceeds top_p (keeps at least one).
+            drop_sorted = (cum - sorted_logits.softmax(-1)) > s.top_p
+            drop = drop_sorted.scatter(-1, order, drop_sorted)
+            logits = logits.masked_fill(drop, -math.inf)
+        probs = logits.softmax(-1).cpu()
+        # One generator per row: a row's draw never depends on which rows share its batch.
+        picks = [torch.multinomial(probs[b], 1, generator=gens[b]) for b in range(probs.shape[0])]
+        return torch.cat(picks).to(logits.device)
+
+    # ---- scoring -------------------------------------------------------------------------
+    @torch.no_grad()
+    def loglikelihood(self, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16, progress: bool = False) -> list[tuple[float, int]]:
+        """Sum of log p(continuation | context) and its token count, for each (context, continuation).
+
+        An empty context scores the continuation from the bos/eos token. Contexts are truncated
+        from the left to fit the model's window (continuations are kept whole when possible).
+
+        Example:
+            >>> lm = LanguageModel.load("builtin:micro")
+            >>> lp, n = lm.loglikelihood([("Hello", " world")])[0]
+            >>> n > 0 and lp < 0
+            True
+        """
+        bos = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+        rows = []
+        for ctx, cont in pairs:
+            c_ids = self.encode(ctx) if ctx else []
+            t_ids = self.encode(cont)
+            if not c_ids:
+                c_ids = [bos]
+            if len(t_ids) >= self.max_length:
+                warnings.warn(f"continuation of {len(t_ids)} tokens exceeds the context window; scoring its first {self.max_length - 1}")
+                t_ids = t_ids[:self.max_length - 1]
+            c_ids = c_ids[-(self.max_length - len(t_ids)):]
+            rows.append((c_ids, t_ids))
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]) + len(rows[i][1]))
+        results: list[tuple[float, int]] = [(0.0, 0)] * len(rows)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(rows), desc="score", unit="seq", leave=False)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            seqs = [rows[i][0] + rows[i][1] for i in idx]
+            ids, mask = self._left_pad(seqs)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()  # (B, T, V)
+            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]  # (B, T-1)
+            width = ids.shape[1]
+            for b, i in enumerate(idx):
+                n = len(rows[i][1])
+                if n == 0:
+                    results[i] = (0.0, 0)
+                    continue
+                # The continuation occupies the last n positions; its tokens are predicted by the n before.
+                results[i] = (float(logp[b, width - 1 - n:].sum()), n)
+            if bar:
+                bar.update(len(idx))
+        if bar:
+            bar.close()
+        return results
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    cut = len(text)
+    for s in stops:
+        j = text.find(s)
+        if j != -1:
+            cut = min(cut, j)
+    return text[:cut]

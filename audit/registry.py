@@ -1,0 +1,85 @@
+"""Name -> component registries: registration by decorator, duplicates raise, unknown names suggest.
+
+Every pluggable piece (suite sections, toxicity backends, attack recipes, attribution methods,
+training losses) lives in a :class:`Registry`. Suites can only name registered components, so a
+YAML file can never smuggle in code.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class AuditError(Exception):
+    """A user-facing error: the CLI prints its message on one line and exits 2."""
+
+
+class UnknownNameError(AuditError, KeyError):
+    """An unknown component name; the message lists what exists and the closest match."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+def did_you_mean(name: str, options) -> str:
+    """``" (did you mean 'x'?)"`` for the closest option, or ``""`` when nothing is close."""
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class Registry(Generic[T]):
+    """A named collection of components.
+
+    Example:
+        >>> losses = Registry("loss")
+        >>> @losses.register("ce")
+        ... def ce(): return 1
+        >>> losses.get("ce")()
+        1
+    """
+
+    def __init__(self, kind: str, *, loader: Callable[[], None] | None = None):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+        # Modules that register into this registry are imported lazily, on first look-up.
+        self._loader = loader
+        self._loaded = loader is None
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            self._loader()
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def deco(obj: T) -> T:
+            if name in self._items and self._items[name] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._items[name] = obj
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> T:
+        self._ensure_loaded()
+        try:
+            return self._items[name]
+        except KeyError:
+            names = sorted(self._items)
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}{did_you_mean(name, names)}; available: {', '.join(names) or 'none'}"
+            ) from None
+
+    def __contains__(self, name: str) -> bool:
+        self._ensure_loaded()
+        return name in self._items
+
+    def names(self) -> list[str]:
+        self._ensure_loaded()
+        return sorted(self._items)
+
+    def items(self) -> Iterator[tuple[str, T]]:
+        self._ensure_loaded()
+        return iter(sorted(self._items.items()))

@@ -1,0 +1,41 @@
+"""Plain-text console summary: verdict, metrics per section, gates."""
+
+from __future__ import annotations
+
+import math
+
+from ..results import AuditResult
+from . import WRITERS
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "nan"
+    return f"{v:.4g}"
+
+
+@WRITERS.register(".txt")
+def render_console(result: AuditResult) -> str:
+    """A compact text summary (what ``audit run`` prints).
+
+    Example:
+        >>> from audit.results import AuditResult
+        >>> print(render_console(AuditResult(suite={"name": "s"}, model={"spec": "m"}, generation={}, seed=0)).splitlines()[0])
+        audit s on m: PASS
+    """
+    lines = [f"audit {result.suite.get('name')} on {result.model.get('spec')}: {'PASS' if result.passed else 'FAIL'}"]
+    for name, sec in result.sections.items():
+        head = f"  [{name}] ({sec.seconds:.1f}s)"
+        if sec.error:
+            lines.append(f"{head} ERROR: {sec.error}")
+            continue
+        lines.append(head)
+        for k, v in sec.metrics.items():
+            info = sec.metric_info.get(k)
+            arrow = "" if info is None else (" (higher is better)" if info.higher_is_better else " (lower is better)")
+            lines.append(f"    {name}.{k:<28} {_fmt(v):>10}{arrow}")
+    if result.gates:
+        lines.append("  gates:")
+        for g in result.gates:
+            lines.append(f"    {'PASS' if g.passed else 'FAIL'}  {g.expression}  ({g.reason})")
+    return "\n".join(lines) + "\n"

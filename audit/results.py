@@ -1,0 +1,215 @@
+"""Results as plain data: per-sample records, section results and the whole audit.
+
+Results know nothing of rendering: renderers (console, JSON, HTML, JUnit, Markdown) read them.
+Everything here round-trips through JSON (``AuditResult.from_json(r.to_json()) == r``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class MetricInfo:
+    """What a metric is: declared once, on the metric; gates and reports read it."""
+
+    name: str
+    higher_is_better: bool
+    description: str = ""
+    # True when the metric is a mean or rate over samples (bootstrap CIs apply); False for
+    # corpus-level metrics such as self-BLEU or distinct-n.
+    per_sample: bool = True
+
+
+@dataclass
+class SampleRecord:
+    """One prompt of the main dataset with its generations and per-sample scores."""
+
+    id: str
+    prompt: str
+    reference: str | None = None
+    generations: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # "section.score" -> value for this sample (e.g. "quality.chrf"); plain numbers.
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SectionResult:
+    """What one suite section produced."""
+
+    name: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    metric_info: dict[str, MetricInfo] = field(default_factory=dict)
+    # Per-sample values behind each per-sample metric, for bootstrap intervals in reports.
+    sample_values: dict[str, list[float]] = field(default_factory=dict)
+    # Section-specific plain data for renderers: group tables, attack examples, heatmaps, ...
+    details: dict[str, Any] = field(default_factory=dict)
+    # Section-specific records (e.g. toxicity prompts, bias continuations, attack results).
+    records: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SectionResult":
+        d = dict(d)
+        d["metric_info"] = {k: MetricInfo(**v) for k, v in d.get("metric_info", {}).items()}
+        return cls(**d)
+
+
+@dataclass
+class GateResult:
+    """The outcome of one gate."""
+
+    expression: str
+    metric: str
+    op: str
+    threshold: float | None
+    value: float | None
+    passed: bool
+    reason: str
+    # Optional extras used by confidence and baseline gates.
+    baseline: float | None = None
+    bound: float | None = None
+    confidence: float | None = None
+
+
+@dataclass
+class AuditResult:
+    """One audit run: identity, settings, flat metrics, sections, gates and the verdict."""
+
+    suite: dict[str, Any]
+    model: dict[str, Any]
+    generation: dict[str, Any]
+    seed: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    sections: dict[str, SectionResult] = field(default_factory=dict)
+    samples: list[SampleRecord] = field(default_factory=list)
+    gates: list[GateResult] = field(default_factory=list)
+    passed: bool = True
+    versions: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    # ---- lookups -----------------------------------------------------------------------
+    def metric_info(self, key: str) -> MetricInfo | None:
+        """Info for a flat ``section.metric`` key, if the section declared it."""
+        section, _, name = key.partition(".")
+        sec = self.sections.get(section)
+        return sec.metric_info.get(name) if sec else None
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return {n: s.error for n, s in self.sections.items() if s.error}
+
+    # ---- serialisation -----------------------------------------------------------------
+    def to_dict(self, *, include_samples: bool = True) -> dict[str, Any]:
+        d = asdict(self)
+        if not include_samples:
+            d.pop("samples")
+        return _clean(d)
+
+    def to_json(self, *, include_samples: bool = True, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(include_samples=include_samples), indent=indent, allow_nan=False, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AuditResult":
+        d = dict(d)
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"results schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        d["sections"] = {k: SectionResult.from_dict(v) for k, v in d.get("sections", {}).items()}
+        d["samples"] = [SampleRecord(**s) for s in d.get("samples", [])]
+        d["gates"] = [GateResult(**g) for g in d.get("gates", [])]
+        d["metrics"] = {k: (math.nan if v is None else v) for k, v in d.get("metrics", {}).items()}
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "AuditResult":
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "AuditResult":
+        """Read a ``results.json``; a ``samples.jsonl`` beside it fills in the samples."""
+        path = Path(path)
+        result = cls.from_json(path.read_text(encoding="utf-8"))
+        side = path.with_name("samples.jsonl")
+        if not result.samples and side.exists():
+            with side.open(encoding="utf-8") as f:
+                result.samples = [SampleRecord(**json.loads(line)) for line in f if line.strip()]
+        return result
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write ``results.json`` (samples apart, in ``samples.jsonl``) atomically; return its path."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps(_clean(asdict(s)), ensure_ascii=False) + "\n" for s in self.samples)
+        atomic_write(out / "samples.jsonl", lines)
+        atomic_write(out / "results.json", self.to_json(include_samples=False) + "\n")
+        return out / "results.json"
+
+    def to_frame(self):
+        """Per-sample table (one row per generation) as a pandas DataFrame."""
+        import pandas as pd
+
+        rows = []
+        for s in self.samples:
+            for k, g in enumerate(s.generations or [None]):
+                rows.append({"id": s.id, "sample": k, "prompt": s.prompt, "reference": s.reference,
+                             "generation": g, **s.scores, **{f"meta.{m}": v for m, v in s.metadata.items()}})
+        return pd.DataFrame(rows)
+
+    def metrics_frame(self):
+        """The flat metrics as a DataFrame with direction and section columns."""
+        import pandas as pd
+
+        rows = []
+        for key, value in self.metrics.items():
+            info = self.metric_info(key)
+            rows.append({"metric": key, "value": value, "section": key.partition(".")[0],
+                         "higher_is_better": info.higher_is_better if info else None})
+        return pd.DataFrame(rows)
+
+
+def _clean(obj):
+    """JSON-safe copy: NaN/inf become None (JSON has no NaN), numpy scalars become floats."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int) and not hasattr(obj, "dtype"):
+        return obj
+    try:
+        f = float(obj)
+    except (TypeError, ValueError):
+        return str(obj)
+    if hasattr(obj, "dtype") and getattr(obj.dtype, "kind", "f") in "iu":
+        return int(obj)
+    return f if math.isfinite(f) else None
+
+
+def atomic_write(path: str | os.PathLike, text: str) -> None:
+    """Write text to ``path`` via a temp file and rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

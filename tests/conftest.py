@@ -1,0 +1,52 @@
+"""Shared fixtures: offline environment, an isolated cache, and the micro model."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+# Hub look-ups must fail fast offline instead of retrying for ~45 s.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One cache per test session: tests never read a developer's cache, and builtin models build once.
+os.environ.setdefault("AUDIT_CACHE", tempfile.mkdtemp(prefix="audit-test-cache-"))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def micro_path() -> Path:
+    from audit.builtin import resolve
+
+    return resolve("builtin:micro")
+
+
+@pytest.fixture(scope="session")
+def micro_lm(micro_path):
+    from audit.model import LanguageModel
+
+    return LanguageModel.load(str(micro_path))
+
+
+@pytest.fixture
+def support_like(tmp_path) -> Path:
+    """A small prompt/reference JSONL file."""
+    path = tmp_path / "data.jsonl"
+    rows = [{"id": f"r{i}", "prompt": f"Customer: how do I reset password number {i}?\nAgent:",
+             "reference": " Open settings and choose reset password.", "split": "test" if i % 2 else "train"}
+            for i in range(12)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def write_suite(tmp_path: Path, body: str, name: str = "suite.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(body)
+    return p
