@@ -6,7 +6,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install sysdeps demo test bench clean
+
+# System packages from Debian: Chromium (the HTML report is tested in a real browser) and WordNet 3.0
+# (synonym-swap attacks). Installed only when missing; skipped with a note where apt is unavailable.
+SYSDEPS_OK := $(shell command -v chromium >/dev/null 2>&1 && test -f /usr/share/wordnet/data.noun && echo yes)
+sysdeps:
+ifneq ($(SYSDEPS_OK),yes)
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium wordnet-base wordnet-sense-index >/dev/null; \
+	else echo "note: install Debian packages chromium wordnet-base wordnet-sense-index (browser tests and WordNet attacks need them)"; fi
+endif
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,12 +26,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) sysdeps
 
-demo: $(STAMP)
+demo: $(STAMP) sysdeps
 	$(BIN)/audit demo --out reports/demo
 
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -rs tests
 
 bench: $(STAMP)

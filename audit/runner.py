@@ -139,6 +139,12 @@ def write_outputs(result: AuditResult, out_dir: str | os.PathLike | None, output
     written = []
     if out_dir is not None:
         written.append(result.save(out_dir))
+        robustness = result.sections.get("robustness")
+        if robustness is not None and not robustness.error:
+            # Successful adversarial prompts, for `audit harden` / `audit finetune` to train on.
+            from .attacks.export import write_adversarial_jsonl
+
+            written.append(write_adversarial_jsonl(result, Path(out_dir) / "adversarial.jsonl"))
     for path in outputs:
         written.append(write_report(result, path))
     return written
