@@ -182,7 +182,8 @@ def _extra_listings():
 
 
 # (title, module, registry attribute): other modules' registries shown by `audit ls`.
-_LISTED: list[tuple[str, str, str]] = []
+_LISTED: list[tuple[str, str, str]] = [("toxicity backends", "audit.scorers", "SCORERS"),
+                                      ("sentiment backends", "audit.scorers", "SENTIMENT_SCORERS")]
 
 
 def cmd_ls(args) -> int:
