@@ -149,6 +149,9 @@ class LanguageModel:
                 raise ModelLoadError(str(e)) from None
         elif not Path(path).exists() and (path.startswith((".", "/", "~")) or os.sep in path and path.count("/") > 1):
             raise ModelLoadError(f"model directory {path!r} does not exist")
+        if Path(path).is_dir() and not (Path(path) / "config.json").exists():
+            raise ModelLoadError(f"model directory {path!r} has no config.json (expected a Hugging Face model directory "
+                                 f"saved with save_pretrained: config.json, weights, tokenizer files)")
         device = _pick_device(spec.device)
         dtype = _pick_dtype(spec.dtype, device)
         try:
@@ -161,8 +164,9 @@ class LanguageModel:
                 f"cannot load model {spec.path!r}: {first} (give a local directory with config.json, weights and "
                 f"tokenizer files, or a hub id already in your Hugging Face cache)"
             ) from None
-        except ValueError as e:
-            raise ModelLoadError(f"cannot load model {spec.path!r}: {str(e).splitlines()[0]}") from None
+        except (ValueError, KeyError, AttributeError, ImportError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelLoadError(f"cannot load model {spec.path!r}: {first}") from None
         model.to(device)
         fp = weights_fingerprint(Path(path)) if Path(path).is_dir() else None
         return cls(model, tok, spec=spec.path, path=str(path), fingerprint=fp)
