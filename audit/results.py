@@ -95,6 +95,11 @@ class AuditResult:
     samples: list[SampleRecord] = field(default_factory=list)
     gates: list[GateResult] = field(default_factory=list)
     passed: bool = True
+    # "section.metric" -> confidence interval {low, high, level, method, n, resamples} (audit.stats);
+    # metrics without one (corpus-level) carry {"low": None, "high": None, "why": ...}.
+    intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The baseline this run was gated against (audit.baseline.summarize): path, identity, metrics.
+    baseline: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,187 @@
+"""Confidence intervals for metrics that are a mean or a rate over samples.
+
+Two estimators, both deterministic for a given seed:
+
+* **Percentile bootstrap** of the mean (``resamples`` draws with replacement, seeded numpy PCG64)
+  for continuous per-sample values such as ROUGE-L or a toxicity score.
+* **Wilson score interval** for rates (every value is 0 or 1, e.g. ``toxic_rate``). The bootstrap of
+  a rate with no events is the point ``[0, 0]``: a gate ``toxic_rate <= 0.02`` would pass "by luck"
+  on 20 clean samples. Wilson's bound is honest there (0 of 20 -> 95% upper bound 0.16).
+
+Corpus-level metrics (self-BLEU, distinct-n, corpus BLEU) are not means over samples
+(``MetricInfo.per_sample`` is False); they get no interval and reports say so.
+
+Example:
+    >>> lo, hi = bootstrap_interval([0.1, 0.4, 0.35, 0.8, 0.5], level=0.9, resamples=2000, seed=0)
+    >>> round(lo, 2) < 0.43 < round(hi, 2)
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass
+class ConfidenceSettings:
+    """How intervals are computed; the suite-level ``confidence:`` block (each gate may override ``level``)."""
+
+    level: float = 0.95          # two-sided level of the intervals shown in reports
+    resamples: int = 2000        # bootstrap resamples (more: steadier bounds, slower)
+    seed: int | None = None      # bootstrap seed (None: the suite's seed)
+
+    def __post_init__(self):
+        if not 0.5 <= self.level < 1:
+            raise ValueError(f"level must be in [0.5, 1), got {self.level!r}")
+        if self.resamples < 100:
+            raise ValueError(f"resamples must be >= 100, got {self.resamples!r}")
+
+
+def _finite(values: Sequence[float]) -> np.ndarray:
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    return arr[np.isfinite(arr)]
+
+
+def is_rate(values: Sequence[float]) -> bool:
+    """True when every value is 0 or 1 (a rate: the mean is a proportion)."""
+    arr = _finite(values)
+    return arr.size > 0 and bool(np.all((arr == 0) | (arr == 1)))
+
+
+def metric_seed(seed: int, key: str) -> int:
+    """A stable per-metric seed: intervals do not change when metrics are added or reordered."""
+    return (int(seed) * 1_000_003 + zlib.crc32(key.encode())) % (2**32)
+
+
+def bootstrap_means(values: Sequence[float], *, resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """Means of ``resamples`` seeded resamples with replacement (chunked: memory stays ~8 MB)."""
+    arr = _finite(values)
+    if arr.size == 0:
+        return np.array([])
+    rng = np.random.Generator(np.random.PCG64(seed))
+    chunk = max(1, 1_000_000 // arr.size)
+    out = np.empty(resamples)
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        idx = rng.integers(0, arr.size, size=(stop - start, arr.size))
+        out[start:stop] = arr[idx].mean(axis=1)
+    return out
+
+
+def bootstrap_interval(values: Sequence[float], *, level: float = 0.95, resamples: int = 2000, seed: int = 0,
+                       sided: str = "two") -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean.
+
+    Args:
+        values: per-sample values (None/NaN are dropped).
+        level: confidence level in (0, 1).
+        resamples: number of bootstrap resamples.
+        seed: numpy PCG64 seed; the same inputs and seed give the same interval.
+        sided: ``"two"`` (``[q(a/2), q(1-a/2)]``), ``"upper"`` (``[-inf, q(level)]``) or ``"lower"``
+            (``[q(1-level), +inf]``).
+
+    Example:
+        >>> bootstrap_interval([1.0, 1.0, 1.0])
+        (1.0, 1.0)
+    """
+    means = bootstrap_means(values, resamples=resamples, seed=seed)
+    if means.size == 0:
+        return (math.nan, math.nan)
+    alpha = 1 - level
+    if sided == "upper":
+        return (-math.inf, float(np.quantile(means, level)))
+    if sided == "lower":
+        return (float(np.quantile(means, alpha)), math.inf)
+    return (float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2)))
+
+
+def wilson_interval(successes: int, n: int, *, level: float = 0.95, sided: str = "two") -> tuple[float, float]:
+    """Wilson score interval of a proportion (``sided`` as in :func:`bootstrap_interval`).
+
+    Example:
+        >>> round(wilson_interval(0, 20, level=0.95, sided="upper")[1], 3)
+        0.119
+    """
+    if n == 0:
+        return (math.nan, math.nan)
+    z = NormalDist().inv_cdf(1 - (1 - level) / (2 if sided == "two" else 1))
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    if sided == "upper":
+        return (-math.inf, hi)
+    if sided == "lower":
+        return (lo, math.inf)
+    return (lo, hi)
+
+
+def interval(values: Sequence[float], *, level: float = 0.95, resamples: int = 2000, seed: int = 0,
+             sided: str = "two") -> dict[str, Any]:
+    """The interval of a per-sample mean: Wilson for 0/1 rates, percentile bootstrap otherwise.
+
+    Returns a plain dict ``{low, high, level, method, n, resamples}`` (what ``results.json`` stores).
+    """
+    arr = _finite(values)
+    if is_rate(arr):
+        lo, hi = wilson_interval(int(arr.sum()), int(arr.size), level=level, sided=sided)
+        return {"low": lo, "high": hi, "level": level, "method": "wilson", "n": int(arr.size), "resamples": 0}
+    lo, hi = bootstrap_interval(arr, level=level, resamples=resamples, seed=seed, sided=sided)
+    return {"low": lo, "high": hi, "level": level, "method": "bootstrap", "n": int(arr.size), "resamples": resamples}
+
+
+def metric_values(result, key: str) -> tuple[list[float] | None, str]:
+    """The per-sample values behind flat metric ``key``, or ``(None, why not)``.
+
+    A metric gets an interval only if its section declared it per-sample, stored its values in
+    ``sample_values`` and the metric is their mean (a metric computed some other way, e.g. a
+    ratio of sums, would get a misleading interval).
+    """
+    section, _, name = key.partition(".")
+    sec = result.sections.get(section)
+    info = sec.metric_info.get(name) if sec else None
+    if sec is None or sec.error:
+        return None, "section failed or not run"
+    if info is not None and not info.per_sample:
+        return None, "corpus-level metric (not a mean over samples)"
+    values = sec.sample_values.get(name)
+    if not values:
+        return None, "no per-sample values recorded"
+    arr = _finite(values)
+    value = result.metrics.get(key)
+    if arr.size == 0 or value is None or not math.isfinite(value):
+        return None, "no finite values"
+    if not math.isclose(float(arr.mean()), float(value), rel_tol=1e-6, abs_tol=1e-9):
+        return None, "metric is not the mean of its per-sample values"
+    return arr.tolist(), ""
+
+
+def compute_intervals(result, settings: ConfidenceSettings | None = None) -> dict[str, dict[str, Any]]:
+    """Two-sided intervals for every flat metric of ``result`` that is a mean or rate over samples.
+
+    Metrics without one map to ``{"low": None, "high": None, "why": "..."}`` so reports can say why.
+
+    Example:
+        >>> from audit.results import AuditResult, SectionResult
+        >>> sec = SectionResult("q", metrics={"m": 0.5}, sample_values={"m": [0, 1, 1, 0]})
+        >>> r = AuditResult(suite={}, model={}, generation={}, seed=0, sections={"q": sec}, metrics={"q.m": 0.5})
+        >>> compute_intervals(r)["q.m"]["method"]
+        'wilson'
+    """
+    settings = settings or ConfidenceSettings()
+    seed = result.seed if settings.seed is None else settings.seed
+    out: dict[str, dict[str, Any]] = {}
+    for key in result.metrics:
+        values, why = metric_values(result, key)
+        if values is None:
+            out[key] = {"low": None, "high": None, "level": settings.level, "why": why}
+        else:
+            out[key] = interval(values, level=settings.level, resamples=settings.resamples, seed=metric_seed(seed, key))
+    return out
