@@ -38,6 +38,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="override the suite's seed")
     p.add_argument("--no-cache", action="store_true", help="do not reuse or store cached generations and scores")
     p.add_argument("--cache-dir", metavar="DIR", help="cache location (default: $AUDIT_CACHE or ~/.cache/audit)")
+    p.add_argument("--baseline", metavar="FILE", help="baseline results.json for regression gates (refused if it measured another suite version, data or generation settings)")
+    p.add_argument("--force-baseline", action="store_true", help="compare with an incompatible baseline anyway")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add subcommands (report, compare, explain, finetune, harden, ...).
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["audit.report.commands"]
 
 
 def _setup_logging(args) -> None:
@@ -124,7 +126,8 @@ def cmd_run(args) -> int:
     suite = load_suite(args.suite, model_override=args.model)
     out_dir = Path(args.out) if args.out else Path("reports") / suite.name
     result = run_suite(suite, out_dir=out_dir, outputs=_default_outputs(out_dir) + args.output, progress=not args.quiet,
-                       use_cache=not args.no_cache, cache_dir=args.cache_dir, only_sections=args.section, seed=args.seed)
+                       use_cache=not args.no_cache, cache_dir=args.cache_dir, only_sections=args.section, seed=args.seed,
+                       baseline=getattr(args, "baseline", None), force_baseline=getattr(args, "force_baseline", False))
     return _finish(result, out_dir)
 
 

@@ -158,6 +158,7 @@ class SuiteConfig:
     description: str = ""
     sections: dict[str, Any] = field(default_factory=dict)   # section name -> validated Options
     gates: list[Any] = field(default_factory=list)           # gates.Gate
+    confidence: Any = None           # stats.ConfidenceSettings: interval level / resamples (None: defaults)
     path: str | None = None          # the file it came from
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -171,7 +172,7 @@ class SuiteConfig:
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the numbers (for baselines and caches)."""
-        d = {k: v for k, v in self.raw.items() if k not in ("gates", "description", "model")}
+        d = {k: v for k, v in self.raw.items() if k not in ("gates", "description", "model", "confidence")}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -187,7 +188,7 @@ def resolve_data_path(p: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-TOP_LEVEL = {"name", "description", "version", "model", "seed", "data", "generation", "sections", "gates"}
+TOP_LEVEL = {"name", "description", "version", "model", "seed", "data", "generation", "sections", "gates", "confidence"}
 
 
 def load_suite(path: str | os.PathLike, *, model_override: str | None = None) -> SuiteConfig:
@@ -261,6 +262,9 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
         if known is not None and metric not in known:
             raise ConfigError(f"{where}: gates[{i}]: unknown metric {gate.metric!r}{did_you_mean(metric, known)}; {section} has: {', '.join(sorted(known))}")
         gates.append(gate)
+    from .stats import ConfidenceSettings
+
+    confidence = from_mapping(ConfidenceSettings, raw.get("confidence"), f"{where}: confidence")
     return SuiteConfig(name=str(name), model=model, data=data, generation=gen, seed=seed,
                        version=str(raw.get("version", "1")), description=str(raw.get("description", "")),
-                       sections=sections, gates=gates, path=path, raw=raw)
+                       sections=sections, gates=gates, path=path, raw=raw, confidence=confidence)

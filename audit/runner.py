@@ -25,6 +25,7 @@ from .config import SuiteConfig, load_suite
 from .data import load_records
 from .evaluators import SECTIONS
 from .evaluators.base import Context, cached_generate
+from .baseline import data_fingerprint
 from .gates import apply_gates
 from .model import LanguageModel
 from .results import AuditResult, SampleRecord, SectionResult
@@ -48,7 +49,8 @@ def package_versions() -> dict[str, str]:
 def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | str | None = None,
               out_dir: str | os.PathLike | None = None, outputs: Sequence[str] = (), progress: bool = True,
               use_cache: bool = True, cache_dir: str | os.PathLike | None = None,
-              only_sections: Sequence[str] | None = None, seed: int | None = None) -> AuditResult:
+              only_sections: Sequence[str] | None = None, seed: int | None = None,
+              baseline: AuditResult | str | os.PathLike | None = None, force_baseline: bool = False) -> AuditResult:
     """Run a suite on a model and return the :class:`AuditResult` (written to ``out_dir`` if given).
 
     Args:
@@ -61,6 +63,9 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
         cache_dir: cache location (default: the user cache dir).
         only_sections: run just these sections of the suite.
         seed: override the suite's seed.
+        baseline: a baseline ``results.json`` (or loaded result) for regression gates; refused before
+            anything is generated if it measured another suite version, data or generation settings.
+        force_baseline: compare with an incompatible baseline anyway (the report says so).
     """
     t0 = time.perf_counter()
     if not isinstance(suite, SuiteConfig):
@@ -79,6 +84,14 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     d = suite.data
     data_path = suite.resolve_path(d.path)
     records = load_records(data_path, prompt_field=d.prompt_field, reference_field=d.reference_field, split=d.split, limit=d.limit)
+    base_summary = None
+    if baseline is not None:
+        from .baseline import check_baseline, load_baseline, suite_identity, summarize
+
+        base_path = "" if isinstance(baseline, AuditResult) else str(baseline)
+        baseline = baseline if isinstance(baseline, AuditResult) else load_baseline(baseline)
+        forced = check_baseline(baseline, suite_identity(suite, records), force=force_baseline, path=base_path)
+        base_summary = summarize(baseline, path=base_path, incompatible=forced)
     timings = {"validate_and_load_data": time.perf_counter() - t0}
 
     t = time.perf_counter()
@@ -120,11 +133,13 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
                "sections": list(sections)},
         model=asdict(info), generation=asdict(suite.generation), seed=suite.seed,
         sections=ctx.sections, samples=samples, versions=package_versions(),
-        data={"path": str(data_path), "split": d.split, "limit": d.limit, "records": len(records)},
+        data={"path": str(data_path), "split": d.split, "limit": d.limit, "records": len(records),
+              "fingerprint": data_fingerprint(records)},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     result.metrics = {f"{n}.{k}": v for n, s in ctx.sections.items() for k, v in s.metrics.items()}
-    apply_gates(result, suite.gates)
+    result.baseline = base_summary
+    apply_gates(result, suite.gates, baseline=baseline, confidence=suite.confidence)
     timings["total"] = time.perf_counter() - t0
     result.timings = {k: round(v, 4) for k, v in timings.items()}
     if out_dir is not None:

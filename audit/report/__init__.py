@@ -15,7 +15,7 @@ from ..registry import Registry
 from ..results import AuditResult, atomic_write
 
 # Modules that register writers; imported on first look-up.
-_WRITER_MODULES = ["console", "html", "markdown"]
+_WRITER_MODULES = ["console", "html", "markdown", "junit"]
 
 
 def _load() -> None:

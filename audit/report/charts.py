@@ -7,7 +7,7 @@ JavaScript and show in a screenshot or a printed page.
 Example:
     >>> c = bar_chart([{"label": "a", "value": 1.0}, {"label": "b", "value": -0.5}], width=300)
     >>> [round(b["x"]) for b in c["bars"]], round(c["zero"])
-    ([167, 119], 167)
+    ([188, 164], 188)
 """
 
 from __future__ import annotations
