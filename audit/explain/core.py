@@ -1,0 +1,181 @@
+"""``explain()``: attribute every generated token of one generation to the tokens before it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Sequence
+
+import torch
+
+from ..registry import AuditError
+from .explanation import Explanation
+from .faithfulness import deletion_check
+from .methods import METHODS
+from .options import ExplainOptions
+from .problem import Problem
+from .tokens import readable_tokens
+
+# Rows per forward pass when internal_batch_size is not given: about this many tokens.
+_TOKENS_PER_PASS = 8192
+
+
+class ExplainError(AuditError):
+    """An explanation cannot be computed (empty target, unknown method, ...)."""
+
+
+def _options(options: ExplainOptions | None, overrides: dict[str, Any]) -> ExplainOptions:
+    base = options or ExplainOptions()
+    names = {f.name for f in dataclasses.fields(ExplainOptions)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        from ..registry import did_you_mean
+
+        raise ExplainError(f"explain: unknown option {unknown[0]!r}{did_you_mean(unknown[0], names)}; "
+                           f"valid: {', '.join(sorted(names))}")
+    try:
+        return dataclasses.replace(base, **overrides)
+    except ValueError as e:
+        raise ExplainError(f"explain: {e}") from None
+
+
+def _baseline_id(tokenizer, baseline: str) -> int:
+    if str(baseline).isdigit():
+        return int(baseline)
+    tid = getattr(tokenizer, f"{baseline}_token_id", None)
+    if tid is None:
+        raise ExplainError(f"explain: baseline {baseline!r}: the tokenizer has no {baseline} token; "
+                           f"choose another (pad, eos, unk, bos) or give a token id")
+    return int(tid)
+
+
+def _load(model):
+    from ..model import LanguageModel
+
+    if isinstance(model, LanguageModel):
+        return model
+    if isinstance(model, str):
+        return LanguageModel.load(model)
+    raise ExplainError(f"explain: model must be a LanguageModel or a model spec, got {type(model).__name__}")
+
+
+def explain(model, prompt: str, *, target: str | None = None, method: str | None = None,
+            max_new_tokens: int | None = None, options: ExplainOptions | None = None, **overrides) -> Explanation:
+    """Explain one generation: which earlier tokens drove each generated token.
+
+    Without ``target`` the model generates greedily (``max_new_tokens`` tokens); with it, the given
+    continuation is explained (teacher-forced). Prompt and target are tokenized separately, as
+    the audit's generation pass sees them.
+
+    Args:
+        model: an :class:`~audit.model.LanguageModel` or a model spec (``builtin:tiny``, a directory).
+        prompt: the prompt text.
+        target: the continuation to explain (default: generate one).
+        method: a name in :data:`audit.explain.METHODS` (default ``integrated_gradients``).
+        max_new_tokens: tokens to generate when ``target`` is None.
+        options: an :class:`ExplainOptions`; keyword ``overrides`` replace its fields
+            (``n_steps=``, ``baseline=``, ``faithfulness=``, ...).
+
+    Returns:
+        An :class:`Explanation` (plain data; ``.to_dict()`` / ``.from_dict()``).
+
+    Example:
+        >>> from audit.explain import explain
+        >>> e = explain("builtin:micro", "The value is", max_new_tokens=3)
+        >>> len(e.attributions) == len(e.target_tokens) == 3
+        True
+    """
+    if method is not None:
+        overrides["method"] = method
+    if max_new_tokens is not None:
+        overrides["max_new_tokens"] = max_new_tokens
+    opts = _options(options, overrides)
+    lm = _load(model)
+    if target is None:
+        from ..config import GenerationSettings
+
+        target = lm.generate([prompt], GenerationSettings(max_new_tokens=opts.max_new_tokens, do_sample=False),
+                             seed=opts.seed)[0][0]
+    return explain_many(lm, [(prompt, target)], options=opts)[0]
+
+
+def explain_many(model, pairs: Sequence[tuple[str, str]], *, options: ExplainOptions | None = None,
+                 progress: bool = False, **overrides) -> list[Explanation]:
+    """Explain several (prompt, target) pairs with the same settings (a tqdm bar with ``progress``)."""
+    opts = _options(options, overrides)
+    lm = _load(model)
+    method = METHODS.get(opts.method)()
+    out = []
+    items = pairs
+    if progress:
+        from tqdm.auto import tqdm
+
+        items = tqdm(pairs, desc=f"explain ({opts.method})", unit="gen", leave=False)
+    for prompt, target in items:
+        out.append(_explain_one(lm, prompt, target, method, opts))
+    return out
+
+
+def _explain_one(lm, prompt: str, target: str, method, opts: ExplainOptions) -> Explanation:
+    t0 = time.perf_counter()
+    tok = lm.tokenizer
+    p_ids = lm.encode(prompt) if prompt else []
+    if not p_ids:  # an empty prompt: condition on the bos/eos token, as generation does
+        p_ids = [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
+    t_ids = lm.encode(target) if target else []
+    if opts.max_target_tokens is not None:
+        t_ids = t_ids[:opts.max_target_tokens]
+    if not t_ids:
+        raise ExplainError("explain: the target is empty; nothing to explain (give --target or raise max_new_tokens)")
+    if len(t_ids) >= lm.max_length:
+        raise ExplainError(f"explain: the target has {len(t_ids)} tokens, more than the model's window of {lm.max_length}")
+    p_ids = p_ids[-(lm.max_length - len(t_ids)):]  # keep the prompt's end if the window is short
+    ids = torch.tensor(p_ids + t_ids, dtype=torch.long, device=lm.device)
+    rows = opts.internal_batch_size or max(1, _TOKENS_PER_PASS // len(ids))
+    problem = Problem(model=lm.model, ids=ids, n_prompt=len(p_ids), baseline_id=_baseline_id(tok, opts.baseline),
+                      batch_rows=rows)
+
+    was_training = lm.model.training
+    lm.model.eval()
+    # Attribution needs gradients w.r.t. embeddings only; weights stay untouched.
+    req = [p.requires_grad for p in lm.model.parameters()]
+    for p in lm.model.parameters():
+        p.requires_grad_(False)
+    try:
+        res = method.attribute(problem, opts)
+        target_lp = res.target_logprobs
+        if target_lp is None:
+            target_lp = problem.logprobs_from_ids(ids[None])[0]
+        faith = None
+        if opts.faithfulness:
+            faith = deletion_check(problem, res.scores, k=opts.top_k, n_random=opts.n_random, seed=opts.seed,
+                                   target_logprobs=target_lp)
+    finally:
+        for p, r in zip(lm.model.parameters(), req):
+            p.requires_grad_(r)
+        lm.model.train(was_training)
+
+    mask = problem.source_mask().cpu()
+    scores = res.scores.detach().float().cpu()
+    matrix = [[float(scores[t, j]) if mask[t, j] else None for j in range(problem.length)] for t in range(problem.n_target)]
+    fx = [float(v) for v in target_lp.detach().float().cpu()]
+    fb = delta = None
+    if res.baseline_logprobs is not None:
+        fb = [float(v) for v in res.baseline_logprobs.detach().float().cpu()]
+        delta = [math.fsum(v for v in row if v is not None) - (a - b) for row, a, b in zip(matrix, fx, fb)]
+    tokens = readable_tokens(tok, p_ids + t_ids)
+    settings = {"method": opts.method, "internal_batch_size": rows, **(res.info or {})}
+    if method.uses_baseline or opts.faithfulness:
+        settings["baseline"] = opts.baseline
+        settings["baseline_token"] = readable_tokens(tok, [problem.baseline_id])[0]
+    if opts.faithfulness:
+        settings.update(top_k=opts.top_k, n_random=opts.n_random, seed=opts.seed)
+    return Explanation(
+        prompt=prompt, target=target if opts.max_target_tokens is None else "".join(tokens[len(p_ids):]),
+        method=opts.method, source_tokens=tokens, n_prompt=len(p_ids), token_ids=p_ids + t_ids,
+        attributions=matrix, target_logprobs=fx, baseline_logprobs=fb, convergence_delta=delta,
+        faithfulness=faith, settings=settings,
+        model={"spec": getattr(lm, "spec", None), "fingerprint": lm.fingerprint},
+        seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,50 @@
+"""Settings of an explanation: one typed dataclass shared by the Python API, the CLI and the suite section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INTEGRATION_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
+BASELINE_TOKENS = ("pad", "eos", "unk", "bos")
+
+
+@dataclass
+class ExplainOptions:
+    """How a generation is explained.
+
+    The defaults make integrated gradients complete to well within 1% on the bundled models
+    (Gauss-Legendre at 50 points gave deltas around 1e-6 of f(x) - f(baseline)).
+    """
+
+    method: str = "integrated_gradients"   # a name in audit.explain.METHODS (`audit ls` lists them)
+    max_new_tokens: int = 16               # tokens generated (greedy) when no target is given
+    max_target_tokens: int | None = None   # explain at most this many target tokens (None: all)
+    n_steps: int = 50                      # integrated gradients: interpolation points
+    integration: str = "gausslegendre"     # integrated gradients: quadrature rule (Captum's names)
+    baseline: str = "pad"                  # the token that stands for "absent": pad | eos | unk | bos | a token id
+    internal_batch_size: int | None = None # rows per forward pass (None: about 8k tokens per pass)
+    n_samples: int = 25                    # shapley_sampling: random permutations
+    faithfulness: bool = True              # also run the deletion check (a few batched forwards)
+    top_k: int = 3                         # faithfulness: sources replaced per step
+    n_random: int = 8                      # faithfulness: random draws to compare with
+    seed: int = 0                          # random draws (faithfulness, shapley) are seeded
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+        if self.max_target_tokens is not None and self.max_target_tokens < 1:
+            raise ValueError("max_target_tokens must be >= 1 (or null for all)")
+        if self.n_steps < 1:
+            raise ValueError("n_steps must be >= 1")
+        if self.integration not in INTEGRATION_METHODS:
+            raise ValueError(f"integration must be one of {', '.join(INTEGRATION_METHODS)}, got {self.integration!r}")
+        if self.baseline not in BASELINE_TOKENS and not str(self.baseline).isdigit():
+            raise ValueError(f"baseline must be one of {', '.join(BASELINE_TOKENS)} or a token id, got {self.baseline!r}")
+        if self.internal_batch_size is not None and self.internal_batch_size < 1:
+            raise ValueError("internal_batch_size must be >= 1")
+        if self.n_samples < 1:
+            raise ValueError("n_samples must be >= 1")
+        if self.top_k < 1:
+            raise ValueError("top_k must be >= 1")
+        if self.n_random < 1:
+            raise ValueError("n_random must be >= 1")

@@ -1,0 +1,76 @@
+"""One attribution problem: a prompt + target token sequence and the log-probabilities to explain.
+
+Everything is teacher-forced over the whole sequence at once. A causal LM's logits at position
+``i`` depend only on positions ``<= i``, so ONE forward pass over prompt + target yields every
+generated step's target log-probability (step ``t`` is read at position ``n_prompt + t - 1``), and
+a perturbation of the sequence can be scored for all steps in one row. Steps never see the tokens
+after them, which is exactly the prefix each step had when it was generated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Problem:
+    """The token sequence and the model; methods call its batched scoring functions."""
+
+    model: torch.nn.Module
+    ids: torch.Tensor          # (L,) prompt + target token ids, on the model's device
+    n_prompt: int              # P: the first P ids are the prompt
+    baseline_id: int           # the token that stands for "absent"
+    batch_rows: int            # rows per forward pass
+
+    @property
+    def length(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def n_target(self) -> int:
+        return self.length - self.n_prompt
+
+    @property
+    def target_ids(self) -> torch.Tensor:
+        return self.ids[self.n_prompt:]
+
+    def n_sources(self, step: int) -> int:
+        """How many tokens precede generated step ``step`` (its possible sources)."""
+        return self.n_prompt + step
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of ``ids`` (the layer every gradient method attributes to)."""
+        return self.model.get_input_embeddings()(ids)
+
+    def baseline_ids(self) -> torch.Tensor:
+        return torch.full_like(self.ids, self.baseline_id)
+
+    def _step_logprobs(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, L, V) logits -> (B, T) log-probabilities of each target token at its step."""
+        P, T = self.n_prompt, self.n_target
+        logits = logits[:, P - 1:P - 1 + T].float()                      # (B, T, V)
+        tgt = self.target_ids.view(1, T, 1).expand(logits.shape[0], T, 1)
+        return torch.log_softmax(logits, dim=-1).gather(-1, tgt)[..., 0]  # (B, T)
+
+    def logprobs_from_embeds(self, embeds: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) input embeddings -> (B, T) target log-probabilities (differentiable)."""
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        return self._step_logprobs(self.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits)
+
+    @torch.no_grad()
+    def logprobs_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) token ids -> (B, T) target log-probabilities, ``batch_rows`` rows per forward pass."""
+        out = []
+        for start in range(0, ids.shape[0], self.batch_rows):
+            chunk = ids[start:start + self.batch_rows].to(self.ids.device)
+            mask = torch.ones_like(chunk)
+            out.append(self._step_logprobs(self.model(input_ids=chunk, attention_mask=mask, use_cache=False).logits))
+        return torch.cat(out)
+
+    def source_mask(self) -> torch.Tensor:
+        """(T, L) bool: True where source j precedes step t (j < n_prompt + t)."""
+        t = torch.arange(self.n_target, device=self.ids.device)[:, None]
+        j = torch.arange(self.length, device=self.ids.device)[None, :]
+        return j < self.n_prompt + t

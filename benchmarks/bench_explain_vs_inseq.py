@@ -1,0 +1,162 @@
+"""Integrated gradients for generations: inseq 0.7.1 (and Captum's LLMGradientAttribution) vs audit.explain.
+
+Same model, same prompts and targets, same method (integrated gradients on the input embeddings),
+same quadrature (Gauss-Legendre, --steps points, --batch points per forward pass), same baseline
+(the unk token at every position; inseq's default, which keeps eos tokens as eos: there are none
+in these sequences), same attribution target (the log-probability of each target token), same
+normalisation (none: raw attributions summed over the embedding dimension, inseq's granular
+output before its ``aggregate()``). inseq attributes each step to the whole prefix (prompt and
+earlier generated tokens), like us. Captum's LLMGradientAttribution keeps earlier generated tokens
+fixed (only the prompt moves along the path), so from the second generated token on it answers a
+different question; it is compared on the first generated token, where the definitions coincide.
+
+Prints, in one run: seconds per explained token for each tool, the ratio, and the max absolute
+difference of the attribution matrices (also relative to the largest |score|).
+
+Usage:
+    python benchmarks/bench_explain_vs_inseq.py [--model builtin:tiny] [--tokens 16] [--steps 50] [--batch 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+warnings.filterwarnings("ignore")
+
+import torch  # noqa: E402
+from importlib import metadata  # noqa: E402
+
+# (prompt, continuation) from the pydoc text both bundled models were built on. Continuations start
+# with a space so that tokenizing prompt + continuation jointly (inseq) and apart (us) agree.
+PAIRS = [
+    ("The return statement leaves the current function call with",
+     " the expression list (or None) as return value. When return passes control out of a try statement"),
+    ("A class definition defines a class object.",
+     " The class name is bound to this class object in the original local namespace, and the inheritance list"),
+    ("Names refer to objects.",
+     " Names are introduced by name binding operations. Each occurrence of a name in the program text refers"),
+    ("The for statement is used to iterate over",
+     " the elements of a sequence (such as a string, tuple or list) or other iterable object, and the"),
+]
+
+
+def load(spec: str):
+    from audit.model import LanguageModel
+
+    try:
+        return LanguageModel.load(spec, device="cpu", dtype="float32"), spec
+    except Exception as e:  # builtin:tiny may not be buildable in this checkout yet
+        if spec != "builtin:tiny":
+            raise
+        print(f"# builtin:tiny unavailable ({type(e).__name__}: {str(e).splitlines()[0]}); using builtin:micro")
+        return LanguageModel.load("builtin:micro", device="cpu", dtype="float32"), "builtin:micro"
+
+
+def run_ours(lm, pairs, steps, batch):
+    from audit.explain import explain_many
+
+    t = time.perf_counter()
+    exps = explain_many(lm, pairs, method="integrated_gradients", n_steps=steps, integration="gausslegendre",
+                        baseline="unk", internal_batch_size=batch, faithfulness=False)
+    return time.perf_counter() - t, [torch.tensor([[v if v is not None else float("nan") for v in row]
+                                                   for row in e.attributions]) for e in exps], exps
+
+
+def run_inseq(lm, pairs, steps, batch):
+    import inseq
+
+    im = inseq.load_model(lm.model, "integrated_gradients", tokenizer=lm.tokenizer)
+    mats, ids = [], []
+    t = time.perf_counter()
+    for prompt, target in pairs:
+        out = im.attribute(prompt, prompt + target, n_steps=steps, internal_batch_size=batch,
+                           attributed_fn="probability", logprob=True, show_progress=False)
+        sa = out.sequence_attributions[0]
+        # target_attributions: (sequence, generated, hidden) with NaN for non-sources -> (generated, sequence)
+        mats.append(sa.target_attributions.sum(-1).T.float())
+        ids.append([tok.id for tok in sa.target])
+    return time.perf_counter() - t, mats, ids
+
+
+def run_captum(lm, pairs, steps, batch):
+    from captum.attr import LayerIntegratedGradients, LLMGradientAttribution, TextTokenInput
+
+    tok = lm.tokenizer
+    lig = LayerIntegratedGradients(lm.model, lm.model.get_input_embeddings())
+    llm = LLMGradientAttribution(lig, tok)
+    mats = []
+    t = time.perf_counter()
+    for prompt, target in pairs:
+        inp = TextTokenInput(prompt, tok, baselines=tok.unk_token_id)
+        res = llm.attribute(inp, target=target, n_steps=steps, internal_batch_size=batch, method="gausslegendre")
+        mats.append(res.token_attr.float())  # (generated, prompt)
+    return time.perf_counter() - t, mats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="builtin:tiny")
+    ap.add_argument("--tokens", type=int, default=16, help="generated tokens explained per prompt")
+    ap.add_argument("--steps", type=int, default=50, help="integration points")
+    ap.add_argument("--batch", type=int, default=50, help="integration points per forward pass (internal_batch_size)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    import captum
+    import inseq
+    import transformers
+
+    lm, spec = load(args.model)
+    info = lm.info()
+    print(f"# model {spec}: {info.architecture}, {info.parameters:,} parameters; torch {torch.__version__}, "
+          f"transformers {transformers.__version__}, captum {captum.__version__}, inseq {metadata.version('inseq')}, "
+          f"{args.threads} thread(s), {platform.processor() or platform.machine()}")
+    # The first --tokens tokens of each continuation (teacher-forced: both tools explain the same text).
+    pairs = [(p, lm.tokenizer.decode(lm.encode(t)[:args.tokens])) for p, t in PAIRS]
+    n_tokens = sum(len(lm.encode(t)) for _, t in pairs)
+    print(f"# {len(pairs)} generations, {n_tokens} explained tokens, IG gausslegendre n_steps={args.steps}, "
+          f"internal_batch_size={args.batch}")
+
+    # Warm up every tool once (imports, first-call allocations) on the first pair.
+    run_ours(lm, pairs[:1], args.steps, args.batch)
+    run_inseq(lm, pairs[:1], args.steps, args.batch)
+    run_captum(lm, pairs[:1], args.steps, args.batch)
+
+    t_ours, ours, exps = run_ours(lm, pairs, args.steps, args.batch)
+    t_inseq, theirs, inseq_ids = run_inseq(lm, pairs, args.steps, args.batch)
+    t_captum, cap = run_captum(lm, pairs, args.steps, args.batch)
+
+    diff_inseq, diff_captum, scale = 0.0, 0.0, 0.0
+    for e, a, b, c, ids in zip(exps, ours, theirs, cap, inseq_ids):
+        assert ids == e.token_ids, "inseq tokenized the pair differently"
+        assert a.shape == b.shape, (a.shape, b.shape)
+        both = ~torch.isnan(a)
+        assert torch.equal(both, ~torch.isnan(b)), "different source masks"
+        diff_inseq = max(diff_inseq, float((a[both] - b[both]).abs().max()))
+        diff_captum = max(diff_captum, float((a[0, :e.n_prompt] - c[0]).abs().max()))
+        scale = max(scale, float(a[both].abs().max()))
+    worst_delta = max(max(abs(d) for d in e.convergence_delta) for e in exps)
+
+    per = lambda s: s / n_tokens * 1000  # noqa: E731
+    print(f"inseq 0.7.1 integrated_gradients : {per(t_inseq):8.1f} ms per explained token ({t_inseq:.2f} s)")
+    print(f"captum LLMGradientAttribution    : {per(t_captum):8.1f} ms per explained token ({t_captum:.2f} s)")
+    print(f"audit.explain integrated_gradients: {per(t_ours):8.1f} ms per explained token ({t_ours:.2f} s)")
+    print(f"speed-up vs inseq : {t_inseq / t_ours:.2f}x")
+    print(f"speed-up vs captum: {t_captum / t_ours:.2f}x")
+    print(f"max |ours - inseq|  = {diff_inseq:.3g} (largest |score| {scale:.3g}; relative {diff_inseq / scale:.2g})")
+    print(f"max |ours - captum| = {diff_captum:.3g} on the first generated token (relative {diff_captum / scale:.2g})")
+    print(f"max |completeness delta| (ours) = {worst_delta:.3g}")
+
+
+if __name__ == "__main__":
+    main()
