@@ -186,7 +186,9 @@ def _extra_listings():
 
 # (title, module, registry attribute): other modules' registries shown by `audit ls`.
 _LISTED: list[tuple[str, str, str]] = [("toxicity backends", "audit.scorers", "SCORERS"),
-                                      ("sentiment backends", "audit.scorers", "SENTIMENT_SCORERS")]
+                                      ("sentiment backends", "audit.scorers", "SENTIMENT_SCORERS"),
+                                      ("attack recipes", "audit.attacks", "RECIPES"),
+                                      ("prompt perturbations", "audit.perturb", "PERTURBATIONS")]
 
 
 def cmd_ls(args) -> int:

@@ -1,0 +1,102 @@
+"""Run a recipe over prompts and turn TextAttack's results into plain records.
+
+One record per attacked example (the schema the report, attribution and hardening read)::
+
+    {"id", "recipe", "original_prompt", "perturbed_prompt", "clean_output", "perturbed_output",
+     "reference", "success", "skipped", "score", "words_perturbed", "words_perturbed_pct",
+     "queries", "perturbed_word_indices"}
+
+Random transformations (DeepWordBug's random letters) draw from Python's and NumPy's global RNGs;
+both are seeded per (seed, recipe, example id) before each attack, so a run is reproducible and
+an example's result does not depend on which examples ran before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+log = logging.getLogger("audit")
+
+
+@dataclass
+class Target:
+    """One prompt to attack, with the model's clean output (the goal's ground truth)."""
+
+    id: str
+    prompt: str
+    clean_output: str
+    reference: str | None = None
+
+
+def example_seed(seed: int, recipe: str, example_id: str) -> int:
+    digest = hashlib.sha256(f"{seed}\x00{recipe}\x00{example_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def attack_targets(attack, targets: Sequence[Target], *, recipe: str, seed: int = 0,
+                   progress: bool = False) -> list[dict[str, Any]]:
+    """Attack each target with ``attack`` (a ``textattack.Attack``) and return one record per target.
+
+    Example:
+        >>> records = attack_targets(attack, [Target("1", "Hi there", clean)], recipe="deepwordbug")  # doctest: +SKIP
+        >>> records[0]["success"]  # doctest: +SKIP
+        True
+    """
+    import numpy as np
+
+    bar = None
+    if progress and len(targets) > 1:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(targets), desc=f"attack {recipe}", unit="ex", leave=False)
+    records = []
+    try:
+        for t in targets:
+            s = example_seed(seed, recipe, t.id)
+            random.seed(s)
+            np.random.seed(s)
+            result = attack.attack(t.prompt, t.clean_output)
+            records.append(to_record(result, t, recipe=recipe))
+            if bar:
+                bar.update(1)
+                bar.set_postfix(success=sum(r["success"] for r in records))
+    finally:
+        if bar:
+            bar.close()
+    return records
+
+
+def to_record(result, target: Target, *, recipe: str) -> dict[str, Any]:
+    """A TextAttack ``AttackResult`` as a plain record (see the module docstring)."""
+    from textattack.attack_results import SkippedAttackResult, SuccessfulAttackResult
+
+    original = result.original_result.attacked_text
+    perturbed = result.perturbed_result.attacked_text
+    skipped = isinstance(result, SkippedAttackResult)
+    # As TextAttack's WordsPerturbed metric: positions whose word differs from the original.
+    changed = sorted(original.all_words_diff(perturbed)) if not skipped else []
+    if not changed and perturbed.text != original.text:
+        # Edits that keep word boundaries but change the text (e.g. invisible characters the word
+        # splitter drops): count the modified indices TextAttack tracked instead.
+        changed = sorted(perturbed.attack_attrs.get("modified_indices", ()))
+    n_words = max(1, len(original.words))
+    return {
+        "id": target.id,
+        "recipe": recipe,
+        "original_prompt": original.text,
+        "perturbed_prompt": perturbed.text,
+        "clean_output": target.clean_output,
+        "perturbed_output": str(result.perturbed_result.output),
+        "reference": target.reference,
+        "success": isinstance(result, SuccessfulAttackResult),
+        "skipped": skipped,
+        "score": float(result.perturbed_result.score),
+        "words_perturbed": len(changed),
+        "words_perturbed_pct": 100.0 * len(changed) / n_words,
+        "queries": int(result.perturbed_result.num_queries),
+        "perturbed_word_indices": [int(i) for i in changed],
+    }

@@ -1,0 +1,216 @@
+"""Consistency: does the model say the same thing when nothing that matters changed?
+
+- Seed consistency: ``seed_samples`` sampled generations per prompt (``temperature``/``top_p``);
+  ``seed_similarity`` is the mean pairwise similarity (symmetric chrF or ROUGE-L, 0-1) within a
+  prompt, averaged over prompts. For prompts whose reference is short (at most
+  ``short_answer_words`` words) ``answer_agreement`` is the share of sample pairs whose normalised
+  answers (first line, lower-cased, punctuation dropped, first ``short_answer_words`` words) agree.
+- Invariance (CheckList INV): greedy outputs for the prompt and for each meaning-preserving
+  variant in ``perturbations`` (:mod:`audit.perturb`); ``invariance`` is the mean similarity over
+  all (prompt, perturbation) pairs where the perturbation changed the prompt, and
+  ``invariance_<name>`` breaks it down per perturbation.
+- Directional (CheckList DIR): for each meaning-changing variant in ``dir_perturbations`` the
+  output SHOULD change; ``dir_change_rate`` is the share of such pairs whose output similarity to
+  the clean output is below ``dir_max_similarity``.
+- Paraphrase consistency: when records carry a group field (``group_field``, default ``group``),
+  ``paraphrase_similarity`` is the mean pairwise similarity of greedy outputs within each group of
+  two or more prompts (NaN without groups).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import combinations
+
+from ..registry import did_you_mean
+from ..results import MetricInfo, SectionResult
+from . import SECTIONS
+from .base import Context, Evaluator, mean, metric
+
+
+def normalize_answer(text: str, max_words: int) -> str:
+    """The comparable core of a short answer: first non-empty line, lower case, no punctuation.
+
+    Example:
+        >>> normalize_answer("  Paris.\\nIt is in France", 5)
+        'paris'
+    """
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    words = re.sub(r"[^\w\s]", " ", line.lower()).split()
+    return " ".join(words[:max_words])
+
+
+@SECTIONS.register("consistency")
+class ConsistencyEvaluator(Evaluator):
+    name = "consistency"
+    METRICS = dict([
+        metric("seed_similarity", True, "mean pairwise similarity (0-1) of sampled generations of the same prompt"),
+        metric("answer_agreement", True, "share of sample pairs with the same normalised answer, for prompts with a short reference"),
+        metric("invariance", True, "mean similarity (0-1) of outputs under meaning-preserving prompt perturbations (CheckList INV)"),
+        metric("dir_change_rate", True, "share of meaning-changing perturbations that changed the output (CheckList DIR)"),
+        metric("paraphrase_similarity", True, "mean pairwise similarity (0-1) of outputs within paraphrase groups"),
+    ])
+
+    @dataclass
+    class Options:
+        seed_samples: int = 4                # sampled generations per prompt (0 = skip seed consistency)
+        temperature: float = 1.0             # sampling temperature for the seed samples
+        top_p: float = 0.95                  # nucleus mass for the seed samples
+        similarity: str = "chrf"             # chrf | rouge_l
+        short_answer_words: int = 5          # references of at most this many words count as short answers
+        perturbations: list[str] = field(default_factory=lambda: ["lowercase", "punctuation", "contractions", "typos",
+                                                                  "whitespace"])  # INV ([] = off)
+        dir_perturbations: list[str] = field(default_factory=lambda: ["negation", "numbers"])  # DIR ([] = off)
+        dir_max_similarity: float = 0.9      # DIR: an output "changed" when its similarity is below this
+        group_field: str = "group"           # metadata field naming paraphrase groups
+        examples: int | None = None          # use the first N prompts (None: all)
+
+        def __post_init__(self):
+            from ..attacks.similarity import SIMILARITIES
+            from ..perturb import PERTURBATIONS
+
+            if self.seed_samples < 0 or self.seed_samples == 1:
+                raise ValueError("seed_samples must be 0 (off) or >= 2")
+            if self.temperature <= 0 or not 0 < self.top_p <= 1:
+                raise ValueError("temperature must be > 0 and top_p in (0, 1]")
+            if self.similarity not in SIMILARITIES:
+                raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {self.similarity!r}")
+            for key, kind in (("perturbations", "inv"), ("dir_perturbations", "dir")):
+                for p in getattr(self, key):
+                    if p not in PERTURBATIONS:
+                        raise ValueError(f"{key}: unknown perturbation {p!r}{did_you_mean(p, PERTURBATIONS.names())}; "
+                                         f"available: {', '.join(PERTURBATIONS.names())}")
+                    if PERTURBATIONS.get(p).kind != kind:
+                        raise ValueError(f"{key}: {p!r} is a {PERTURBATIONS.get(p).kind.upper()} perturbation, not {kind.upper()}")
+            if not 0 < self.dir_max_similarity <= 1:
+                raise ValueError("dir_max_similarity must be in (0, 1]")
+            if self.short_answer_words < 1 or (self.examples is not None and self.examples < 1):
+                raise ValueError("short_answer_words and examples must be >= 1")
+
+    @classmethod
+    def metric_names(cls, options) -> set[str]:
+        return set(cls._infos(options))
+
+    @classmethod
+    def _infos(cls, options) -> dict[str, MetricInfo]:
+        infos = dict(cls.METRICS)
+        for p in options.perturbations:
+            infos[f"invariance_{p}"] = MetricInfo(f"invariance_{p}", True, f"mean output similarity under the {p} perturbation")
+        return infos
+
+    def _evaluate(self, ctx: Context, result: SectionResult) -> None:
+        o = self.options
+        samples = ctx.samples[:o.examples] if o.examples else list(ctx.samples)
+        result.metric_info.update(self._infos(o))
+        # INV, DIR and paraphrase comparisons use greedy outputs: with sampling, a changed prompt
+        # changes the sampling seed too, and we would measure the dice instead of the model.
+        greedy = dataclasses.replace(ctx.settings, do_sample=False, num_samples=1)
+        self._seed(ctx, samples, result)
+        self._perturbations(ctx, samples, greedy, result)
+        self._paraphrases(ctx, samples, greedy, result)
+
+    def _sim(self, a: str, b: str) -> float:
+        from ..attacks.similarity import similarity
+
+        return similarity(a, b, self.options.similarity)
+
+    def _seed(self, ctx: Context, samples, result: SectionResult) -> None:
+        from ..attacks.similarity import mean_pairwise_similarity
+
+        o = self.options
+        if not o.seed_samples:
+            result.metrics["seed_similarity"] = result.metrics["answer_agreement"] = math.nan
+            return
+        sampling = dataclasses.replace(ctx.settings, do_sample=True, num_samples=o.seed_samples,
+                                       temperature=o.temperature, top_p=o.top_p)
+        gens = ctx.generate([s.prompt for s in samples], sampling, desc="consistency samples")
+        per = [mean_pairwise_similarity(g, o.similarity) for g in gens]
+        for s, v in zip(samples, per):
+            s.scores["consistency.seed_similarity"] = v
+        result.metrics["seed_similarity"] = mean(per)
+        result.sample_values["seed_similarity"] = per
+        agree = []
+        for s, g in zip(samples, gens):
+            if s.reference and len(s.reference.split()) <= o.short_answer_words:
+                answers = [normalize_answer(x, o.short_answer_words) for x in g]
+                pairs = list(combinations(answers, 2))
+                agree.append(sum(a == b for a, b in pairs) / len(pairs))
+                s.scores["consistency.answer_agreement"] = agree[-1]
+        result.metrics["answer_agreement"] = mean(agree) if agree else math.nan
+        if agree:
+            result.sample_values["answer_agreement"] = agree
+        result.details["seed"] = {"samples_per_prompt": o.seed_samples, "temperature": o.temperature, "top_p": o.top_p,
+                                  "short_answer_prompts": len(agree),
+                                  "examples": [{"id": s.id, "prompt": s.prompt, "samples": g} for s, g in zip(samples[:3], gens)]}
+
+    def _perturbations(self, ctx: Context, samples, greedy, result: SectionResult) -> None:
+        from ..perturb import perturb
+
+        o = self.options
+        names = list(o.perturbations) + list(o.dir_perturbations)
+        if not names:
+            result.metrics["invariance"] = result.metrics["dir_change_rate"] = math.nan
+            return
+        prompts = [s.prompt for s in samples]
+        variants = {p: [perturb(x, p, seed=ctx.seed) for x in prompts] for p in names}
+        flat = prompts + [v for p in names for v in variants[p]]
+        # One generation call: clean prompts and all variants batched together (and cached).
+        outs = [g[0] for g in ctx.generate(flat, greedy, desc="consistency variants")]
+        clean = outs[:len(prompts)]
+        n = len(prompts)
+        breakdown, inv_all, dir_all, examples = {}, [], [], []
+        for k, p in enumerate(names):
+            out_p = outs[n * (k + 1):n * (k + 2)]
+            sims = []
+            for i, s in enumerate(samples):
+                if variants[p][i] == s.prompt:
+                    continue  # the perturbation does not apply to this prompt
+                sims.append(self._sim(out_p[i], clean[i]))
+                if len(examples) < 12 and sum(e["perturbation"] == p for e in examples) < 2:
+                    examples.append({"id": s.id, "perturbation": p, "kind": "inv" if p in o.perturbations else "dir",
+                                     "prompt": s.prompt, "perturbed_prompt": variants[p][i], "output": clean[i],
+                                     "perturbed_output": out_p[i], "similarity": sims[-1]})
+            if p in o.perturbations:
+                result.metrics[f"invariance_{p}"] = mean(sims)
+                inv_all.extend(sims)
+                breakdown[p] = {"kind": "inv", "applied": len(sims), "mean_similarity": mean(sims)}
+            else:
+                changed = [float(v < o.dir_max_similarity) for v in sims]
+                dir_all.extend(changed)
+                breakdown[p] = {"kind": "dir", "applied": len(sims), "mean_similarity": mean(sims),
+                                "change_rate": mean(changed)}
+        result.metrics["invariance"] = mean(inv_all)
+        result.sample_values["invariance"] = inv_all
+        result.metrics["dir_change_rate"] = mean(dir_all)
+        result.sample_values["dir_change_rate"] = dir_all
+        result.details["perturbations"] = breakdown
+        result.details["perturbation_examples"] = examples
+
+    def _paraphrases(self, ctx: Context, samples, greedy, result: SectionResult) -> None:
+        o = self.options
+        groups: dict[str, list] = defaultdict(list)
+        for s in samples:
+            g = s.metadata.get(o.group_field)
+            if g is not None and g != "":
+                groups[str(g)].append(s)
+        groups = {g: ss for g, ss in groups.items() if len(ss) >= 2}
+        if not groups:
+            result.metrics["paraphrase_similarity"] = math.nan
+            return
+        members = [s for ss in groups.values() for s in ss]
+        outs = dict(zip((id(s) for s in members), (g[0] for g in ctx.generate([s.prompt for s in members], greedy,
+                                                                                 desc="consistency paraphrases"))))
+        from ..attacks.similarity import mean_pairwise_similarity
+
+        per_group, rows = [], []
+        for g, ss in sorted(groups.items()):
+            v = mean_pairwise_similarity([outs[id(s)] for s in ss], o.similarity)
+            per_group.append(v)
+            rows.append({"group": g, "prompts": len(ss), "similarity": v})
+        result.metrics["paraphrase_similarity"] = mean(per_group)
+        result.sample_values["paraphrase_similarity"] = per_group
+        result.details["paraphrase_groups"] = rows

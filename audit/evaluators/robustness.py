@@ -1,0 +1,223 @@
+"""Robustness: TextAttack attacks on the generation model, and HELM-style worst case over perturbations.
+
+Two measurements, both against the model's OWN clean output for each prompt:
+
+1. Adversarial attacks. Each recipe in ``recipes`` (``audit ls`` lists them) attacks the first
+   ``examples`` prompts with at most ``query_budget`` model queries each; the goal (``goal``)
+   decides success, by default that the output's chrF similarity to the clean output drops to
+   ``max_similarity``. Metrics follow TextAttack's attack summary: success rate over attacked
+   (not skipped) examples, mean % words perturbed over successful attacks, mean queries per
+   attacked example; ``quality_drop`` is chrF against the reference of the clean output minus that
+   of the perturbed output.
+2. Worst case (HELM): every prompt is perturbed with each meaning-preserving perturbation in
+   ``perturbations`` (:mod:`audit.perturb`); per instance the worst score over the original and
+   its variants is kept, then averaged: ``worst_case_similarity`` (to the clean output, no
+   reference needed) and ``worst_case_chrf`` (to the reference; NaN without references).
+
+Every query goes through one batched, cached :class:`~audit.attacks.GenerationModelWrapper`
+(also backed by the run's generation cache on disk), so no prompt is generated twice. Records
+hold one dict per attacked example (schema in :mod:`audit.attacks.run`); ``audit run`` writes the
+successful ones to ``adversarial.jsonl`` for hardening.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from ..registry import did_you_mean
+from ..results import MetricInfo, SectionResult
+from . import SECTIONS
+from .base import Context, Evaluator, mean, metric
+
+_DEFAULT_PERTURBATIONS = ["lowercase", "punctuation", "contractions", "typos", "whitespace"]
+
+
+@SECTIONS.register("robustness")
+class RobustnessEvaluator(Evaluator):
+    name = "robustness"
+    METRICS = dict([
+        metric("attack_success_rate", False, "share of attacked (not skipped) examples where an attack reached its goal"),
+        metric("words_perturbed_pct", True, "mean % of prompt words perturbed by successful attacks (higher: harder to attack)"),
+        metric("queries_per_example", True, "mean model queries per attacked example (higher: harder to attack)"),
+        metric("quality_drop", False, "chrF to the reference of clean outputs minus that of attacked outputs (0-100 points)"),
+        metric("worst_case_similarity", True, "HELM worst case: per prompt, min chrF similarity (0-1) of outputs under "
+                                              "meaning-preserving perturbations to the clean output, averaged"),
+        metric("worst_case_chrf", True, "HELM worst case: per prompt, min chrF (0-100) to the reference over the original "
+                                        "and its perturbations, averaged"),
+    ])
+
+    @dataclass
+    class Options:
+        recipes: list[str] = field(default_factory=lambda: ["deepwordbug"])  # attack recipes (`audit ls`)
+        goal: str = "output_change"          # output_change | non_overlapping | toxicity
+        max_similarity: float = 0.5          # output_change: success once chrF similarity to the clean output <= this
+        min_fraction: float = 1.0            # non_overlapping: share of clean-output words that must change
+        toxicity_scorer: str = "profanity"   # toxicity: audit.scorers spec of the classifier
+        toxicity_threshold: float = 0.5      # toxicity: success once the output's score >= this
+        examples: int | None = 20            # attack the first N prompts (None: all); attacks cost queries
+        query_budget: int = 60               # model queries per attacked example and recipe
+        max_words_perturbed: int | None = None  # override the recipes' own limit on perturbed words
+        max_new_tokens: int | None = None    # shorter outputs make queries cheaper (None: the suite's setting)
+        perturbations: list[str] = field(default_factory=lambda: list(_DEFAULT_PERTURBATIONS))  # worst case ([] = off)
+        worst_case_examples: int | None = None  # prompts for the worst case (None: all)
+        similarity: str = "chrf"             # chrf | rouge_l: output similarity measure
+
+        def __post_init__(self):
+            from ..attacks import GOAL_NAMES, RECIPES
+            from ..attacks.similarity import SIMILARITIES
+            from ..perturb import PERTURBATIONS
+
+            for r in self.recipes:
+                if r not in RECIPES:
+                    raise ValueError(f"recipes: unknown attack recipe {r!r}{did_you_mean(r, RECIPES.names())}; "
+                                     f"available: {', '.join(RECIPES.names())}")
+            if self.goal not in GOAL_NAMES:
+                raise ValueError(f"goal: unknown goal {self.goal!r}{did_you_mean(self.goal, GOAL_NAMES)}; "
+                                 f"available: {', '.join(GOAL_NAMES)}")
+            for p in self.perturbations:
+                if p not in PERTURBATIONS:
+                    raise ValueError(f"perturbations: unknown perturbation {p!r}{did_you_mean(p, PERTURBATIONS.names())}; "
+                                     f"available: {', '.join(PERTURBATIONS.names())}")
+            if self.similarity not in SIMILARITIES:
+                raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {self.similarity!r}")
+            if not 0.0 <= self.max_similarity < 1.0:
+                raise ValueError("max_similarity must be in [0, 1)")
+            if not 0.0 < self.min_fraction <= 1.0:
+                raise ValueError("min_fraction must be in (0, 1]")
+            if not 0.0 < self.toxicity_threshold <= 1.0:
+                raise ValueError("toxicity_threshold must be in (0, 1]")
+            for name in ("examples", "query_budget", "max_words_perturbed", "max_new_tokens", "worst_case_examples"):
+                v = getattr(self, name)
+                if v is not None and v < 1:
+                    raise ValueError(f"{name} must be >= 1")
+
+    @classmethod
+    def metric_names(cls, options) -> set[str]:
+        return set(cls._infos(options))
+
+    @classmethod
+    def _infos(cls, options) -> dict[str, MetricInfo]:
+        infos = dict(cls.METRICS)
+        for r in options.recipes:
+            name = f"attack_success_rate_{r}"
+            infos[name] = MetricInfo(name, False, f"attack success rate of recipe {r}")
+        return infos
+
+    # ---- evaluation --------------------------------------------------------------------------
+    def _evaluate(self, ctx: Context, result: SectionResult) -> None:
+        from ..attacks import check_data
+
+        o = self.options
+        for r in o.recipes:   # fail before any generation if a recipe's data is missing
+            check_data(r)
+        from ..attacks.wrapper import GenerationModelWrapper
+
+        settings = dataclasses.replace(ctx.settings, num_samples=1,
+                                       max_new_tokens=o.max_new_tokens or ctx.settings.max_new_tokens)
+        wrapper = GenerationModelWrapper(ctx.model, settings, seed=ctx.seed,
+                                         disk_cache=ctx.cache(f"gen-{ctx.model.fingerprint}"))
+        result.metric_info.update(self._infos(o))
+        records = self._attack(ctx, wrapper, result)
+        self._worst_case(ctx, wrapper, result)
+        result.records = records
+        result.details["wrapper"] = dict(wrapper.stats)
+        result.details["attack_settings"] = {"goal": o.goal, "query_budget": o.query_budget, "examples": o.examples,
+                                             "max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample}
+
+    def _attack(self, ctx: Context, wrapper, result: SectionResult) -> list[dict]:
+        from ..attacks import build_attack
+        from ..attacks.goals import make_goal
+        from ..attacks.run import Target, attack_targets
+        from ..metrics import sentence_chrf
+
+        o = self.options
+        samples = ctx.samples[:o.examples] if o.examples else list(ctx.samples)
+        clean = wrapper([s.prompt for s in samples])
+        targets = [Target(s.id, s.prompt, c, s.reference) for s, c in zip(samples, clean)]
+        goal_options = {"output_change": {"max_similarity": o.max_similarity, "measure": o.similarity},
+                        "non_overlapping": {"min_fraction": o.min_fraction},
+                        "toxicity": {"scorer": o.toxicity_scorer, "threshold": o.toxicity_threshold}}[o.goal]
+        records: list[dict] = []
+        table = {}
+        for name in o.recipes:
+            goal = make_goal(o.goal, wrapper, query_budget=o.query_budget, **goal_options)
+            attack = build_attack(name, goal, max_words=o.max_words_perturbed)
+            recs = attack_targets(attack, targets, recipe=name, seed=ctx.seed, progress=ctx.progress)
+            attacked = [r for r in recs if not r["skipped"]]
+            rate = mean([float(r["success"]) for r in attacked])
+            result.metrics[f"attack_success_rate_{name}"] = rate
+            table[name] = {"examples": len(recs), "succeeded": sum(r["success"] for r in recs),
+                           "failed": sum(1 for r in attacked if not r["success"]), "skipped": len(recs) - len(attacked),
+                           "success_rate": rate, "queries_per_example": mean([r["queries"] for r in attacked]),
+                           "words_perturbed_pct": mean([r["words_perturbed_pct"] for r in attacked if r["success"]])}
+            records.extend(recs)
+        attacked = [r for r in records if not r["skipped"]]
+        successes = [r for r in attacked if r["success"]]
+        result.metrics["attack_success_rate"] = mean([float(r["success"]) for r in attacked])
+        result.metrics["words_perturbed_pct"] = mean([r["words_perturbed_pct"] for r in successes])
+        result.metrics["queries_per_example"] = mean([float(r["queries"]) for r in attacked])
+        result.sample_values["attack_success_rate"] = [float(r["success"]) for r in attacked]
+        result.sample_values["words_perturbed_pct"] = [r["words_perturbed_pct"] for r in successes]
+        result.sample_values["queries_per_example"] = [float(r["queries"]) for r in attacked]
+        with_ref = [r for r in attacked if r["reference"]]
+        if with_ref:
+            refs = [r["reference"] for r in with_ref]
+            before = sentence_chrf([r["clean_output"] for r in with_ref], refs)
+            after = sentence_chrf([r["perturbed_output"] for r in with_ref], refs)
+            drops = [b - a for b, a in zip(before, after)]
+            result.metrics["quality_drop"] = mean(drops)
+            result.sample_values["quality_drop"] = drops
+        else:
+            result.metrics["quality_drop"] = math.nan
+        result.details["recipes"] = table
+        return records
+
+    def _worst_case(self, ctx: Context, wrapper, result: SectionResult) -> None:
+        from ..attacks.similarity import similarity
+        from ..metrics import sentence_chrf
+        from ..perturb import perturb
+
+        o = self.options
+        if not o.perturbations:
+            result.metrics["worst_case_similarity"] = math.nan
+            result.metrics["worst_case_chrf"] = math.nan
+            return
+        samples = ctx.samples[:o.worst_case_examples] if o.worst_case_examples else list(ctx.samples)
+        prompts = [s.prompt for s in samples]
+        variants = {p: [perturb(s.prompt, p, seed=ctx.seed) for s in samples] for p in o.perturbations}
+        # One wrapper call for everything: the clean prompts and every variant, batched together.
+        flat = prompts + [v for p in o.perturbations for v in variants[p]]
+        outs = wrapper(flat)
+        clean = outs[:len(prompts)]
+        var_out = {p: outs[len(prompts) * (k + 1):len(prompts) * (k + 2)] for k, p in enumerate(o.perturbations)}
+        per_pert = {}
+        worst_sim, worst_chrf = [], []
+        refs_present = all(s.reference for s in samples)
+        for i, s in enumerate(samples):
+            sims, scores = [1.0], []
+            applied = [p for p in o.perturbations if variants[p][i] != s.prompt]
+            for p in applied:
+                sims.append(similarity(var_out[p][i], clean[i], o.similarity))
+                per_pert.setdefault(p, []).append(sims[-1])
+            worst_sim.append(min(sims))
+            s.scores["robustness.worst_case_similarity"] = worst_sim[-1]
+            if s.reference:
+                outs_i = [clean[i]] + [var_out[p][i] for p in applied]
+                scores = sentence_chrf(outs_i, [s.reference] * len(outs_i))
+                worst_chrf.append(min(scores))
+                s.scores["robustness.worst_case_chrf"] = worst_chrf[-1]
+        result.metrics["worst_case_similarity"] = mean(worst_sim)
+        result.sample_values["worst_case_similarity"] = worst_sim
+        result.metrics["worst_case_chrf"] = mean(worst_chrf) if worst_chrf else math.nan
+        if worst_chrf:
+            result.sample_values["worst_case_chrf"] = worst_chrf
+        result.details["worst_case"] = {
+            "prompts": len(samples), "all_have_references": refs_present,
+            "perturbations": {p: {"applied": len(per_pert.get(p, [])), "mean_similarity": mean(per_pert.get(p, []))}
+                              for p in o.perturbations},
+            "examples": [{"id": s.id, "perturbation": p, "prompt": variants[p][i], "output": var_out[p][i],
+                          "clean_output": clean[i]}
+                         for i, s in enumerate(samples[:5]) for p in o.perturbations if variants[p][i] != s.prompt],
+        }

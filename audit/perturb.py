@@ -1,0 +1,200 @@
+"""Prompt perturbations for consistency (CheckList INV / DIR) and HELM-style worst-case robustness.
+
+Pure Python, no model and no TextAttack: each perturbation maps a prompt to a variant, seeded by
+``(seed, name, prompt)`` so runs are reproducible and independent of order. Two kinds:
+
+- ``inv`` (meaning-preserving; the output should not change): ``lowercase``, ``uppercase_first``,
+  ``punctuation`` (drop or add sentence-final punctuation), ``contractions`` (contract or expand,
+  HELM's contraction/expansion), ``typos`` (HELM-style keyboard-neighbour, swap and drop typos),
+  ``whitespace`` (extra spaces between words).
+- ``dir`` (meaning-changing; the output should change): ``negation`` (add or remove "not"),
+  ``numbers`` (change the numbers in the prompt).
+
+A perturbation that does not apply returns the prompt unchanged; callers skip those pairs.
+
+Example:
+    >>> perturb("Where is my order?", "lowercase")
+    'where is my order?'
+    >>> perturb("I do not know", "contractions")
+    "I don't know"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A named prompt perturbation: ``fn(text, rng) -> text``; ``kind`` is ``inv`` or ``dir``."""
+
+    name: str
+    fn: Callable[[str, random.Random], str]
+    kind: str
+    description: str
+
+
+PERTURBATIONS: Registry = Registry("perturbation")
+
+
+def _register(name: str, kind: str, description: str):
+    def deco(fn):
+        PERTURBATIONS.register(name)(Perturbation(name, fn, kind, description))
+        return fn
+
+    return deco
+
+
+def perturb(text: str, name: str, *, seed: int = 0) -> str:
+    """Apply the perturbation ``name`` to ``text`` (deterministic for a given seed).
+
+    Example:
+        >>> perturb("Hello world", "whitespace", seed=1) != "Hello world"
+        True
+    """
+    p = PERTURBATIONS.get(name)
+    digest = hashlib.sha256(f"{seed}\x00{name}\x00{text}".encode()).digest()
+    return p.fn(text, random.Random(int.from_bytes(digest[:8], "little")))
+
+
+def names(kind: str | None = None) -> list[str]:
+    """Registered perturbation names, optionally only one kind (``inv`` or ``dir``)."""
+    return [n for n, p in PERTURBATIONS.items() if kind is None or p.kind == kind]
+
+
+# ---- meaning-preserving (INV) -------------------------------------------------------------------
+_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+
+
+@_register("lowercase", "inv", "lower-case the whole prompt")
+def _lowercase(text: str, rng: random.Random) -> str:
+    return text.lower()
+
+
+@_register("uppercase_first", "inv", "capitalise the first letter of every sentence and line")
+def _uppercase_first(text: str, rng: random.Random) -> str:
+    return re.sub(r"(^|[.!?]\s+|\n)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
+
+
+@_register("punctuation", "inv", "drop sentence-final punctuation, or add a period where there is none")
+def _punctuation(text: str, rng: random.Random) -> str:
+    stripped = re.sub(r"([A-Za-z0-9])[.!?]+(?=\s|$)", r"\1", text)
+    if stripped != text:
+        return stripped
+    # Nothing to drop: end the first line that has words with a period instead.
+    return re.sub(r"([A-Za-z0-9])(?=\s*(\n|$))", r"\1.", text, count=1)
+
+
+# Contractions and their expansions (a small closed list: unambiguous both ways).
+CONTRACTIONS = {
+    "do not": "don't", "does not": "doesn't", "did not": "didn't", "is not": "isn't", "are not": "aren't",
+    "was not": "wasn't", "were not": "weren't", "have not": "haven't", "has not": "hasn't", "had not": "hadn't",
+    "can not": "can't", "cannot": "can't", "could not": "couldn't", "will not": "won't", "would not": "wouldn't",
+    "should not": "shouldn't", "must not": "mustn't", "I am": "I'm", "you are": "you're", "we are": "we're",
+    "they are": "they're", "it is": "it's", "that is": "that's", "there is": "there's", "what is": "what's",
+    "I have": "I've", "you have": "you've", "we have": "we've", "they have": "they've", "I will": "I'll",
+    "you will": "you'll", "we will": "we'll", "they will": "they'll", "I would": "I'd", "let us": "let's",
+}
+_EXPANSIONS = {v.lower(): k for k, v in CONTRACTIONS.items() if k != "cannot"}
+
+
+def _match_case(src: str, repl: str) -> str:
+    return repl[0].upper() + repl[1:] if src[:1].isupper() and repl[:1].islower() else repl
+
+
+@_register("contractions", "inv", "contract expanded forms (do not -> don't), or expand contractions when there are none")
+def _contractions(text: str, rng: random.Random) -> str:
+    pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(CONTRACTIONS, key=len, reverse=True)) + r")\b",
+                         re.IGNORECASE)
+    keys = {k.lower(): v for k, v in CONTRACTIONS.items()}
+    contracted = pattern.sub(lambda m: _match_case(m.group(0), keys[m.group(0).lower()]), text)
+    if contracted != text:
+        return contracted
+    rev = re.compile(r"\b(" + "|".join(re.escape(k) for k in _EXPANSIONS) + r")(?![A-Za-z'])", re.IGNORECASE)
+    return rev.sub(lambda m: _match_case(m.group(0), _EXPANSIONS[m.group(0).lower()]), text)
+
+
+# Neighbouring keys on a QWERTY keyboard (lower case), for realistic typos.
+_QWERTY = {
+    "q": "wa", "w": "qase", "e": "wsdr", "r": "edft", "t": "rfgy", "y": "tghu", "u": "yhji", "i": "ujko", "o": "iklp",
+    "p": "ol", "a": "qwsz", "s": "awedxz", "d": "serfcx", "f": "drtgvc", "g": "ftyhbv", "h": "gyujnb", "j": "huikmn",
+    "k": "jiolm", "l": "kop", "z": "asx", "x": "zsdc", "c": "xdfv", "v": "cfgb", "b": "vghn", "n": "bhjm", "m": "njk",
+}
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    i = rng.randrange(1, len(word) - 1)  # keep the first and last letter (still readable)
+    op = rng.choice(("neighbour", "swap", "drop"))
+    if op == "swap":
+        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    if op == "drop":
+        return word[:i] + word[i + 1:]
+    c = word[i]
+    near = _QWERTY.get(c.lower())
+    if not near:
+        return word[:i] + word[i + 1:]
+    r = rng.choice(near)
+    return word[:i] + (r.upper() if c.isupper() else r) + word[i + 1:]
+
+
+@_register("typos", "inv", "typos in ~10% of words of 4+ letters (at least one): neighbouring key, swap or drop")
+def _typos(text: str, rng: random.Random) -> str:
+    spans = [m.span() for m in re.finditer(r"[A-Za-z]{4,}", text)]
+    if not spans:
+        return text
+    chosen = {j for j in range(len(spans)) if rng.random() < 0.1} or {rng.randrange(len(spans))}
+    out, last = [], 0
+    for j, (a, b) in enumerate(spans):
+        out.append(text[last:a])
+        out.append(_typo(text[a:b], rng) if j in chosen else text[a:b])
+        last = b
+    out.append(text[last:])
+    return "".join(out)
+
+
+@_register("whitespace", "inv", "an extra space after ~20% of word gaps (at least one)")
+def _whitespace(text: str, rng: random.Random) -> str:
+    gaps = [m.start() for m in re.finditer(r"(?<=\S) (?=\S)", text)]
+    if not gaps:
+        return text
+    chosen = {g for g in gaps if rng.random() < 0.2} or {rng.choice(gaps)}
+    return "".join(ch + (" " if i in chosen else "") for i, ch in enumerate(text))
+
+
+# ---- meaning-changing (DIR) ---------------------------------------------------------------------
+_NEGATABLE = re.compile(r"\b(is|are|was|were|can|could|will|would|should|do|does|did|have|has)\b(?! not\b)(?!n't)",
+                        re.IGNORECASE)
+_NEGATED = re.compile(r"\b(is|are|was|were|can|could|will|would|should|do|does|did|have|has)( not|n't)\b",
+                      re.IGNORECASE)
+
+
+@_register("negation", "dir", "remove the first negation, or negate the first auxiliary verb (is -> is not)")
+def _negation(text: str, rng: random.Random) -> str:
+    m = _NEGATED.search(text)
+    if m:
+        return text[:m.start()] + m.group(1) + text[m.end():]
+    special = {"can": "cannot"}
+    m = _NEGATABLE.search(text)
+    if m:
+        word = m.group(1)
+        repl = special.get(word.lower(), f"{word} not")
+        return text[:m.start()] + _match_case(word, repl) + text[m.end():]
+    return text
+
+
+@_register("numbers", "dir", "replace every number with a different one")
+def _numbers(text: str, rng: random.Random) -> str:
+    def change(m: re.Match) -> str:
+        old = int(m.group(0))
+        new = old
+        while new == old:
+            new = rng.randint(max(0, old // 2), old * 2 + 9)
+        return str(new)
+
+    return re.sub(r"\b\d{1,9}\b", change, text)
