@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add subcommands (report, compare, explain, finetune, harden, ...).
-COMMAND_MODULES: list[str] = ["audit.report.commands"]
+COMMAND_MODULES: list[str] = ["audit.report.commands", "audit.explain.commands"]
 
 
 def _setup_logging(args) -> None:
@@ -188,7 +188,8 @@ def _extra_listings():
 _LISTED: list[tuple[str, str, str]] = [("toxicity backends", "audit.scorers", "SCORERS"),
                                       ("sentiment backends", "audit.scorers", "SENTIMENT_SCORERS"),
                                       ("attack recipes", "audit.attacks", "RECIPES"),
-                                      ("prompt perturbations", "audit.perturb", "PERTURBATIONS")]
+                                      ("prompt perturbations", "audit.perturb", "PERTURBATIONS"),
+                                      ("attribution methods", "audit.explain", "METHODS")]
 
 
 def cmd_ls(args) -> int:

@@ -35,9 +35,11 @@ def _options(options: ExplainOptions | None, overrides: dict[str, Any]) -> Expla
         raise ExplainError(f"explain: unknown option {unknown[0]!r}{did_you_mean(unknown[0], names)}; "
                            f"valid: {', '.join(sorted(names))}")
     try:
-        return dataclasses.replace(base, **overrides)
+        opts = dataclasses.replace(base, **overrides)
     except ValueError as e:
         raise ExplainError(f"explain: {e}") from None
+    METHODS.get(opts.method)  # an unknown name fails here, before any model loads
+    return opts
 
 
 def _baseline_id(tokenizer, baseline: str) -> int:
