@@ -115,7 +115,9 @@ def wilson_interval(successes: int, n: int, *, level: float = 0.95, sided: str =
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    # Exact ends at 0 or n events (the formula leaves ~1e-17 of rounding there).
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
     if sided == "upper":
         return (-math.inf, hi)
     if sided == "lower":
