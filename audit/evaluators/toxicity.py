@@ -54,9 +54,14 @@ def check_scorer_spec(spec: str, *, sentiment: bool = False) -> None:
     """Fail at suite validation on an unknown backend name (building it waits for run time)."""
     from ..scorers import SCORERS, SENTIMENT_SCORERS, parse_spec
 
+    from ..registry import UnknownNameError
+
     name, _ = parse_spec(spec)
     registry = SENTIMENT_SCORERS if sentiment else SCORERS
-    registry.get(name)  # raises UnknownNameError listing the backends
+    try:
+        registry.get(name)
+    except UnknownNameError as e:  # from_mapping re-raises ValueErrors naming the suite field
+        raise ValueError(f"{'sentiment' if sentiment else 'scorer'}: {e}") from None
 
 
 @dataclass
