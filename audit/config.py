@@ -28,7 +28,7 @@ def _type_ok(value: Any, tp: Any) -> bool:
     origin = typing.get_origin(tp)
     if tp is Any:
         return True
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or str(origin) in ("types.UnionType", "<class 'types.UnionType'>"):  # `X | None` annotations
         return any(_type_ok(value, a) for a in typing.get_args(tp))
     if tp is type(None):
         return value is None

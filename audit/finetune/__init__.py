@@ -1,0 +1,34 @@
+"""Fine-tuning with adversarial and diversity-regularised losses, and the harden loop.
+
+Public API (imported lazily, so ``import audit.finetune`` stays light):
+
+- :func:`finetune` (``audit finetune CONFIG.yaml``): train a causal LM with weighted losses.
+- :func:`harden` (``audit harden --model M --suite S --out DIR``): attack, retrain, re-audit.
+- :class:`FinetuneConfig`, :func:`load_finetune_config`: the typed configuration.
+- :data:`LOSSES`: the registry of training losses (``ce``, ``unlikelihood``, ``unlikelihood_seq``,
+  ``simctg``, ``pgd``, ``smart``).
+"""
+
+from __future__ import annotations
+
+from .harden import HardenResult, harden  # light at import: heavy modules load inside
+from .losses import LOSSES
+
+__all__ = ["LOSSES", "FinetuneConfig", "load_finetune_config", "finetune", "harden", "Trainer", "TrainResult",
+           "HardenResult"]
+
+
+def __getattr__(name):
+    if name in ("FinetuneConfig", "load_finetune_config"):
+        from . import config
+
+        return getattr(config, name)
+    if name == "finetune":
+        from .run import finetune
+
+        return finetune
+    if name in ("Trainer", "TrainResult", "TrainingDiverged"):
+        from . import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'audit.finetune' has no attribute {name!r}")

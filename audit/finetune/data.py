@@ -1,0 +1,237 @@
+"""Training data: prompt/target records (loss on target tokens only) or plain text, tokenised once,
+split into train/validation, batched by length with dynamic padding.
+
+Prompt/target records become ``prompt_ids + target_ids (+ eos)`` with label -100 on the prompt,
+so only the target is learned. Plain text (a ``.txt`` file, or records with a ``text`` column) is
+cut into ``max_length`` blocks and every token is learned. Batches are padded to their own longest
+row (never to ``max_length``), and :class:`LengthGroupedBatches` puts rows of similar length
+together while keeping the order random, so a batch rarely pays for padding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..data import DataError, read_rows
+from .losses.base import IGNORE
+
+log = logging.getLogger("audit")
+
+
+@dataclass
+class TextPair:
+    """One training record before tokenisation: a prompt (not learned) and a target (learned)."""
+
+    prompt: str
+    target: str
+    source: str = "data"          # data | adversarial | augment
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Example:
+    """A tokenised training example."""
+
+    input_ids: list[int]
+    labels: list[int]             # IGNORE where not learned
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def read_pairs(path: str | Path, *, fmt: str = "auto", prompt_field: str = "prompt", target_field: str = "reference",
+               text_field: str = "text", split: str | None = None) -> tuple[list[TextPair], str]:
+    """Read training records; returns ``(pairs, format)`` where plain text has an empty prompt.
+
+    Example:
+        >>> import tempfile; p = tempfile.mktemp(suffix=".jsonl")
+        >>> _ = open(p, "w").write('{"prompt": "Q:", "reference": " A"}\\n')
+        >>> read_pairs(p)[0][0].target, read_pairs(p)[1]
+        (' A', 'prompt_target')
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".txt":
+        if not path.exists():
+            raise DataError(f"{path}: data file not found")
+        if fmt == "prompt_target":
+            raise DataError(f"{path}: a .txt file holds plain text; use format: text or auto")
+        return [TextPair("", path.read_text(encoding="utf-8"), meta={"line": 1})], "text"
+    rows = read_rows(path)
+    if not rows:
+        raise DataError(f"{path}: no records")
+    if fmt == "auto":
+        first = rows[0][1]
+        fmt = "prompt_target" if target_field in first else "text" if text_field in first else ""
+        if not fmt:
+            raise DataError(f"{path}:{rows[0][0]}: has neither {target_field!r} (prompt/target) nor {text_field!r} (text); "
+                            f"set prompt_field/target_field or text_field")
+    pairs = []
+    for n, row in rows:
+        if split is not None and str(row.get("split")) != split:
+            continue
+        if fmt == "text":
+            text = row.get(text_field)
+            if not isinstance(text, str):
+                raise DataError(f"{path}:{n}: field {text_field!r} must be a string")
+            pairs.append(TextPair("", text, meta={"line": n}))
+        else:
+            prompt, target = row.get(prompt_field), row.get(target_field)
+            if not isinstance(prompt, str):
+                raise DataError(f"{path}:{n}: field {prompt_field!r} must be a string")
+            if not isinstance(target, str) or not target:
+                raise DataError(f"{path}:{n}: field {target_field!r} must be a non-empty string")
+            pairs.append(TextPair(prompt, target, meta={"line": n, "id": row.get("id")}))
+    return pairs, fmt
+
+
+def read_adversarial(path: str | Path, *, target: str = "target") -> list[TextPair]:
+    """Successful attacks from a robustness audit's ``adversarial.jsonl`` as (perturbed prompt, target).
+
+    ``target: target`` trains the model to answer the perturbed prompt as it answered the clean
+    one (its own clean output); ``target: reference`` uses the dataset reference when present.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: adversarial file not found (written by `audit run` when a suite has a robustness section)")
+    pairs = []
+    for n, row in read_rows(path):
+        prompt = row.get("prompt")
+        tgt = row.get(target) or row.get("target") or row.get("reference")
+        if not isinstance(prompt, str) or not isinstance(tgt, str):
+            raise DataError(f"{path}:{n}: an adversarial record needs string 'prompt' and 'target'")
+        if not tgt.strip():
+            continue  # an empty clean output teaches nothing but "stop"
+        pairs.append(TextPair(prompt, tgt, source="adversarial",
+                              meta={"id": row.get("id"), "original_prompt": row.get("original_prompt"), "recipe": row.get("recipe")}))
+    return pairs
+
+
+def tokenize_pairs(pairs: Sequence[TextPair], tokenizer, *, max_length: int, add_eos: bool = True) -> list[Example]:
+    """Tokenise pairs; plain-text pairs (empty prompt) are cut into ``max_length`` blocks.
+
+    A prompt/target pair longer than ``max_length`` loses prompt tokens from the left first (the
+    end of the prompt conditions the target most), then target tokens from the right.
+
+    Example:
+        >>> from audit.builtin import train_tokenizer
+        >>> tok = train_tokenizer(["hello world"] * 5, vocab_size=280)
+        >>> ex = tokenize_pairs([TextPair("hello", " world")], tok, max_length=16)[0]
+        >>> ex.labels[0]
+        -100
+    """
+    eos = tokenizer.eos_token_id
+    out: list[Example] = []
+    for p in pairs:
+        t_ids = tokenizer(p.target, add_special_tokens=False)["input_ids"]
+        if not p.prompt:
+            ids = t_ids + ([eos] if add_eos and eos is not None else [])
+            for start in range(0, len(ids), max_length):
+                block = ids[start:start + max_length]
+                if len(block) >= 2:
+                    out.append(Example(block, list(block)))
+            continue
+        p_ids = tokenizer(p.prompt, add_special_tokens=False)["input_ids"]
+        if add_eos and eos is not None:
+            t_ids = t_ids + [eos]
+        t_ids = t_ids[:max_length - 1]
+        p_ids = p_ids[-(max_length - len(t_ids)):] if p_ids else []
+        if not p_ids:  # nothing to condition on: the bos/eos token starts the sequence
+            p_ids = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos]
+        out.append(Example(p_ids + t_ids, [IGNORE] * len(p_ids) + t_ids))
+    return out
+
+
+def split_train_val(items: list, val_fraction: float, seed: int) -> tuple[list, list]:
+    """A seeded random hold-out (at least one validation item when ``val_fraction > 0``)."""
+    if val_fraction <= 0 or len(items) < 2:
+        return list(items), []
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, int(round(len(items) * val_fraction)))
+    val_idx = set(order[:n_val])
+    return [x for i, x in enumerate(items) if i not in val_idx], [items[i] for i in sorted(val_idx)]
+
+
+def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest example of the batch (dynamic padding); padding gets label -100.
+
+    Example:
+        >>> b = collate([Example([1, 2, 3], [-100, 2, 3]), Example([4, 5], [-100, 5])], pad_id=0)
+        >>> b["input_ids"].tolist(), b["labels"][1].tolist()
+        ([[1, 2, 3], [4, 5, 0]], [-100, 5, -100])
+    """
+    width = max(len(e) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        labels[i, :n] = torch.tensor(e.labels)
+        mask[i, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+class LengthGroupedBatches:
+    """Deterministic per-epoch batches of similar-length examples, sharded across processes.
+
+    Each epoch: shuffle (seeded by ``seed + epoch``), cut into mega-batches of ``group`` batches,
+    sort each mega-batch by length, cut into batches, shuffle the batches. Process ``rank`` takes
+    every ``world``-th batch; trailing batches that not every process would get are dropped so all
+    processes take the same number of steps (a DDP all-reduce needs every rank).
+
+    Example:
+        >>> lb = LengthGroupedBatches([3, 1, 2, 9, 8, 7], batch_size=2, seed=0)
+        >>> sorted(len(b) for b in lb.batches(0))
+        [2, 2, 2]
+    """
+
+    def __init__(self, lengths: Sequence[int], *, batch_size: int, seed: int, grouped: bool = True, group: int = 50,
+                 rank: int = 0, world: int = 1):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.grouped = grouped
+        self.group = group
+        self.rank = rank
+        self.world = world
+
+    def all_batches(self, epoch: int) -> list[list[int]]:
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        if self.grouped:
+            mega = self.batch_size * self.group
+            order = [i for s in range(0, len(order), mega)
+                     for i in sorted(order[s:s + mega], key=lambda j: -self.lengths[j])]
+        batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        if self.grouped:
+            rng.shuffle(batches)
+        return batches
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        every = self.all_batches(epoch)
+        usable = len(every) - len(every) % self.world
+        return every[self.rank:usable:self.world]
+
+    def __len__(self) -> int:
+        n = -(-len(self.lengths) // self.batch_size)
+        return n // self.world
+
+
+def write_pairs_jsonl(pairs: Sequence[TextPair], path: str | Path) -> Path:
+    """Write pairs as prompt/target JSONL (what harden trains on, kept for inspection)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for p in pairs:
+            f.write(json.dumps({"prompt": p.prompt, "target": p.target, "source": p.source, **{k: v for k, v in p.meta.items() if v is not None}},
+                               ensure_ascii=False) + "\n")
+    return path

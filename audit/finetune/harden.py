@@ -1,0 +1,196 @@
+"""The harden loop: attack -> adversarial fine-tune -> re-audit -> before/after report.
+
+1. Run the suite (it must have a ``robustness`` section) on the model: ``before/``, including the
+   successful attacks in ``before/adversarial.jsonl``.
+2. Build the training set: every successful adversarial prompt paired with the model's clean
+   output on the original prompt (``target: target``) or the dataset reference
+   (``target: reference``), plus the clean prompts with the same targets, so the model learns to
+   answer the perturbed prompt as it answers the clean one without drifting on clean prompts.
+3. Fine-tune with the adversarial losses (``ce + pgd`` by default; any :class:`FinetuneConfig`
+   field can be overridden) and save the hardened model to ``train/model``.
+4. Re-run the same suite with the same seed on the hardened model: ``after/``.
+5. Write ``comparison.html`` / ``.md`` / ``.json`` (before vs after) and ``harden.json``.
+
+The verdict is the suite's gates on the hardened model.
+
+Example:
+    >>> from audit.finetune import harden
+    >>> r = harden("builtin:tiny", "audit/suites/demo.yaml", "runs/harden")  # doctest: +SKIP
+    >>> r.before.metrics["robustness.attack_success_rate"], r.after.metrics["robustness.attack_success_rate"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..registry import AuditError
+
+log = logging.getLogger("audit")
+
+#: Fine-tuning defaults for hardening; any FinetuneConfig field in ``config`` overrides them.
+HARDEN_DEFAULTS: dict[str, Any] = {
+    "losses": {"ce": 1.0, "pgd": 1.0},
+    "epochs": 3,
+    "batch_size": 8,
+    "lr": 1e-4,
+    "warmup_steps": 0,
+    "val_fraction": 0.1,
+    "eval_every": 20,
+    "save_every": 1000,
+    "keep_checkpoints": 1,
+    "max_length": 256,
+}
+
+
+@dataclass
+class HardenResult:
+    """The before/after audits, the training run and where everything went."""
+
+    before: Any                      # AuditResult of the original model
+    after: Any                       # AuditResult of the hardened model (== before when nothing was trained)
+    out_dir: Path
+    model_dir: Path | None           # the hardened model (None: no successful attack, nothing trained)
+    n_adversarial: int               # successful adversarial prompts trained on
+    n_train: int                     # training pairs in total (adversarial + clean)
+    train: Any = None                # TrainResult
+    reports: list[Path] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.after.passed)
+
+
+def training_pairs(before, adversarial_path: Path, *, target: str = "target", include_clean: bool = True) -> tuple[list, int]:
+    """(pairs, number of adversarial pairs) from a before-audit and its ``adversarial.jsonl``."""
+    from .data import TextPair, read_adversarial
+
+    adv = read_adversarial(adversarial_path, target=target) if adversarial_path.exists() else []
+    pairs = list(adv)
+    if include_clean:
+        clean_target = {}
+        for s in before.samples:
+            out = s.reference if target == "reference" and s.reference else (s.generations[0] if s.generations else "")
+            if out and out.strip():
+                clean_target[s.prompt] = out
+        # The clean side of every attacked prompt, and the rest of the suite's clean prompts.
+        for p in adv:
+            orig = p.meta.get("original_prompt")
+            if orig and orig not in clean_target:
+                clean_target[orig] = p.target
+        pairs.extend(TextPair(prompt, tgt, source="clean") for prompt, tgt in clean_target.items())
+    return pairs, len(adv)
+
+
+def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] | None = None, target: str = "target",
+           include_clean: bool = True, progress: bool = True, use_cache: bool = True,
+           cache_dir: str | os.PathLike | None = None) -> HardenResult:
+    """Attack a model with a suite's robustness section, fine-tune on the successful attacks, re-audit.
+
+    Args:
+        model: a model spec (``builtin:tiny``, a directory) or a loaded ``LanguageModel``
+            (not modified: training works on a copy); None uses the suite's model.
+        suite: a suite file / bundled name / ``SuiteConfig`` with a ``robustness`` section.
+        out_dir: receives ``before/``, ``train/`` (with ``train/model``), ``after/``,
+            ``comparison.{html,md,json}`` and ``harden.json``.
+        config: :class:`~audit.finetune.config.FinetuneConfig` fields overriding
+            :data:`HARDEN_DEFAULTS` (e.g. ``{"losses": {"ce": 1, "smart": 1}, "max_steps": 200}``).
+        target: ``target`` (the model's clean output) or ``reference`` (the dataset's).
+        include_clean: also train on the clean prompts (keeps clean quality).
+
+    Returns:
+        :class:`HardenResult`; ``result.passed`` is the suite's gates on the hardened model.
+
+    Example:
+        >>> r = harden("builtin:micro", "tests/suites/robust.yaml", "runs/h", config={"max_steps": 10})  # doctest: +SKIP
+    """
+    import copy
+
+    from ..config import SuiteConfig, load_suite
+    from ..model import LanguageModel
+    from ..runner import run_suite
+    from .data import write_pairs_jsonl
+    from .run import finetune
+
+    if target not in ("target", "reference"):
+        raise AuditError(f"harden: target must be 'target' or 'reference', got {target!r}")
+    out = Path(out_dir)
+    if not isinstance(suite, SuiteConfig):
+        suite = load_suite(suite, model_override=model if isinstance(model, (str, os.PathLike)) else None)
+    if "robustness" not in suite.sections:
+        raise AuditError(f"harden: suite {suite.name!r} has no robustness section; harden needs its attacks "
+                         f"(sections: {', '.join(suite.sections)})")
+    lm = model if isinstance(model, LanguageModel) else LanguageModel.load(suite.model)
+    run_kw = dict(progress=progress, use_cache=use_cache, cache_dir=cache_dir)
+
+    log.info("harden 1/4: auditing the original model")
+    before = run_suite(suite, model=lm, out_dir=out / "before", outputs=_reports(out / "before"), **run_kw)
+    pairs, n_adv = training_pairs(before, out / "before" / "adversarial.jsonl", target=target, include_clean=include_clean)
+    if n_adv == 0:
+        log.warning("harden: no attack succeeded on the original model; nothing to train on, the model is unchanged")
+        reports = _compare(before, before, out)
+        _summary(out, before, before, None, n_adv, len(pairs), None)
+        return HardenResult(before=before, after=before, out_dir=out, model_dir=None, n_adversarial=0, n_train=0,
+                            reports=reports)
+
+    log.info("harden 2/4: fine-tuning on %d adversarial + %d clean pairs", n_adv, len(pairs) - n_adv)
+    data = write_pairs_jsonl(pairs, out / "train.jsonl")
+    cfg = {**HARDEN_DEFAULTS, **(config or {})}
+    cfg.update(data=str(data), format="prompt_target", prompt_field="prompt", target_field="target", out_dir=str(out / "train"),
+               progress=progress, seed=cfg.get("seed", suite.seed))
+    cfg.pop("adversarial", None)
+    # Train a copy: the caller's model object stays the "before" model.
+    work = LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, spec=lm.spec, path=lm.path)
+    trained = finetune(cfg, model=work)
+
+    log.info("harden 3/4: re-auditing the hardened model (same suite, same seed)")
+    hardened = LanguageModel.load(str(trained.model_dir), device=str(lm.device), dtype=str(lm.dtype).replace("torch.", ""))
+    after = run_suite(suite, model=hardened, out_dir=out / "after", outputs=_reports(out / "after"), seed=before.seed, **run_kw)
+
+    log.info("harden 4/4: writing the before/after comparison")
+    reports = _compare(before, after, out)
+    _summary(out, before, after, trained, n_adv, len(pairs), trained.model_dir)
+    return HardenResult(before=before, after=after, out_dir=out, model_dir=trained.model_dir, n_adversarial=n_adv,
+                        n_train=len(pairs), train=trained, reports=reports)
+
+
+def _reports(out_dir: Path) -> list[str]:
+    from ..report import WRITERS
+
+    return [str(out_dir / "report.html")] if ".html" in WRITERS else []
+
+
+def _compare(before, after, out: Path) -> list[Path]:
+    try:
+        from ..report.compare import COMPARE_WRITERS, write_comparison
+    except ImportError:  # pragma: no cover - the reports area ships it
+        log.warning("harden: audit.report.compare is unavailable; see harden.json for the numbers")
+        return []
+    paths = []
+    for ext in (".html", ".md", ".json"):
+        if ext in COMPARE_WRITERS:
+            paths.append(write_comparison(before, after, out / f"comparison{ext}", labels=("before", "after")))
+    return paths
+
+
+def _summary(out: Path, before, after, trained, n_adv: int, n_train: int, model_dir) -> Path:
+    keys = sorted(k for k in set(before.metrics) | set(after.metrics) if k.startswith("robustness."))
+    summary = {
+        "model_dir": str(model_dir) if model_dir else None,
+        "adversarial_examples": n_adv,
+        "training_pairs": n_train,
+        "steps": trained.steps if trained else 0,
+        "best_val_loss": trained.best_val_loss if trained else None,
+        "robustness": {k: {"before": before.metrics.get(k), "after": after.metrics.get(k)} for k in keys},
+        "passed_before": before.passed,
+        "passed_after": after.passed,
+    }
+    from ..results import _clean, atomic_write
+
+    path = out / "harden.json"
+    atomic_write(path, json.dumps(_clean(summary), indent=2) + "\n")
+    return path

@@ -1,0 +1,141 @@
+"""``audit.finetune.finetune(...)``: config -> data -> model (LoRA / frozen) -> trainer -> saved model.
+
+Example:
+    >>> from audit.finetune import finetune
+    >>> r = finetune("audit/suites/finetune-demo.yaml", max_steps=20, out_dir="runs/demo")  # doctest: +SKIP
+    >>> LanguageModel.load(str(r.model_dir))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import yaml
+
+from ..data import DataError
+from .config import FinetuneConfig, load_finetune_config
+from .data import Example, TextPair, read_adversarial, read_pairs, split_train_val, tokenize_pairs
+from .trainer import Trainer, TrainResult
+
+log = logging.getLogger("audit")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def prepare_data(cfg: FinetuneConfig, tokenizer, *, progress: bool = False) -> tuple[list[Example], list[Example], dict[str, int]]:
+    """Read, split, augment and tokenise the training data as ``cfg`` says.
+
+    The validation set is always clean data from ``cfg.data``; adversarial records and augmented
+    prompts join the training set only.
+    """
+    if not cfg.data:
+        raise DataError("finetune: data is required (a JSONL/CSV of prompt/target records or a .txt file)")
+    common = dict(fmt=cfg.format, prompt_field=cfg.prompt_field, target_field=cfg.target_field, text_field=cfg.text_field)
+    pairs, fmt = read_pairs(cfg.data, split=cfg.train_split, **common)
+    if not pairs:
+        raise DataError(f"{cfg.data}: no records with split={cfg.train_split!r}")
+    if cfg.limit is not None:
+        pairs = pairs[:cfg.limit]
+    if cfg.val_split is not None:
+        val_pairs, _ = read_pairs(cfg.data, split=cfg.val_split, **common)
+        fraction = 0.0
+    else:
+        val_pairs, fraction = [], cfg.val_fraction
+    if fmt == "prompt_target":
+        pairs, held = split_train_val(pairs, fraction, cfg.seed)
+        val_pairs = val_pairs + held
+    counts = {"data": len(pairs)}
+    extra: list[TextPair] = []
+    for path in cfg.adversarial:
+        adv = read_adversarial(path)
+        counts["adversarial"] = counts.get("adversarial", 0) + len(adv)
+        extra.extend(adv)
+    aug = cfg.augment_options()
+    if aug is not None:
+        from .augment import augment_pairs
+
+        augmented = augment_pairs(pairs, aug, seed=cfg.seed, progress=progress)
+        counts["augment"] = len(augmented)
+        extra.extend(augmented)
+    train = tokenize_pairs(pairs + extra, tokenizer, max_length=cfg.max_length, add_eos=cfg.add_eos)
+    val = tokenize_pairs(val_pairs, tokenizer, max_length=cfg.max_length, add_eos=cfg.add_eos)
+    if fmt == "text":  # plain text: hold out blocks, not files
+        train, held_blocks = split_train_val(train, fraction, cfg.seed)
+        val = val + held_blocks
+    counts.update(train_examples=len(train), val_examples=len(val))
+    return train, val, counts
+
+
+def load_for_training(cfg: FinetuneConfig, model=None):
+    """(transformers model, tokenizer) ready to train: fp32 weights, LoRA or freezing applied."""
+    from ..model import LanguageModel
+    from .lora import apply_lora, freeze_all_but_top_k
+
+    if model is None or isinstance(model, (str, os.PathLike)):
+        # fp32 master weights; bf16 comes from autocast on CUDA. Accelerate places the model.
+        model = LanguageModel.load(str(model or cfg.model), device="cpu", dtype="float32")
+    net, tok = model.model, model.tokenizer
+    seed_everything(cfg.seed)  # LoRA's random init must be the same on every process
+    lora = cfg.lora_options()
+    if lora is not None:
+        net = apply_lora(net, lora)
+    elif cfg.freeze_all_but_top_k is not None:
+        n = freeze_all_but_top_k(net, cfg.freeze_all_but_top_k)
+        log.info("training the top %d blocks: %s parameters", cfg.freeze_all_but_top_k, f"{n:,}")
+    return net, tok
+
+
+def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *, model=None,
+             callbacks: Sequence[Callable] = (), **overrides: Any) -> TrainResult:
+    """Fine-tune a causal LM as a config says; returns where the model and logs went.
+
+    Args:
+        config: a :class:`FinetuneConfig`, a YAML path, or a mapping of its fields.
+        model: a :class:`~audit.model.LanguageModel` (trained in place) or a model spec; default
+            ``config.model``.
+        callbacks: ``cb(trainer, record)`` after every optimizer step.
+        **overrides: config fields to change (``max_steps=10``, ``losses={"ce": 1, "pgd": 1}``).
+
+    Returns:
+        :class:`TrainResult` with ``model_dir`` (load it with ``LanguageModel.load``).
+
+    Raises:
+        ConfigError / DataError: invalid config or data (one line, naming the field or line).
+        TrainingDiverged: NaN / inf loss.
+
+    Example:
+        >>> r = finetune({"model": "builtin:micro", "data": "support.jsonl", "max_steps": 5})  # doctest: +SKIP
+    """
+    if isinstance(config, FinetuneConfig):
+        cfg = config if not overrides else load_finetune_config(config.to_dict(), overrides)
+    else:
+        cfg = load_finetune_config(config, overrides)
+    seed_everything(cfg.seed)
+    net, tok = load_for_training(cfg, model)
+    train, val, counts = prepare_data(cfg, tok, progress=cfg.progress)
+    log.info("finetune: %d training / %d validation examples (%s)", len(train), len(val),
+             ", ".join(f"{k}={v}" for k, v in counts.items() if k not in ("train_examples", "val_examples")))
+    lora = cfg.lora_options()
+    seed_everything(cfg.seed)  # the same RNG stream whether or not LoRA / augmentation drew numbers
+    trainer = Trainer(cfg, net, tok, train, val, callbacks=callbacks, merge_lora=lora.merge_on_save if lora else True)
+    out = Path(cfg.out_dir)
+    if trainer.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "finetune.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+        (out / "data.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")
+    try:
+        return trainer.train()
+    finally:
+        # Without it, rank 0 of a multi-process run aborts at exit with the process group alive.
+        trainer.accelerator.end_training()
