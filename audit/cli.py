@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Modules that add subcommands (report, compare, explain, finetune, harden, ...).
-COMMAND_MODULES: list[str] = ["audit.report.commands", "audit.explain.commands"]
+COMMAND_MODULES: list[str] = ["audit.report.commands", "audit.finetune.commands", "audit.explain.commands"]
 
 
 def _setup_logging(args) -> None:
@@ -189,7 +189,8 @@ _LISTED: list[tuple[str, str, str]] = [("toxicity backends", "audit.scorers", "S
                                       ("sentiment backends", "audit.scorers", "SENTIMENT_SCORERS"),
                                       ("attack recipes", "audit.attacks", "RECIPES"),
                                       ("prompt perturbations", "audit.perturb", "PERTURBATIONS"),
-                                      ("attribution methods", "audit.explain", "METHODS")]
+                                      ("attribution methods", "audit.explain", "METHODS"),
+                                      ("training losses", "audit.finetune", "LOSSES")]
 
 
 def cmd_ls(args) -> int:
