@@ -1,5 +1,5 @@
 /* audit report widgets: interactive records tables and token heatmaps.
- * Data comes from <script type="application/json"> blocks (written with Jinja's |tojson) and is
+ * Data comes from script elements of type application/json (written with Jinja's |tojson) and is
  * put into the page with textContent / setAttribute only: a string from a model stays text. */
 (function () {
   "use strict";

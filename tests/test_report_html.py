@@ -1,0 +1,151 @@
+"""The HTML report: structure, the section seam, safety of untrusted text, and a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from audit.gates import apply_gates, parse_gate
+from audit.report import write_report
+from audit.report.browser import Page, find_chromium
+from audit.report.html import environment, render_html, table_data
+from audit.results import MetricInfo, SectionResult
+from audit.runner import run_suite
+from tests.conftest import write_suite
+
+PAYLOADS = ["<script>window.__pwned=1</script>", '"><img src=x onerror="window.__pwned=2">', "</script>",
+            "{{7*7}}", "' onmouseover='window.__pwned=3", "<svg onload=window.__pwned=4>"]
+PAYLOAD = " ".join(PAYLOADS)
+
+
+@pytest.fixture(scope="module")
+def payload_result(micro_lm, tmp_path_factory):
+    """A real run on the micro model, with payloads in a prompt, a generation, records, details and an error."""
+    tmp = tmp_path_factory.mktemp("payload")
+    rows = [{"id": f"r{i}", "prompt": f"Customer: question {i}?\nAgent:", "reference": " Open settings."} for i in range(8)]
+    rows[2]["prompt"] = f"Customer: {PAYLOAD}\nAgent:"
+    (tmp / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    suite = write_suite(tmp, "name: payload\nmodel: builtin:micro\ndata: d.jsonl\ngeneration: {max_new_tokens: 6}\n"
+                             "sections:\n  quality: {}\n  diversity: {}\n"
+                             "gates:\n  - quality.perplexity < 1e9\n  - quality.rouge_l >= 0.5 @ 95%\n  - diversity.distinct_1 >= 0.99\n")
+    result = run_suite(suite, model=micro_lm, out_dir=None, progress=False, use_cache=False)
+    result.samples[2].generations = [PAYLOAD]
+    result.samples[5].generations = [PAYLOAD + " second"]
+    attack = SectionResult(
+        "robustness", metrics={"attack_success_rate": 0.25},
+        metric_info={"attack_success_rate": MetricInfo("attack_success_rate", False, "share of prompts an attack flipped")},
+        sample_values={"attack_success_rate": [0, 1, 0, 0]},
+        details={"recipe": PAYLOAD, "per_recipe": {PAYLOAD: 0.5, "swap": 0.1},
+                 "groups": {"<b>group</b>": {"rate": 0.3, "n": 10}, "plain": {"rate": 0.1, "n": 12}},
+                 "nested": {"a": [1, {"b": PAYLOAD}]}, "_hidden": "not shown"},
+        records=[{"prompt": PAYLOAD, "perturbed": f"x {PAYLOADS[1]}", "attack_success_rate": 1.0, "tokens": ["a", "b"]},
+                 {"prompt": "benign", "perturbed": "benign 2", "attack_success_rate": 0.0, "tokens": []},
+                 {"prompt": "middle", "perturbed": "middle 2", "attack_success_rate": 0.5, "tokens": []}])
+    result.sections["robustness"] = attack
+    result.sections["broken"] = SectionResult("broken", error=f"RuntimeError: model said {PAYLOADS[0]}")
+    result.metrics["robustness.attack_success_rate"] = 0.25
+    gates = [parse_gate(g.expression) for g in result.gates] + [parse_gate("robustness.attack_success_rate <= 0.5")]
+    apply_gates(result, gates)
+    return result
+
+
+def test_structure_and_escaping(payload_result):
+    html = render_html(payload_result)
+    assert html.startswith("<!doctype html>") and "Content-Security-Policy" in html
+    # Self-contained: no external resource anywhere.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "<link" not in html
+    # Untrusted text never appears raw, in markup or in script data.
+    for p in PAYLOADS[:2] + PAYLOADS[4:]:
+        assert p not in html
+    assert html.count("</script>") == html.count("<script")          # no stray closer from the data
+    assert "window.__pwned=1" in html.replace("\\u003c", "<") or "&lt;script&gt;window.__pwned=1" in html
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in html    # autoescaped where rendered by Jinja
+    assert "{{7*7}}" in html.replace("\\u007b", "{") or "{{7*7}}" in html
+    assert "not shown" not in html
+    # Every section renders; the failed one says why; the gate table lists every gate.
+    for name in ("quality", "diversity", "robustness", "broken"):
+        assert f'id="section-{name}"' in html
+    assert "This section failed" in html and html.count('<tr class="failed">') + html.count('<tr class="passed">') == 4
+    assert 'data-verdict="error"' in html
+
+
+def test_records_table_is_worst_first():
+    rows = [{"s": 0.5, "t": "b"}, {"s": None, "t": "n"}, {"s": 0.1, "t": "a"}, {"s": 0.9, "t": "c"}]
+    assert [r[0] for r in table_data(rows, sort="s", higher_is_better=True)["rows"]] == [0.1, 0.5, 0.9, None]
+    assert [r[0] for r in table_data(rows, sort="s", higher_is_better=False)["rows"]] == [0.9, 0.5, 0.1, None]
+    data = table_data([{"a": 1, "b": {"x": [1]}}])
+    assert data["numeric"] == [True, False] and data["rows"] == [[1, '{"x": [1]}']]
+
+
+def test_section_template_seam(payload_result, tmp_path):
+    """A template named section_<name>.html.j2 renders that section; a broken one falls back."""
+    loader = environment().loader
+    (tmp_path / "section_robustness.html.j2").write_text(
+        '<div id="custom">{{ section.details.recipe }}</div>{{ parts.metrics }}'
+        '{{ m.token_heatmap([{"label": "p", "tokens": section.records[0].tokens, "scores": [0.5, -1]}], title="attr") }}')
+    (tmp_path / "section_diversity.html.j2").write_text("{{ section.details.missing.attribute }}")
+    loader.searchpath.insert(0, str(tmp_path))
+    try:
+        html = render_html(payload_result)
+    finally:
+        loader.searchpath.remove(str(tmp_path))
+        environment.cache_clear()   # drop the compiled test templates
+    custom = re.search(r'<div id="custom">(.*?)</div>', html).group(1)
+    assert custom.startswith("&lt;script&gt;window.__pwned=1")       # autoescaped in partials too
+    assert "data-heatmap=" in html
+    assert "section_diversity.html.j2 failed" in html and 'id="section-diversity"' in html
+
+
+def test_written_beside_results_by_audit_run(payload_result, tmp_path):
+    path = write_report(payload_result, tmp_path / "r.html")
+    assert path.read_text().startswith("<!doctype html>")
+
+
+needs_chromium = pytest.mark.skipif(find_chromium() is None, reason="Debian chromium is not installed (make sysdeps)")
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_real_chromium_renders_everything_and_runs_nothing(payload_result, tmp_path):
+    path = write_report(payload_result, tmp_path / "report.html")
+    with Page(width=1280, height=900) as page:
+        page.open(path)
+        assert page.eval("document.documentElement.getAttribute('data-report-ready')") == "1"
+        # Nothing injected ran or was created.
+        assert page.eval("typeof window.__pwned") == "undefined"
+        assert page.eval("document.querySelectorAll('img, iframe, object, embed, svg[onload], [onerror], [onmouseover]').length") == 0
+        assert page.eval("document.scripts.length") == page.eval("document.querySelectorAll('script[type=\"application/json\"]').length + 1")
+        # The gate table and every section rendered.
+        assert page.eval("document.querySelectorAll('table.gates tbody tr').length") == len(payload_result.gates)
+        sections = page.eval("Array.from(document.querySelectorAll('section.audit-section')).map(s => [s.dataset.section, s.innerText.length])")
+        assert [s for s, _ in sections] == list(payload_result.sections) and all(n > 40 for _, n in sections)
+        # Interactive tables were built from JSON, with the payload shown as text.
+        n_tables = page.eval("document.querySelectorAll('[data-records] table').length")
+        assert n_tables == page.eval("document.querySelectorAll('[data-records]').length") >= 3
+        body = page.eval("document.body.innerText")
+        for p in PAYLOADS:
+            assert p in body, p
+        # Search filters the table; the payload row is found as text.
+        found = page.eval("""(() => { const root = document.querySelector('#samples [data-records]');
+            const box = root.querySelector('input[type=search]'); box.value = 'onerror'; box.dispatchEvent(new Event('input'));
+            return Array.from(root.querySelectorAll('tbody tr')).map(tr => tr.innerText); })()""")
+        assert len(found) == 2 and all(PAYLOADS[1] in row for row in found)
+        # Worst first in the robustness records (lower attack success is better -> 1.0 first); clicking sorts.
+        order = "Array.from(document.querySelectorAll('#section-robustness [data-records] tbody tr')).map(tr => tr.children[2].innerText)"
+        assert page.eval(order) == ["1", "0.5", "0"]
+        page.eval("document.querySelectorAll('#section-robustness [data-records] thead tr:first-child th')[2].click()")
+        page.eval("document.querySelectorAll('#section-robustness [data-records] thead tr:first-child th')[2].click()")
+        assert page.eval(order) == ["1", "0.5", "0"]
+        page.eval("document.querySelectorAll('#section-robustness [data-records] thead tr:first-child th')[2].click()")
+        assert page.eval(order) == ["0", "0.5", "1"]
+        # Numeric column filter.
+        page.eval("""(() => { const f = document.querySelectorAll('#section-robustness [data-records] tr.filters input')[2];
+            f.value = '>0.2'; f.dispatchEvent(new Event('input')); })()""")
+        assert page.eval(order) == ["0.5", "1"]
+        shot = page.screenshot(tmp_path / "shot.png")
+        problems = page.problems()
+    assert problems == []
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
