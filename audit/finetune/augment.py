@@ -86,15 +86,18 @@ def augment_pairs(pairs: Sequence[TextPair], options: AugmentOptions, *, seed: i
                   progress: bool = False) -> list[TextPair]:
     """Perturbed copies of each pair's prompt (targets unchanged); the originals are not included.
 
-    TextAttack draws from Python's ``random``; we seed it so every process of a data-parallel
+    TextAttack draws from Python's ``random`` and numpy's; we seed both so every process of a data-parallel
     run (and every rerun) builds the same augmented set, and restore the caller's state after.
     """
     prompt_pairs = [p for p in pairs if p.prompt]
     if not prompt_pairs:
         return []
+    import numpy as np
+
     augmenter = make_augmenter(options)
-    state = random.getstate()
+    state, np_state = random.getstate(), np.random.get_state()
     random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
     out: list[TextPair] = []
     try:
         it = prompt_pairs
@@ -110,5 +113,6 @@ def augment_pairs(pairs: Sequence[TextPair], options: AugmentOptions, *, seed: i
                     out.append(TextPair(text, p.target, source="augment", meta={**p.meta, "original_prompt": p.prompt}))
     finally:
         random.setstate(state)
+        np.random.set_state(np_state)
     log.info("augment: %d perturbed prompts from %d training prompts", len(out), len(prompt_pairs))
     return out

@@ -16,12 +16,28 @@ EXIT_PASS, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2
 
 
 def _value(text: str, tp: Any = None) -> Any:
+    """A flag's text as a value: null/none -> None, numbers for int/float fields, YAML otherwise."""
+    from ..config import ConfigError
+
+    if text.strip().lower() in ("null", "none", "~"):
+        return None
     if tp is str:
         return text
+    if tp in (int, float):
+        try:
+            return tp(text)
+        except ValueError:
+            raise ConfigError(f"expected {tp.__name__}, got {text!r}") from None
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):  # YAML 1.1 reads "3e-3" as a string; a number was meant
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _overrides(args, fields) -> dict[str, Any]:

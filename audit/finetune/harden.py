@@ -133,7 +133,7 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     if n_adv == 0:
         log.warning("harden: no attack succeeded on the original model; nothing to train on, the model is unchanged")
         reports = _compare(before, before, out)
-        _summary(out, before, before, None, n_adv, len(pairs), None)
+        _summary(out, before, before, None, n_adv, 0, None)
         return HardenResult(before=before, after=before, out_dir=out, model_dir=None, n_adversarial=0, n_train=0,
                             reports=reports)
 

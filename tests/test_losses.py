@@ -1,0 +1,183 @@
+"""Each training loss against a value computed by hand on a tiny tensor, plus conformance on the micro model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from audit.finetune.losses import LOSSES, LossInputs
+from audit.finetune.losses.ce import cross_entropy
+from audit.finetune.losses.pgd import EmbeddingPGD, PerturbationOptions, adversarial_delta, project
+from audit.finetune.losses.simctg import simctg_loss
+from audit.finetune.losses.smart import symmetric_kl
+from audit.finetune.losses.unlikelihood import candidate_mask, token_unlikelihood
+from audit.finetune.losses.unlikelihood_seq import repeated_ngram_mask, sequence_unlikelihood
+
+
+def test_ce_hand_value():
+    # Two scored steps. Step 0 predicts token 1 from logits [0, ln 3] -> p = 3/4; step 1 predicts
+    # token 0 from logits [0, 0] -> p = 1/2. The prompt position (label -100) is skipped.
+    logits = torch.tensor([[[0.0, math.log(3)], [0.0, 0.0], [5.0, -5.0]]])
+    labels = torch.tensor([[-100, 1, 0]])
+    expected = (-math.log(3 / 4) - math.log(1 / 2)) / 2
+    assert float(cross_entropy(logits, labels)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_unlikelihood_hand_value():
+    # Sequence 2 0 2 1 over V=3, every position scored. Logits uniform except where stated.
+    ids = torch.tensor([[2, 0, 2, 1]])
+    logits = torch.zeros(1, 4, 3)
+    logits[0, 1] = torch.tensor([math.log(2), 0.0, 0.0])   # step predicting x2=2: p = [1/2, 1/4, 1/4]
+    logits[0, 2] = torch.tensor([0.0, 0.0, math.log(2)])   # step predicting x3=1: p = [1/4, 1/4, 1/2]
+    mask = torch.ones_like(ids)
+    # Step 0 (target 0, context {2}): candidate 2, p = 1/3.
+    # Step 1 (target 2, context {2, 0}): candidate 0 only (2 is the target), p = 1/2.
+    # Step 2 (target 1, context {2, 0, 2}): candidates {0, 2}, p = 1/4 and 1/2.
+    expected = -(math.log(1 - 1 / 3) + math.log(1 - 1 / 2) + math.log(1 - 1 / 4) + math.log(1 - 1 / 2)) / 3
+    assert float(token_unlikelihood(logits, ids, mask, ids)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_unlikelihood_candidates_exclude_target_padding_and_unscored():
+    ids = torch.tensor([[4, 4, 1, 4, 0]])                  # last position is padding (id 0)
+    attn = torch.tensor([[1, 1, 1, 1, 0]])
+    labels = torch.tensor([[-100, -100, 1, 4, -100]])      # prompt "4 4", target "1 4"
+    m = candidate_mask(ids, attn, labels, vocab_size=6)
+    assert m.shape == (1, 4, 6)
+    assert not m[0, 0].any()                               # step predicting a prompt token: no candidates
+    assert m[0, 1].nonzero().flatten().tolist() == [4]     # predicting 1 after "4 4": the repeated 4
+    assert m[0, 2].nonzero().flatten().tolist() == [1]     # predicting 4: 4 is the target, so only 1
+    assert not m[0, 3].any()                               # predicting padding: not scored
+    assert not m[0, :, 0].any()                            # the padding id is never a candidate
+
+
+def test_sequence_unlikelihood_hand_value():
+    seq = [5, 6, 5, 6, 5, 7]
+    flags = repeated_ngram_mask(seq, 2, 2)                 # continuation 5 6 5 7: "5 6" and "6 5" repeat
+    assert flags == [True, True, True, False]
+    logits = torch.zeros(1, 4, 8)
+    logits[0, 0, 5] = math.log(7)                          # p(5) = 7 / 14 = 1/2 at step 0
+    toks = torch.tensor([seq[2:]])
+    # Flagged steps: 0 (p=1/2), 1 (p=1/8), 2 (p=1/8); mean over the 4 continuation tokens.
+    expected = -(math.log(1 / 2) + 2 * math.log(7 / 8)) / 4
+    got = sequence_unlikelihood(logits, toks, torch.tensor([flags]))
+    assert float(got) == pytest.approx(expected, abs=1e-6)
+
+
+def test_simctg_hand_value():
+    # Three real tokens and one pad: h0 = h1 (cos 1), h2 orthogonal to both (cos 0).
+    h = torch.tensor([[[1.0, 0.0], [2.0, 0.0], [0.0, 3.0], [9.0, 9.0]]])
+    attn = torch.tensor([[1, 1, 1, 0]])
+    # Ordered pairs (i != j) over 3 tokens: 6. hinge = max(0, rho - 1 + cos), rho = 0.5:
+    # (0,1) and (1,0): 0.5; the four pairs with token 2: 0. -> 1.0 / 6.
+    assert float(simctg_loss(h, attn, margin=0.5)) == pytest.approx(1.0 / 6, abs=1e-6)
+    # With rho = 1: identical pair 1 each, orthogonal pairs 0 each -> 2 / 6.
+    assert float(simctg_loss(h, attn, margin=1.0)) == pytest.approx(2.0 / 6, abs=1e-6)
+
+
+def test_symmetric_kl_hand_value():
+    p = torch.log(torch.tensor([[[0.5, 0.5], [0.9, 0.1]]]))
+    q = torch.log(torch.tensor([[[0.25, 0.75], [0.1, 0.9]]]))
+    mask = torch.tensor([[True, False]])                   # only the first position counts
+    kl_pq = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    kl_qp = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
+    assert float(symmetric_kl(p, q, mask)) == pytest.approx(kl_pq + kl_qp, abs=1e-6)
+    assert float(symmetric_kl(p, p, torch.ones(1, 2, dtype=torch.bool))) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("norm", ["l2", "l2_token", "linf"])
+@pytest.mark.parametrize("init", ["zero", "uniform", "normal"])
+def test_pgd_perturbation_respects_norm_bound(norm, init):
+    torch.manual_seed(0)
+    emb = torch.randn(3, 5, 4)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    w = torch.randn(4)
+    o = PerturbationOptions(steps=4, epsilon=0.3, step_size=1.0, norm=norm, init=init, init_scale=1.0)
+    # A big step size pushes every iterate against the boundary: projection must hold it.
+    delta = adversarial_delta(emb, mask, lambda x: ((x @ w) ** 2).sum(), o)
+    tol = 1e-5
+    if norm == "l2":
+        assert (delta.flatten(1).norm(dim=1) <= 0.3 + tol).all()
+        assert delta.flatten(1).norm(dim=1).max() > 0.29   # and the ascent reached the boundary
+    elif norm == "l2_token":
+        assert (delta.norm(dim=-1) <= 0.3 + tol).all()
+    else:
+        assert delta.abs().max() <= 0.3 + tol
+        assert delta.abs().max() > 0.29
+    assert (delta[mask == 0] == 0).all()                   # padding is never perturbed
+
+
+def test_pgd_ascent_increases_the_loss():
+    torch.manual_seed(0)
+    emb = torch.randn(2, 4, 3)
+    mask = torch.ones(2, 4)
+    f = lambda x: (x.sum(-1) ** 2).sum()  # noqa: E731
+    o = PerturbationOptions(steps=3, epsilon=0.5, step_size=0.2, init="zero")
+    delta = adversarial_delta(emb, mask, f, o)
+    assert f(emb + delta) > f(emb)
+    assert float(project(torch.full((1, 2, 2), 10.0), torch.ones(1, 2), 1.0, "l2").flatten().norm()) == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def batch(micro_lm):
+    tok = micro_lm.tokenizer
+    rows = [tok("Customer: hi\nAgent: hello hello", add_special_tokens=False)["input_ids"],
+            tok("Customer: where is my order?\nAgent: shipped", add_special_tokens=False)["input_ids"]]
+    width = max(map(len, rows))
+    ids = torch.full((2, width), tok.pad_token_id)
+    attn = torch.zeros(2, width, dtype=torch.long)
+    labels = torch.full((2, width), -100)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+        attn[i, :len(r)] = 1
+        labels[i, 4:len(r)] = torch.tensor(r[4:])
+    return ids, attn, labels
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_every_loss_is_a_finite_differentiable_scalar(name, micro_lm, batch):
+    ids, attn, labels = batch
+    model = micro_lm.model
+    model.train()
+    torch.manual_seed(0)
+    cls = LOSSES.get(name)
+    opts = cls.Options()
+    if name == "unlikelihood_seq":
+        opts = cls.Options(prefix_length=4, continuation_length=6, ngram=2)
+    embeds = model.get_input_embeddings()(ids)
+    out = model(inputs_embeds=embeds, attention_mask=attn, output_hidden_states=cls.needs_hidden, use_cache=False)
+    inputs = LossInputs(model=model, input_ids=ids, attention_mask=attn, labels=labels, embeds=embeds, logits=out.logits,
+                        hidden=out.hidden_states[-1] if cls.needs_hidden else None)
+    model.zero_grad()
+    loss = cls(opts)(inputs)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+    model.zero_grad()
+    model.eval()
+
+
+def test_pgd_loss_is_at_least_the_clean_loss_on_average(micro_lm, batch):
+    ids, attn, labels = batch
+    model = micro_lm.model
+    model.eval()  # no dropout: the only difference is the perturbation
+    embeds = model.get_input_embeddings()(ids)
+    logits = model(inputs_embeds=embeds, attention_mask=attn).logits
+    inputs = LossInputs(model=model, input_ids=ids, attention_mask=attn, labels=labels, embeds=embeds, logits=logits)
+    clean = float(cross_entropy(logits.detach(), labels))
+    adv = float(EmbeddingPGD(EmbeddingPGD.Options(steps=3, epsilon=2.0, step_size=1.0, init="zero"))(inputs))
+    assert adv > clean
+
+
+def test_unknown_loss_and_option_errors_name_the_field():
+    from audit.finetune.config import load_finetune_config
+    from audit.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown loss 'pgdd' \(did you mean 'pgd'\?\)"):
+        load_finetune_config({"losses": {"pgdd": 1.0}})
+    with pytest.raises(ConfigError, match=r"losses.pgd: unknown field 'epsilno' \(did you mean 'epsilon'\?\)"):
+        load_finetune_config({"losses": {"pgd": {"epsilno": 0.1}}})
+    with pytest.raises(ConfigError, match="norm must be"):
+        load_finetune_config({"losses": {"smart": {"norm": "l3"}}})
