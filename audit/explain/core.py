@@ -19,6 +19,9 @@ from .tokens import readable_tokens
 
 # Rows per forward pass when internal_batch_size is not given: about this many tokens.
 _TOKENS_PER_PASS = 8192
+# Below this many parameters a CPU op is too small to gain from threads; spinning threads cost
+# several times the work on a busy 2-core machine.
+_SMALL_MODEL = 20_000_000
 
 
 class ExplainError(AuditError):
@@ -138,6 +141,12 @@ def _explain_one(lm, prompt: str, target: str, method, opts: ExplainOptions) -> 
     problem = Problem(model=lm.model, ids=ids, n_prompt=len(p_ids), baseline_id=_baseline_id(tok, opts.baseline),
                       batch_rows=rows)
 
+    threads = torch.get_num_threads()
+    want = opts.threads
+    if want is None and lm.device.type == "cpu" and sum(p.numel() for p in lm.model.parameters()) < _SMALL_MODEL:
+        want = 1
+    if want:
+        torch.set_num_threads(want)
     was_training = lm.model.training
     lm.model.eval()
     # Attribution needs gradients w.r.t. embeddings only; weights stay untouched.
@@ -157,6 +166,7 @@ def _explain_one(lm, prompt: str, target: str, method, opts: ExplainOptions) -> 
         for p, r in zip(lm.model.parameters(), req):
             p.requires_grad_(r)
         lm.model.train(was_training)
+        torch.set_num_threads(threads)
 
     mask = problem.source_mask().cpu()
     scores = res.scores.detach().float().cpu()

@@ -88,10 +88,14 @@ class Explanation:
         return [(j, self.source_tokens[j], v) for j, v in row[:k]]
 
     def completeness_error(self) -> float | None:
-        """Largest relative completeness gap over steps, ``|delta| / max(|f(x) - f(b)|, 1e-6)`` (IG only)."""
+        """Largest relative completeness gap over steps, ``|delta| / max(|f(x) - f(b)|, 1e-3)`` (IG only).
+
+        The 1e-3 nats floor keeps steps whose baseline predicts as well as the input (nothing to
+        distribute) from dividing a rounding error by almost zero.
+        """
         if self.convergence_delta is None or self.baseline_logprobs is None:
             return None
-        return max((abs(d) / max(abs(fx - fb), 1e-6) for d, fx, fb in
+        return max((abs(d) / max(abs(fx - fb), 1e-3) for d, fx, fb in
                     zip(self.convergence_delta, self.target_logprobs, self.baseline_logprobs)), default=0.0)
 
     # ---- serialisation -------------------------------------------------------------------

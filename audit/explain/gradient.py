@@ -71,14 +71,25 @@ class IntegratedGradients(AttributionMethod):
         with torch.no_grad():
             x = problem.embed(problem.ids)               # (L, d)
             b = problem.embed(problem.baseline_ids())    # (L, d)
-        alphas, weights = _quadrature(options.integration, options.n_steps)
+            ends = problem.logprobs_from_embeds(torch.stack([x, b])).float()  # (2, T): f(x), f(baseline)
         rows = max(1, problem.batch_rows)
-        acc = weighted_gradients(problem, b, x - b, alphas, weights, rows)
-        scores = (acc * (x - b).float()[None]).sum(-1)   # (T, L)
-        with torch.no_grad():
-            ends = problem.logprobs_from_embeds(torch.stack([x, b]))  # (2, T): f(x), f(baseline)
+        n, tol = options.n_steps, options.completeness_tolerance
+        while True:
+            alphas, weights = _quadrature(options.integration, n)
+            acc = weighted_gradients(problem, b, x - b, alphas, weights, rows)
+            scores = (acc * (x - b).float()[None]).sum(-1)   # (T, L)
+            gap = relative_gap(scores.sum(-1) - (ends[0] - ends[1]), ends[0] - ends[1])
+            # A sharp model can need more points than the default: refine until complete (or the cap).
+            if tol is None or gap <= tol or n >= options.max_n_steps:
+                break
+            n = min(2 * n, options.max_n_steps)
         return MethodOutput(scores=scores, target_logprobs=ends[0], baseline_logprobs=ends[1],
-                            info={"n_steps": options.n_steps, "integration": options.integration})
+                            info={"n_steps": n, "integration": options.integration})
+
+
+def relative_gap(delta: torch.Tensor, diff: torch.Tensor) -> float:
+    """Largest ``|delta| / max(|f(x) - f(b)|, 1e-3)`` over steps (the floor keeps 0/0 cases sane)."""
+    return float((delta.abs() / diff.abs().clamp(min=1e-3)).max()) if delta.numel() else 0.0
 
 
 @METHODS.register("input_x_gradient")

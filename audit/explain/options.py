@@ -21,6 +21,9 @@ class ExplainOptions:
     max_target_tokens: int | None = None   # explain at most this many target tokens (None: all)
     n_steps: int = 50                      # integrated gradients: interpolation points
     integration: str = "gausslegendre"     # integrated gradients: quadrature rule (Captum's names)
+    completeness_tolerance: float | None = 0.01  # IG: double n_steps until every step's scores sum to
+                                           # f(x) - f(baseline) within this fraction (None: never)
+    max_n_steps: int = 400                 # IG: the cap for that refinement
     baseline: str = "pad"                  # the token that stands for "absent": pad | eos | unk | bos | a token id
     internal_batch_size: int | None = None # rows per forward pass (None: about 8k tokens per pass)
     n_samples: int = 25                    # shapley_sampling: random permutations
@@ -28,6 +31,8 @@ class ExplainOptions:
     top_k: int = 3                         # faithfulness: sources replaced per step
     n_random: int = 8                      # faithfulness: random draws to compare with
     seed: int = 0                          # random draws (faithfulness, shapley) are seeded
+    threads: int | None = None             # CPU threads while attributing (None: 1 for models under
+                                           # 20M parameters, whose ops are too small to split; else torch's)
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -36,6 +41,10 @@ class ExplainOptions:
             raise ValueError("max_target_tokens must be >= 1 (or null for all)")
         if self.n_steps < 1:
             raise ValueError("n_steps must be >= 1")
+        if self.completeness_tolerance is not None and self.completeness_tolerance <= 0:
+            raise ValueError("completeness_tolerance must be > 0 (or null to disable)")
+        if self.max_n_steps < self.n_steps:
+            raise ValueError("max_n_steps must be >= n_steps")
         if self.integration not in INTEGRATION_METHODS:
             raise ValueError(f"integration must be one of {', '.join(INTEGRATION_METHODS)}, got {self.integration!r}")
         if self.baseline not in BASELINE_TOKENS and not str(self.baseline).isdigit():
@@ -48,3 +57,5 @@ class ExplainOptions:
             raise ValueError("top_k must be >= 1")
         if self.n_random < 1:
             raise ValueError("n_random must be >= 1")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError("threads must be >= 1")

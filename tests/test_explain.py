@@ -1,0 +1,203 @@
+"""audit.explain on the micro model: completeness, parity with Captum run step by step, masks,
+readable tokens, batching invariance, faithfulness arithmetic, serialisation and errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from audit.explain import METHODS, ExplainError, Explanation, explain, readable_tokens
+from audit.registry import UnknownNameError
+
+PROMPT = "The function returns a list of"
+TARGET = " the values in the dictionary"
+
+
+def _ids(lm, prompt=PROMPT, target=TARGET):
+    return lm.encode(prompt), lm.encode(target)
+
+
+def _step_fn(model, target_id):
+    """Captum forward for one step: log p(target_id) at the last position of a prefix."""
+    def f(ids):
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, -1].float()
+        return torch.log_softmax(logits, -1)[:, target_id]
+    return f
+
+
+@pytest.mark.parametrize("prompt,target", [(PROMPT, TARGET), ("Hello", " world, and"), ("x = [1, 2]\n", "for i in x:")])
+def test_integrated_gradients_is_complete_within_one_percent(micro_lm, prompt, target):
+    # completeness_tolerance=None: the default 50 Gauss-Legendre points must suffice by themselves.
+    e = explain(micro_lm, prompt, target=target, completeness_tolerance=None, faithfulness=False)
+    assert e.settings["n_steps"] == 50
+    for t, row in enumerate(e.attributions):
+        total = math.fsum(v for v in row if v is not None)
+        diff = e.target_logprobs[t] - e.baseline_logprobs[t]
+        assert abs(total - diff) <= 0.01 * abs(diff) + 1e-6
+        assert e.convergence_delta[t] == pytest.approx(total - diff, abs=1e-9)
+    assert e.completeness_error() < 0.01
+
+
+def test_integrated_gradients_matches_captum_layer_ig_step_by_step(micro_lm):
+    """Our one-forward-per-batch IG equals Captum's LayerIntegratedGradients run per step on its prefix."""
+    from captum.attr import LayerIntegratedGradients
+
+    e = explain(micro_lm, PROMPT, target=TARGET, baseline="pad", faithfulness=False, completeness_tolerance=None)
+    p_ids, t_ids = _ids(micro_lm)
+    ids = torch.tensor(p_ids + t_ids)
+    pad = micro_lm.tokenizer.pad_token_id
+    model = micro_lm.model
+    for t in range(len(t_ids)):
+        prefix = ids[:len(p_ids) + t][None]
+        lig = LayerIntegratedGradients(_step_fn(model, t_ids[t]), model.get_input_embeddings())
+        ref = lig.attribute(prefix, baselines=torch.full_like(prefix, pad), n_steps=50, method="gausslegendre").sum(-1)[0]
+        ours = torch.tensor(e.attributions[t][:len(p_ids) + t])
+        assert torch.allclose(ours, ref.float(), atol=1e-5, rtol=1e-4), (t, (ours - ref).abs().max())
+
+
+def test_input_x_gradient_matches_captum(micro_lm):
+    from captum.attr import LayerGradientXActivation
+
+    e = explain(micro_lm, PROMPT, target=TARGET, method="input_x_gradient", faithfulness=False)
+    p_ids, t_ids = _ids(micro_lm)
+    ids = torch.tensor(p_ids + t_ids)
+    for t in (0, len(t_ids) - 1):
+        prefix = ids[:len(p_ids) + t][None]
+        gxa = LayerGradientXActivation(_step_fn(micro_lm.model, t_ids[t]), micro_lm.model.get_input_embeddings())
+        ref = gxa.attribute(prefix).sum(-1)[0]
+        assert torch.allclose(torch.tensor(e.attributions[t][:len(p_ids) + t]), ref, atol=1e-6)
+
+
+def test_feature_ablation_is_the_drop_when_one_token_is_replaced(micro_lm):
+    e = explain(micro_lm, PROMPT, target=TARGET, method="feature_ablation", faithfulness=False)
+    p_ids, t_ids = _ids(micro_lm)
+    ids = torch.tensor(p_ids + t_ids)
+    pad = micro_lm.tokenizer.pad_token_id
+    with torch.no_grad():
+        for t, j in [(0, 0), (0, len(p_ids) - 1), (3, 2), (3, len(p_ids) + 1)]:
+            n = len(p_ids) + t
+            f = _step_fn(micro_lm.model, t_ids[t])
+            ablated = ids[:n].clone()
+            ablated[j] = pad
+            expected = float(f(ids[:n][None])[0] - f(ablated[None])[0])
+            assert e.attributions[t][j] == pytest.approx(expected, abs=1e-5)
+
+
+def test_shapley_values_are_efficient(micro_lm):
+    """Permutation-sampled Shapley values of each step sum exactly to f(x) - f(all sources absent)."""
+    sv = explain(micro_lm, PROMPT, target=TARGET, method="shapley_sampling", n_samples=4, faithfulness=False)
+    ig = explain(micro_lm, PROMPT, target=TARGET, faithfulness=False)
+    for t, row in enumerate(sv.attributions):
+        total = math.fsum(v for v in row if v is not None)
+        assert total == pytest.approx(ig.target_logprobs[t] - ig.baseline_logprobs[t], abs=1e-4)
+
+
+def test_attention_rows_are_distributions_and_saliency_is_unsigned(micro_lm):
+    att = explain(micro_lm, PROMPT, target=TARGET, method="attention", faithfulness=False)
+    for row in att.attributions:
+        assert math.fsum(v for v in row if v is not None) == pytest.approx(1.0, abs=1e-5)
+    sal = explain(micro_lm, PROMPT, target=TARGET, method="saliency", faithfulness=False)
+    assert all(v >= 0 for row in sal.attributions for v in row if v is not None)
+
+
+def test_every_registered_method_returns_a_masked_matrix(micro_lm):
+    impl = micro_lm.model.config._attn_implementation
+    for name in METHODS.names():
+        e = explain(micro_lm, "Hello there", target=" my friend", method=name, n_samples=2, n_random=2)
+        T, L = len(e.target_tokens), len(e.source_tokens)
+        assert len(e.attributions) == T and all(len(r) == L for r in e.attributions)
+        for t, row in enumerate(e.attributions):
+            for j, v in enumerate(row):
+                assert (v is None) == (j >= e.n_prompt + t), (name, t, j)
+                assert v is None or math.isfinite(v)
+        assert len(e.target_logprobs) == T and all(lp <= 0 for lp in e.target_logprobs)
+        assert e.faithfulness is not None and len(e.faithfulness.steps) == T
+    assert micro_lm.model.config._attn_implementation == impl  # attention switched back
+
+
+def test_scores_do_not_depend_on_batching(micro_lm):
+    a = explain(micro_lm, PROMPT, target=TARGET, faithfulness=False, completeness_tolerance=None)
+    b = explain(micro_lm, PROMPT, target=TARGET, faithfulness=False, completeness_tolerance=None, internal_batch_size=7)
+    for ra, rb in zip(a.attributions, b.attributions):
+        for x, y in zip(ra, rb):
+            assert (x is None and y is None) or x == pytest.approx(y, abs=1e-6)
+    fa1 = explain(micro_lm, PROMPT, target=TARGET, method="feature_ablation", faithfulness=False)
+    fa2 = explain(micro_lm, PROMPT, target=TARGET, method="feature_ablation", faithfulness=False, internal_batch_size=3)
+    for r1, r2 in zip(fa1.attributions, fa2.attributions):
+        for x, y in zip(r1, r2):
+            assert (x is None and y is None) or x == pytest.approx(y, abs=1e-6)
+
+
+def test_faithfulness_drops_are_real_deletions(micro_lm):
+    e = explain(micro_lm, PROMPT, target=TARGET, top_k=2, n_random=5, seed=3)
+    f = e.faithfulness
+    p_ids, t_ids = _ids(micro_lm)
+    ids = torch.tensor(p_ids + t_ids)
+    t = f.steps[-1]
+    n = len(p_ids) + t
+    top = sorted(range(n), key=lambda j: -e.attributions[t][j])[:2]
+    ablated = ids[:n].clone()
+    ablated[top] = micro_lm.tokenizer.pad_token_id
+    step = _step_fn(micro_lm.model, t_ids[t])
+    with torch.no_grad():
+        expected = float(step(ids[:n][None])[0] - step(ablated[None])[0])
+    assert f.drop_top[-1] == pytest.approx(expected, abs=1e-5)
+    again = explain(micro_lm, PROMPT, target=TARGET, top_k=2, n_random=5, seed=3).faithfulness
+    assert again.drop_random == f.drop_random  # seeded
+
+
+def test_tokens_are_readable_text(micro_lm):
+    prompt, target = "Café naïve — 😀 résumé", " ok\nthen"
+    e = explain(micro_lm, prompt, target=target, faithfulness=False, method="saliency")
+    assert "".join(e.source_tokens) == prompt + target
+    assert "".join(e.prompt_tokens) == prompt and "".join(e.target_tokens) == target
+    markers = set("ĠĊĉ") | {"\ufffd"}
+    assert not any(c in markers for tok in e.source_tokens for c in tok)
+    assert readable_tokens(micro_lm.tokenizer, micro_lm.encode("a list")) == ["a", " ", "l", "is", "t"]
+    eos = micro_lm.tokenizer.eos_token_id
+    assert readable_tokens(micro_lm.tokenizer, [eos]) == ["<|endoftext|>"]
+
+
+def test_generates_the_same_text_as_the_audit_when_no_target(micro_lm):
+    from audit.config import GenerationSettings
+
+    e = explain(micro_lm, "Hello", max_new_tokens=5, faithfulness=False)
+    assert e.target == micro_lm.generate(["Hello"], GenerationSettings(max_new_tokens=5))[0][0]
+    assert 1 <= len(e.target_tokens)
+
+
+def test_round_trips_through_json(micro_lm):
+    e = explain(micro_lm, PROMPT, target=TARGET)
+    d = json.loads(e.to_json())
+    assert d["faithfulness"]["score"] == pytest.approx(e.faithfulness.score)
+    back = Explanation.from_dict(d)
+    assert back == e
+    assert back.top_sources(0, 2) == e.top_sources(0, 2)
+
+
+def test_leaves_the_model_as_it_found_it(micro_lm):
+    before = {k: v.clone() for k, v in micro_lm.model.state_dict().items()}
+    threads = torch.get_num_threads()
+    micro_lm.model.train()
+    try:
+        explain(micro_lm, PROMPT, target=TARGET, method="integrated_gradients")
+        assert micro_lm.model.training
+    finally:
+        micro_lm.model.eval()
+    assert all(p.requires_grad for p in micro_lm.model.parameters())
+    assert torch.get_num_threads() == threads
+    assert all(torch.equal(before[k], v) for k, v in micro_lm.model.state_dict().items())
+
+
+def test_clear_errors(micro_lm):
+    with pytest.raises(UnknownNameError, match="integrated_gradients"):
+        explain(micro_lm, "x", target=" y", method="integrated_gradient")
+    with pytest.raises(ExplainError, match="target is empty"):
+        explain(micro_lm, "x", target="")
+    with pytest.raises(ExplainError, match="unknown option 'n_step'"):
+        explain(micro_lm, "x", target=" y", n_step=3)
+    with pytest.raises(ExplainError, match="integration must be one of"):
+        explain(micro_lm, "x", target=" y", integration="simpson")
