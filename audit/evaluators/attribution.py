@@ -209,9 +209,10 @@ def perturbed_token_indices(tokenizer, e, word_indices: list[int]) -> list[int]:
     """Prompt token positions overlapping the attacker's changed words (TextAttack word indices)."""
     if not word_indices:
         return []
-    from textattack.shared import AttackedText
+    from ..attacks.offline import import_textattack
 
-    words = AttackedText(e.prompt).words
+    # The robustness section's indices count TextAttack's words: split the same way.
+    words = import_textattack().shared.AttackedText(e.prompt).words
     spans, pos = [], 0
     for i, w in enumerate(words):  # words appear in order in the text; find their character spans
         at = e.prompt.find(w, pos)
