@@ -16,6 +16,7 @@ clean output for the prompt, and the measures are smoothed:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from ..registry import AuditError, Registry
@@ -34,7 +35,10 @@ class GenerationGoalFunction(TextToTextGoalFunction):
 
     def __init__(self, model_wrapper, *, query_budget: float = float("inf"), model_batch_size: int = 256, **kwargs):
         # A large model_batch_size hands the wrapper whole candidate lists; it batches them itself.
-        super().__init__(model_wrapper, query_budget=query_budget, model_batch_size=model_batch_size, **kwargs)
+        with warnings.catch_warnings():
+            # TextAttack's compatibility check calls the deprecated `logger.warn` for unknown goals.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            super().__init__(model_wrapper, query_budget=query_budget, model_batch_size=model_batch_size, **kwargs)
 
 
 @GOALS.register("output_change")
