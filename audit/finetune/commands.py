@@ -8,6 +8,7 @@ Every scalar field of :class:`~audit.finetune.config.FinetuneConfig` is also a f
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 import yaml
@@ -103,6 +104,8 @@ def cmd_finetune(args, fields) -> int:
     if args.quiet:
         overrides.setdefault("progress", False)
     result = finetune(args.config, **overrides)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return EXIT_PASS  # under `accelerate launch`, one summary (rank 0's) is enough
     val = f", best validation loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
     print(f"finetune: {result.steps} steps ({result.stopped}){val}")
     print(f"model: {result.model_dir}")

@@ -136,7 +136,9 @@ class Trainer:
         self.train_set, self.val_set = list(train), list(val)
         self.callbacks = list(callbacks)
         self.merge_lora = merge_lora
-        self.accelerator = Accelerator(mixed_precision=_precision(cfg))
+        # cpu=True without CUDA: `accelerate launch --multi_gpu` then gives gloo processes (MULTI_CPU)
+        # instead of silently independent single-process runs.
+        self.accelerator = Accelerator(mixed_precision=_precision(cfg), cpu=not torch.cuda.is_available())
         acc = self.accelerator
         self.out = Path(cfg.out_dir)
         self.ckpt_root = self.out / "checkpoints"

@@ -1,0 +1,75 @@
+"""`audit harden` end to end on a prompt-sensitive micro model with a tiny robustness suite."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def sensitive_micro(tmp_path_factory, micro_path):
+    # The random micro model answers every prompt with the same tokens, so no attack can change its
+    # output. Scaling its matrices makes it chaotic: outputs depend on the prompt, attacks succeed.
+    from audit.model import LanguageModel
+
+    lm = LanguageModel.load(str(micro_path))
+    with torch.no_grad():
+        for p in lm.model.parameters():
+            if p.dim() >= 2:
+                p.mul_(6)
+    path = tmp_path_factory.mktemp("sensitive") / "model"
+    lm.model.save_pretrained(path)
+    lm.tokenizer.save_pretrained(path)
+    return path
+
+
+def test_harden_end_to_end(sensitive_micro, tmp_path):
+    rows = [{"id": f"r{i}", "prompt": f"Customer: how do I reset password number {i}?\nAgent:",
+             "reference": " Open settings and choose reset password."} for i in range(6)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "suite.yaml").write_text(
+        "name: robust-tiny\nmodel: builtin:micro\nseed: 0\ndata:\n  path: data.jsonl\ngeneration:\n  max_new_tokens: 6\n"
+        "sections:\n  robustness:\n    recipes: [deepwordbug]\n    examples: 4\n    query_budget: 15\n"
+        "    max_similarity: 0.9\n    perturbations: []\ngates:\n  - robustness.attack_success_rate <= 0.5\n")
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "audit", "harden", "--model", str(sensitive_micro), "--suite", "suite.yaml",
+                        "--out", str(out), "--max-steps", "6", "--lr", "3e-3", "-q"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode in (0, 1), p.stderr[-2000:]
+    summary = json.loads((out / "harden.json").read_text())
+    # The exit code is the gates on the hardened model.
+    assert p.returncode == (0 if summary["passed_after"] else 1)
+    adv = [json.loads(x) for x in (out / "before" / "adversarial.jsonl").read_text().splitlines()]
+    assert adv and summary["adversarial_examples"] == len(adv)
+    train = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+    sources = {r["source"] for r in train}
+    assert sources == {"adversarial", "clean"}
+    # Adversarial prompts are trained towards the model's clean output on the original prompt.
+    for r in (t for t in train if t["source"] == "adversarial"):
+        match = next(a for a in adv if a["prompt"] == r["prompt"])
+        assert r["target"] == match["target"] and r["prompt"] != match["original_prompt"]
+    assert summary["steps"] == 6
+    # The re-audit used the hardened model (a new fingerprint), the same suite and seed.
+    before = json.loads((out / "before" / "results.json").read_text())
+    after = json.loads((out / "after" / "results.json").read_text())
+    assert before["model"]["fingerprint"] != after["model"]["fingerprint"]
+    assert before["seed"] == after["seed"] and before["suite"]["fingerprint"] == after["suite"]["fingerprint"]
+    cmp = json.loads((out / "comparison.json").read_text())
+    asr = next(m for m in cmp["metrics"] if m["key"] == "robustness.attack_success_rate")
+    assert asr["old"] == before["metrics"]["robustness.attack_success_rate"]
+    assert asr["new"] == after["metrics"]["robustness.attack_success_rate"]
+    assert (out / "comparison.html").exists() and (out / "comparison.md").exists()
+    assert "robustness.attack_success_rate:" in p.stdout
+
+
+def test_harden_needs_a_robustness_section(tmp_path, micro_path):
+    (tmp_path / "d.jsonl").write_text(json.dumps({"prompt": "hi"}) + "\n")
+    (tmp_path / "s.yaml").write_text("name: s\ndata: d.jsonl\nsections:\n  diversity: {}\n")
+    p = subprocess.run([sys.executable, "-m", "audit", "harden", "--model", str(micro_path), "--suite", "s.yaml", "--out", "o"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert "has no robustness section" in p.stderr and p.stderr.strip().count("\n") == 0
