@@ -129,10 +129,20 @@ _QWERTY = {
 
 
 def _typo(word: str, rng: random.Random) -> str:
-    i = rng.randrange(1, len(word) - 1)  # keep the first and last letter (still readable)
+    for _ in range(8):  # swapping "tt" changes nothing: draw again
+        out = _one_typo(word, rng)
+        if out != word:
+            return out
+    return word[:1] + word[2:]
+
+
+def _one_typo(word: str, rng: random.Random) -> str:
+    # Keep the first and last letter (the word stays readable); words have 4+ letters.
     op = rng.choice(("neighbour", "swap", "drop"))
     if op == "swap":
+        i = rng.randrange(1, len(word) - 2)  # swap letters i and i+1, both inner
         return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    i = rng.randrange(1, len(word) - 1)
     if op == "drop":
         return word[:i] + word[i + 1:]
     c = word[i]

@@ -1,0 +1,135 @@
+"""The robustness section end to end on builtin:micro: attacks, metrics, records, worst case, export."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from audit.config import ConfigError, load_suite
+from audit.runner import run_suite
+
+from .conftest import write_suite
+
+# Prompts ending in content words: builtin:micro (random init) reacts to the last words.
+PROMPTS = ["The application crashes whenever I open settings", "My password reset email never arrived",
+           "Please cancel the subscription renewal", "I cannot find invoice 1234 anywhere",
+           "Where is the nearest service center"]
+
+SUITE = """
+name: rob
+model: {micro}
+seed: 3
+data: {{path: data.jsonl}}
+generation: {{max_new_tokens: 10, batch_size: 8}}
+sections:
+  robustness:
+    recipes: [deepwordbug, bad_characters]
+    examples: 4
+    query_budget: 25
+    max_words_perturbed: 2
+"""
+
+
+@pytest.fixture
+def rob_suite(tmp_path, micro_path):
+    rows = [{"id": f"p{i}", "prompt": p, "reference": "Open settings and choose reset." if i % 2 else None}
+            for i, p in enumerate(PROMPTS)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return write_suite(tmp_path, SUITE.format(micro=micro_path))
+
+
+def test_robustness_section_metrics_records_and_export(rob_suite, tmp_path, micro_lm):
+    from audit.attacks.similarity import similarity
+    from audit.perturb import perturb
+
+    out = tmp_path / "out"
+    result = run_suite(rob_suite, model=micro_lm, out_dir=out, progress=False, use_cache=False)
+    sec = result.sections["robustness"]
+    assert sec.error is None
+    recs = sec.records
+    assert len(recs) == 2 * 4 and {r["recipe"] for r in recs} == {"deepwordbug", "bad_characters"}
+    attacked = [r for r in recs if not r["skipped"]]
+    wins = [r for r in attacked if r["success"]]
+    assert wins, "the micro model should be attackable on these prompts"
+    m = result.metrics
+    assert m["robustness.attack_success_rate"] == pytest.approx(len(wins) / len(attacked))
+    assert m["robustness.words_perturbed_pct"] == pytest.approx(sum(r["words_perturbed_pct"] for r in wins) / len(wins))
+    assert m["robustness.queries_per_example"] == pytest.approx(sum(r["queries"] for r in attacked) / len(attacked))
+    assert all(r["queries"] <= 25 and r["words_perturbed"] <= 2 for r in recs)
+    per = [r for r in attacked if r["recipe"] == "deepwordbug"]
+    assert m["robustness.attack_success_rate_deepwordbug"] == pytest.approx(sum(r["success"] for r in per) / len(per))
+    # quality_drop compares clean and attacked outputs with the references (records p1, p3 have them).
+    assert not math.isnan(m["robustness.quality_drop"])
+    assert sec.metric_info["attack_success_rate"].higher_is_better is False
+
+    # HELM worst case: recompute one instance independently from the model.
+    s = result.samples[0]
+    clean = micro_lm.generate([s.prompt], _settings())[0][0]
+    sims = [1.0]
+    for p in ["lowercase", "punctuation", "contractions", "typos", "whitespace"]:
+        v = perturb(s.prompt, p, seed=3)
+        if v != s.prompt:
+            sims.append(similarity(micro_lm.generate([v], _settings())[0][0], clean))
+    assert s.scores["robustness.worst_case_similarity"] == pytest.approx(min(sims))
+    assert 0 <= m["robustness.worst_case_similarity"] <= 1
+    assert not math.isnan(m["robustness.worst_case_chrf"])
+
+    # Successful attacks are exported for hardening, one line each.
+    rows = [json.loads(line) for line in (out / "adversarial.jsonl").read_text().splitlines()]
+    assert len(rows) == len(wins)
+    assert {(r["id"], r["recipe"], r["prompt"]) for r in rows} == {(w["id"], w["recipe"], w["perturbed_prompt"]) for w in wins}
+    # No prompt was generated twice: every query beyond the unique prompts came from the cache.
+    stats = sec.details["wrapper"]
+    assert stats["generated"] + stats["cache_hits"] == stats["queries"] and stats["cache_hits"] > 0
+
+
+def _settings():
+    from audit.config import GenerationSettings
+
+    return GenerationSettings(max_new_tokens=10, batch_size=8)
+
+
+def test_robustness_is_deterministic(rob_suite, micro_lm):
+    a = run_suite(rob_suite, model=micro_lm, out_dir=None, progress=False, use_cache=False)
+    b = run_suite(rob_suite, model=micro_lm, out_dir=None, progress=False, use_cache=False)
+    assert a.metrics == pytest.approx(b.metrics, nan_ok=True)
+    assert a.sections["robustness"].records == b.sections["robustness"].records
+
+
+def test_missing_wordnet_is_a_one_line_section_error(rob_suite, micro_lm, tmp_path, monkeypatch):
+    import nltk
+
+    from audit.attacks.offline import PACKAGE_NLTK_DATA
+
+    rob_suite.write_text(rob_suite.read_text().replace("[deepwordbug, bad_characters]", "[pwws]"))
+    monkeypatch.setenv("AUDIT_CACHE", str(tmp_path / "fresh"))
+    monkeypatch.setenv("AUDIT_WORDNET_DIR", str(tmp_path))
+    monkeypatch.setattr(nltk.data, "path", [str(PACKAGE_NLTK_DATA)])
+    result = run_suite(rob_suite, model=micro_lm, out_dir=None, progress=False, use_cache=False)
+    err = result.sections["robustness"].error
+    assert err.startswith("MissingAttackDataError:") and "WordNet" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("recipes: [deepwordbugg]", "did you mean 'deepwordbug'"),
+    ("recipes: [textfooler]", "unknown attack recipe 'textfooler'"),
+    ("goal: minimize_bleu", "unknown goal"),
+    ("perturbations: [lowercase, synonyms]", "unknown perturbation 'synonyms'"),
+    ("max_similarity: 1.5", "max_similarity"),
+    ("query_budget: 0", "query_budget must be >= 1"),
+])
+def test_options_are_validated_before_any_model_loads(tmp_path, body, fragment):
+    (tmp_path / "d.jsonl").write_text('{"prompt": "x"}\n')
+    path = write_suite(tmp_path, f"model: /nonexistent\ndata: d.jsonl\nsections:\n  robustness:\n    {body}\n")
+    with pytest.raises(ConfigError) as e:
+        load_suite(path)
+    assert fragment in str(e.value) and "sections.robustness" in str(e.value)
+
+
+def test_gates_may_name_per_recipe_metrics(tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"prompt": "x"}\n')
+    path = write_suite(tmp_path, "data: d.jsonl\nsections:\n  robustness:\n    recipes: [pruthi]\n"
+                                 "gates:\n  - robustness.attack_success_rate_pruthi <= 0.5\n")
+    assert load_suite(path).gates[0].metric == "robustness.attack_success_rate_pruthi"
