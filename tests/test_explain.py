@@ -30,9 +30,9 @@ def _step_fn(model, target_id):
 
 @pytest.mark.parametrize("prompt,target", [(PROMPT, TARGET), ("Hello", " world, and"), ("x = [1, 2]\n", "for i in x:")])
 def test_integrated_gradients_is_complete_within_one_percent(micro_lm, prompt, target):
-    # completeness_tolerance=None: the default 50 Gauss-Legendre points must suffice by themselves.
+    # completeness_tolerance=None: the default 20 Gauss-Legendre points must suffice by themselves.
     e = explain(micro_lm, prompt, target=target, completeness_tolerance=None, faithfulness=False)
-    assert e.settings["n_steps"] == 50
+    assert e.settings["n_steps"] == 20 and e.settings["integration"] == "gausslegendre"
     for t, row in enumerate(e.attributions):
         total = math.fsum(v for v in row if v is not None)
         diff = e.target_logprobs[t] - e.baseline_logprobs[t]
@@ -45,7 +45,7 @@ def test_integrated_gradients_matches_captum_layer_ig_step_by_step(micro_lm):
     """Our one-forward-per-batch IG equals Captum's LayerIntegratedGradients run per step on its prefix."""
     from captum.attr import LayerIntegratedGradients
 
-    e = explain(micro_lm, PROMPT, target=TARGET, baseline="pad", faithfulness=False, completeness_tolerance=None)
+    e = explain(micro_lm, PROMPT, target=TARGET, baseline="pad", faithfulness=False, completeness_tolerance=None, n_steps=50)
     p_ids, t_ids = _ids(micro_lm)
     ids = torch.tensor(p_ids + t_ids)
     pad = micro_lm.tokenizer.pad_token_id

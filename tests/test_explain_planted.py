@@ -107,3 +107,13 @@ def test_integrated_gradients_faithfulness_beats_random_deletion(planted):
         assert f.drop_top[0] > 2.5 * f.drop_random[0]
         assert f.score > 0 and f.win_rate == 1.0
         assert e.completeness_error() < 0.01
+
+
+def test_sharp_model_gets_more_integration_points_until_complete(planted):
+    """The planted model is sharp (f(x) - f(baseline) ~ 15 nats): 20 points miss 1%, refinement fixes it."""
+    lm, cases = planted
+    prompt, target, _ = cases[0]
+    coarse = explain(lm, prompt, target=target, faithfulness=False, completeness_tolerance=None)
+    fine = explain(lm, prompt, target=target, faithfulness=False)
+    assert coarse.settings["n_steps"] == 20 and coarse.completeness_error() > 0.01
+    assert fine.settings["n_steps"] > 20 and fine.completeness_error() <= 0.01

@@ -17,7 +17,7 @@ def add_commands(sub, *, common, run_args) -> None:
     p.add_argument("--target", "-t", help="the continuation to explain (default: generate one greedily)")
     p.add_argument("--method", default="integrated_gradients", help="attribution method (default: integrated_gradients)")
     p.add_argument("--max-new-tokens", type=int, default=16, help="tokens to generate when no --target is given")
-    p.add_argument("--n-steps", type=int, default=50, help="integrated gradients: integration points")
+    p.add_argument("--n-steps", type=int, default=20, help="integrated gradients: integration points (doubled until complete within 1%%)")
     p.add_argument("--integration", default="gausslegendre", choices=INTEGRATION_METHODS, help="integrated gradients: quadrature rule")
     p.add_argument("--baseline", default="pad", help="token that stands for 'absent': pad, eos, unk, bos or a token id")
     p.add_argument("--batch-size", type=int, help="rows per forward pass (default: about 8k tokens per pass)")

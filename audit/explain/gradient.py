@@ -47,10 +47,11 @@ def weighted_gradients(problem: Problem, base: torch.Tensor, direction: torch.Te
         a = alphas_t[start:start + rows]
         w = weights_t[start:start + rows]
         emb = (base[None] + a[:, None, None] * direction[None]).detach().requires_grad_(True)  # (B, L, d)
-        f = problem.logprobs_from_embeds(emb)                                                    # (B, T)
+        f = problem.step_scorer(emb)                  # one forward; f(t) -> (B,) log p of step t
         for t in range(T):
+            ft = f(t)
             # grad_outputs=w: one backward gives the weighted gradient of every row at once.
-            (g,) = torch.autograd.grad(f[:, t], emb, grad_outputs=w.to(f.dtype), retain_graph=t < T - 1)
+            (g,) = torch.autograd.grad(ft, emb, grad_outputs=w.to(ft.dtype), retain_graph=t < T - 1)
             n = problem.n_sources(t)  # causal: later positions have zero gradient
             acc[t, :n] += g[:, :n].float().sum(0)
     return acc

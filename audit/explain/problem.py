@@ -54,6 +54,47 @@ class Problem:
         tgt = self.target_ids.view(1, T, 1).expand(logits.shape[0], T, 1)
         return torch.log_softmax(logits, dim=-1).gather(-1, tgt)[..., 0]  # (B, T)
 
+    def _split(self):
+        """``(body, head)`` when ``head(body(x).last_hidden_state)`` reproduces the model's logits, else None.
+
+        Per-step backward passes then start from one position's (B, V) logits instead of the whole
+        (B, T, V) block: on a 2k-vocabulary model the output layer's backward was most of the cost.
+        Models that post-process logits (soft-capping, scaling) fail the check and use the full path.
+        """
+        if not hasattr(self, "_split_cache"):
+            self._split_cache = None
+            body = getattr(self.model, "base_model", None)
+            head = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+            if body is not None and body is not self.model and head is not None:
+                with torch.no_grad():
+                    ids = self.ids[None]
+                    mask = torch.ones_like(ids)
+                    full = self.model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
+                    try:
+                        h = body(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+                        mine = head(h).float()
+                    except Exception:  # an unusual body signature: keep the full path
+                        mine = None
+                if mine is not None and mine.shape == full.shape and torch.allclose(mine, full, rtol=1e-4, atol=1e-4):
+                    self._split_cache = (body, head)
+        return self._split_cache
+
+    def step_scorer(self, embeds: torch.Tensor):
+        """Forward ``embeds`` (B, L, d) once; return ``f(t) -> (B,)`` log-probabilities of step t (differentiable)."""
+        split = self._split()
+        if split is None:
+            f = self.logprobs_from_embeds(embeds)
+            return lambda t: f[:, t]
+        body, head = split
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        h = body(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state   # (B, L, d)
+        P = self.n_prompt
+
+        def f(t: int) -> torch.Tensor:
+            logits = head(h[:, P - 1 + t]).float()                           # (B, V)
+            return torch.log_softmax(logits, dim=-1)[:, self.target_ids[t]]
+        return f
+
     def logprobs_from_embeds(self, embeds: torch.Tensor) -> torch.Tensor:
         """(B, L, d) input embeddings -> (B, T) target log-probabilities (differentiable)."""
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
