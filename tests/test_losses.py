@@ -181,3 +181,19 @@ def test_unknown_loss_and_option_errors_name_the_field():
         load_finetune_config({"losses": {"pgd": {"epsilno": 0.1}}})
     with pytest.raises(ConfigError, match="norm must be"):
         load_finetune_config({"losses": {"smart": {"norm": "l3"}}})
+
+
+def test_pgd_zero_init_shortcut_equals_an_explicit_first_ascent(micro_lm, batch):
+    # With init: zero the first ascent step reuses the clean pass's gradient; it must be the same step.
+    ids, attn, labels = batch
+    model = micro_lm.model
+    model.eval()
+    embeds = model.get_input_embeddings()(ids)
+    logits = model(inputs_embeds=embeds, attention_mask=attn).logits
+    objective = lambda x: cross_entropy(model(inputs_embeds=x, attention_mask=attn).logits, labels)  # noqa: E731
+    o = PerturbationOptions(steps=2, epsilon=0.5, step_size=0.3, init="zero")
+    (g,) = torch.autograd.grad(cross_entropy(logits, labels), embeds)
+    fast = adversarial_delta(embeds, attn, objective, o, first_grad=g)
+    slow = adversarial_delta(embeds, attn, objective, o)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    model.zero_grad()

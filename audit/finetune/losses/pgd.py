@@ -31,7 +31,7 @@ class PerturbationOptions:
     epsilon: float = 1.0          # radius of the norm ball delta stays in
     step_size: float = 0.5        # ascent step (in the norm's units: l2 steps along the normalised gradient, linf along its sign)
     norm: str = "l2"              # l2 (per example, FreeLB) | l2_token (per token) | linf
-    init: str = "uniform"         # zero | uniform (FreeLB) | normal
+    init: str = "zero"            # zero (the first ascent reuses the clean pass: one forward fewer) | uniform (FreeLB) | normal
     init_scale: float = 0.5       # initial perturbation size, as a fraction of epsilon
 
     def __post_init__(self):
@@ -92,11 +92,14 @@ def ascend(delta: torch.Tensor, grad: torch.Tensor, o: PerturbationOptions) -> t
 
 
 def adversarial_delta(embeds: torch.Tensor, mask: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor],
-                      o: PerturbationOptions, *, on_step: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> torch.Tensor:
+                      o: PerturbationOptions, *, on_step: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+                      first_grad: torch.Tensor | None = None) -> torch.Tensor:
     """K projected ascent steps of ``objective(embeds + delta)`` w.r.t. delta; returns delta (detached).
 
     Only delta receives gradients here (``torch.autograd.grad``), so the ascent leaves parameter
     gradients untouched. ``on_step(delta, loss)`` sees every iterate (FreeLB accumulates it).
+    ``first_grad``: the objective's gradient at ``delta = 0`` when the caller already has it (the
+    clean pass); with ``init: zero`` the first ascent step then needs no forward pass of its own.
 
     Example:
         >>> e = torch.randn(2, 3, 4); m = torch.ones(2, 3)
@@ -106,7 +109,11 @@ def adversarial_delta(embeds: torch.Tensor, mask: torch.Tensor, objective: Calla
     """
     base = embeds.detach()
     delta = project(init_delta(base, mask, o), mask, o.epsilon, o.norm)
-    for _ in range(o.steps):
+    start = 0
+    if first_grad is not None and o.init == "zero" and o.steps > 0 and on_step is None:
+        delta = project(ascend(delta, first_grad.detach(), o), mask, o.epsilon, o.norm).detach()
+        start = 1
+    for _ in range(start, o.steps):
         delta.requires_grad_(True)
         loss = objective(base + delta)
         if on_step is not None:
@@ -139,7 +146,12 @@ class EmbeddingPGD(Loss):
             return cross_entropy(inputs.forward_embeds(x).logits, inputs.labels)
 
         if o.mode == "pgd":
-            delta = adversarial_delta(inputs.embeds, mask, objective, o)
+            first = None
+            if o.init == "zero" and o.steps > 0 and inputs.embeds.requires_grad:
+                # At delta = 0 the objective IS the clean loss: its gradient w.r.t. the embeddings
+                # comes from the clean graph (kept for the final backward anyway), no extra forward.
+                (first,) = torch.autograd.grad(cross_entropy(inputs.logits, inputs.labels), inputs.embeds, retain_graph=True)
+            delta = adversarial_delta(inputs.embeds, mask, objective, o, first_grad=first)
             # Parameters (embeddings included) learn from the loss at the worst perturbation found.
             return objective(inputs.embeds + delta)
         # FreeLB: the loss at each of the K iterates trains the parameters (mean over iterates), and
