@@ -119,3 +119,30 @@ def test_suite_validation_and_run(tmp_path, support_like, micro_path):
     back = AuditResult.load(tmp_path / "out" / "results.json")
     exps = back.sections["attribution"].details["explanations"]
     assert Explanation.from_dict(exps[0]).source_tokens == result.sections["attribution"].details["explanations"][0]["source_tokens"]
+
+
+@pytest.mark.skipif(__import__("audit.report.browser", fromlist=["find_chromium"]).find_chromium() is None,
+                    reason="needs a chromium binary")
+def test_report_shows_heatmaps_and_keeps_tokens_inert(tmp_path, micro_path):
+    import json as _json
+
+    from audit.report.browser import Page
+    from audit.runner import run_suite
+
+    data = tmp_path / "evil.jsonl"
+    data.write_text(_json.dumps({"id": "e1", "prompt": "<script>window.__pwned=1</script> hi", "reference": " ok"}) + "\n"
+                    + _json.dumps({"id": "e2", "prompt": "\"><img src=x onerror=window.__pwned=2>", "reference": " ok"}) + "\n")
+    suite = write_suite(tmp_path, f"name: s\nmodel: {micro_path}\ndata: {data}\ngeneration: {{max_new_tokens: 4}}\n"
+                                  "sections:\n  quality: {metrics: [chrf]}\n  attribution: {worst_quality: 1, random: 1}\n")
+    html = tmp_path / "out" / "report.html"
+    run_suite(suite, out_dir=tmp_path / "out", outputs=[str(html)], progress=False, use_cache=False)
+    with Page() as page:
+        page.open(html)
+        assert page.problems() == []
+        assert page.eval("window.__pwned === undefined") is True
+        assert page.eval("document.querySelectorAll('#section-attribution img').length") == 0
+        assert page.eval("document.querySelectorAll('#section-attribution .note.warn').length") == 0  # partial rendered
+        toks = page.eval("Array.from(document.querySelectorAll('#section-attribution .heatmap .tok')).map(t => t.textContent).join('')")
+        assert "<script>window.__pwned=1</script>" in toks
+        colored = page.eval("Array.from(document.querySelectorAll('#section-attribution .heatmap .tok')).filter(t => t.title).length")
+        assert colored > 0
