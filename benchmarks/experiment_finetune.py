@@ -1,0 +1,151 @@
+"""Experiment: do the losses do what their papers say, on the embedded model and the bundled task data?
+
+    python benchmarks/experiment_finetune.py                       # builtin:tiny + audit/suites/data/support.jsonl
+    python benchmarks/experiment_finetune.py --steps 150 --json exp.json
+
+A. Unlikelihood vs CE-only at equal steps. Both runs start from the same model, see the same
+   batches (same seed) for ``--steps`` steps on the ``train`` split; on the ``test`` split we measure
+   greedy generations' rep-4 (share of repeated 4-grams within a generation, lower is better) and
+   distinct-2 (corpus share of unique bigrams, higher is better), and the perplexity of the
+   references given the prompts. Claim to check: unlikelihood lowers rep-4 and raises distinct-2
+   at a perplexity within 10% of CE-only.
+
+B. Hardening on held-out prompts. The robustness section attacks the model on the TRAIN prompts;
+   the successful adversarial prompts (with the model's clean outputs as targets) plus the clean
+   train prompts form the training set (as ``audit harden`` builds it); the model is fine-tuned
+   with ``ce + pgd``. Attack success rate is then measured on the TEST prompts, which no training
+   example came from, before vs after; clean quality (chrF of greedy outputs against references
+   and reference perplexity) must stay within ``--tolerance``.
+
+Everything it prints is measured in this run; effects that do not appear are reported as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def _suite(data: Path, split: str, *, robustness: bool, examples: int, budget: int, max_new_tokens: int) -> dict:
+    sections = {"quality": {"metrics": ["perplexity", "chrf"]}}
+    if robustness:
+        sections["robustness"] = {"recipes": ["deepwordbug"], "examples": examples, "query_budget": budget,
+                                  "perturbations": []}
+    return {"name": f"exp-{split}", "model": "builtin:tiny", "seed": 0, "data": {"path": str(data), "split": split},
+            "generation": {"max_new_tokens": max_new_tokens, "batch_size": 16, "stop": ["\n"]}, "sections": sections}
+
+
+def generation_metrics(lm, prompts, refs, max_new_tokens: int) -> dict:
+    from audit.config import GenerationSettings
+    from audit.metrics.distinct import distinct_n
+    from audit.metrics.perplexity import perplexity
+    from audit.metrics.repetition import rep_n
+
+    gens = [g[0] for g in lm.generate(prompts, GenerationSettings(max_new_tokens=max_new_tokens, batch_size=16))]
+    scored = lm.loglikelihood(list(zip(prompts, refs)))
+    ppl = perplexity([-lp for lp, _ in scored], [n for _, n in scored])
+    return {"rep_4": rep_n(gens, 4), "distinct_2": distinct_n(gens, 2), "perplexity": ppl,
+            "mean_words": sum(len(g.split()) for g in gens) / len(gens), "example": gens[0][:160]}
+
+
+def part_a(args, data: Path, work: Path) -> dict:
+    from audit.data import load_records
+    from audit.finetune import finetune
+    from audit.model import LanguageModel
+
+    test = load_records(data, split="test")
+    prompts, refs = [r.prompt for r in test], [r.reference or "" for r in test]
+    common = dict(model=args.model, data=str(data), train_split="train", val_fraction=0.0, max_steps=args.steps,
+                  batch_size=8, lr=args.lr, warmup_steps=10, seed=0, progress=False, save_every=10_000,
+                  eval_every=10_000, max_length=128)
+    out = {"base": generation_metrics(LanguageModel.load(args.model), prompts, refs, args.gen_tokens)}
+    for name, losses in (("ce", {"ce": 1.0}), ("ce+unlikelihood", {"ce": 1.0, "unlikelihood": args.ul_weight})):
+        r = finetune({**common, "losses": losses, "out_dir": str(work / name.replace("+", "_"))})
+        out[name] = generation_metrics(LanguageModel.load(str(r.model_dir)), prompts, refs, args.gen_tokens)
+    ce, ul = out["ce"], out["ce+unlikelihood"]
+    out["claims"] = {"rep_4_lower": ul["rep_4"] < ce["rep_4"], "distinct_2_higher": ul["distinct_2"] > ce["distinct_2"],
+                     "perplexity_within_10pct": ul["perplexity"] <= 1.10 * ce["perplexity"],
+                     "perplexity_ratio": ul["perplexity"] / ce["perplexity"]}
+    return out
+
+
+def part_b(args, data: Path, work: Path) -> dict:
+    from audit.config import parse_suite
+    from audit.finetune import finetune
+    from audit.finetune.data import write_pairs_jsonl
+    from audit.finetune.harden import HARDEN_DEFAULTS, training_pairs
+    from audit.model import LanguageModel
+    from audit.runner import run_suite
+
+    kw = dict(examples=args.attack_examples, budget=args.query_budget, max_new_tokens=args.attack_tokens)
+    train_suite = parse_suite(_suite(data, "train", robustness=True, **kw), path=str(work / "train-suite.yaml"))
+    test_raw = _suite(data, "test", robustness=True, **kw)
+    base = LanguageModel.load(args.model)
+    attack_train = run_suite(train_suite, model=base, out_dir=work / "attack-train", progress=False)
+    pairs, n_adv = training_pairs(attack_train, work / "attack-train" / "adversarial.jsonl")
+    before = run_suite(parse_suite(test_raw, path=str(work / "t.yaml")), model=base, out_dir=work / "before-test", progress=False)
+    res = {"adversarial_train_examples": n_adv, "training_pairs": len(pairs)}
+    if n_adv == 0:
+        res["note"] = "no attack succeeded on the train prompts: nothing to harden"
+        return res
+    train_file = write_pairs_jsonl(pairs, work / "harden-train.jsonl")
+    cfg = {**HARDEN_DEFAULTS, "model": args.model, "data": str(train_file), "format": "prompt_target", "target_field": "target",
+           "out_dir": str(work / "hardened"), "progress": False, "max_steps": args.harden_steps, "lr": args.harden_lr,
+           "val_fraction": 0.0, "seed": 0}
+    trained = finetune(cfg)
+    hardened = LanguageModel.load(str(trained.model_dir))
+    after = run_suite(parse_suite(test_raw, path=str(work / "t.yaml")), model=hardened, out_dir=work / "after-test", progress=False)
+    keys = ["robustness.attack_success_rate", "quality.chrf", "quality.perplexity", "robustness.queries_per_example"]
+    res.update({k: {"before": before.metrics.get(k), "after": after.metrics.get(k)} for k in keys})
+    asr = res["robustness.attack_success_rate"]
+    chrf = res["quality.chrf"]
+    ppl = res["quality.perplexity"]
+    res["claims"] = {
+        "asr_lower_on_held_out": asr["after"] < asr["before"],
+        "chrf_within_tolerance": chrf["after"] >= chrf["before"] * (1 - args.tolerance),
+        "perplexity_within_tolerance": ppl["after"] <= ppl["before"] * (1 + args.tolerance),
+        "tolerance": args.tolerance,
+    }
+    return res
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="builtin:tiny")
+    p.add_argument("--data", default=None, help="prompt/reference JSONL with split train/test (default: bundled support.jsonl)")
+    p.add_argument("--steps", type=int, default=150, help="A: optimizer steps for both runs")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--ul-weight", type=float, default=1.0, help="A: unlikelihood weight (alpha in the paper)")
+    p.add_argument("--gen-tokens", type=int, default=48, help="A: greedy tokens per prompt (no stop string: repetition shows)")
+    p.add_argument("--attack-examples", type=int, default=20)
+    p.add_argument("--query-budget", type=int, default=40)
+    p.add_argument("--attack-tokens", type=int, default=24)
+    p.add_argument("--harden-steps", type=int, default=120)
+    p.add_argument("--harden-lr", type=float, default=3e-4)
+    p.add_argument("--tolerance", type=float, default=0.10, help="B: allowed relative loss of clean quality")
+    p.add_argument("--only", choices=["a", "b"])
+    p.add_argument("--json", metavar="FILE")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    from audit.config import bundled_dir
+
+    data = Path(args.data) if args.data else bundled_dir() / "data" / "support.jsonl"
+    work = Path(tempfile.mkdtemp(prefix="exp-finetune-"))
+    report = {"model": args.model, "data": str(data)}
+    if args.only in (None, "a"):
+        report["A_unlikelihood_vs_ce"] = part_a(args, data, work)
+    if args.only in (None, "b"):
+        report["B_hardening_held_out"] = part_b(args, data, work)
+    print(json.dumps(report, indent=2, default=lambda x: None if isinstance(x, float) and math.isnan(x) else str(x)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    return report
+
+
+if __name__ == "__main__":
+    main()
