@@ -148,6 +148,7 @@ class ConsistencyEvaluator(Evaluator):
                                   "examples": [{"id": s.id, "prompt": s.prompt, "samples": g} for s, g in zip(samples[:3], gens)]}
 
     def _perturbations(self, ctx: Context, samples, greedy, result: SectionResult) -> None:
+        from ..attacks.diff import word_diff
         from ..perturb import perturb
 
         o = self.options
@@ -172,8 +173,8 @@ class ConsistencyEvaluator(Evaluator):
                 sims.append(self._sim(out_p[i], clean[i]))
                 if len(examples) < 12 and sum(e["perturbation"] == p for e in examples) < 2:
                     examples.append({"id": s.id, "perturbation": p, "kind": "inv" if p in o.perturbations else "dir",
-                                     "prompt": s.prompt, "perturbed_prompt": variants[p][i], "output": clean[i],
-                                     "perturbed_output": out_p[i], "similarity": sims[-1]})
+                                     "similarity": sims[-1], "prompt_diff": word_diff(s.prompt, variants[p][i]),
+                                     "output_diff": word_diff(clean[i], out_p[i])})
             if p in o.perturbations:
                 result.metrics[f"invariance_{p}"] = mean(sims)
                 inv_all.extend(sims)

@@ -172,6 +172,8 @@ class RobustnessEvaluator(Evaluator):
         else:
             result.metrics["quality_drop"] = math.nan
         result.details["recipes"] = table
+        result.details["attack_examples"] = attack_examples(records)
+        result.details["records_sort"] = {"key": "score", "higher_is_better": False}
         return records
 
     def _worst_case(self, ctx: Context, wrapper, result: SectionResult) -> None:
@@ -221,3 +223,18 @@ class RobustnessEvaluator(Evaluator):
                           "clean_output": clean[i]}
                          for i, s in enumerate(samples[:5]) for p in o.perturbations if variants[p][i] != s.prompt],
         }
+
+
+def attack_examples(records: list[dict], limit: int = 20) -> list[dict]:
+    """Up to ``limit`` attacks for the report: successful ones first (fewest words perturbed first),
+    then failed ones that kept a perturbation (closest first), with word diffs of prompt and output."""
+    from ..attacks.diff import word_diff
+
+    # A failed attack that kept no perturbation shows nothing worth reading.
+    shown = (r for r in records if not r["skipped"] and (r["success"] or r["perturbed_prompt"] != r["original_prompt"]))
+    ranked = sorted(shown,
+                    key=lambda r: (not r["success"], r["words_perturbed"] if r["success"] else -r["score"], r["id"]))
+    return [{"id": r["id"], "recipe": r["recipe"], "success": r["success"], "score": r["score"], "queries": r["queries"],
+             "words_perturbed": r["words_perturbed"],
+             "prompt_diff": word_diff(r["original_prompt"], r["perturbed_prompt"]),
+             "output_diff": word_diff(r["clean_output"], r["perturbed_output"])} for r in ranked[:limit]]
