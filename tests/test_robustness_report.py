@@ -52,8 +52,10 @@ def test_partials_render_without_falling_back(adv_result, caplog):
         for p in PAYLOADS[:2]:
             assert p not in html   # escaped, never raw
     rob = str(render_section(result, result.sections["robustness"], []))
-    assert "Attack examples" in rob and "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in rob
-    assert "⟨U+" in rob   # bad_characters' invisible characters are spelled out
+    cons = str(render_section(result, result.sections["consistency"], []))
+    assert "Attack examples" in rob and "⟨U+" in rob   # bad_characters' invisible characters are spelled out
+    # The payload prompt is shown (as text) in the consistency examples' prompt diffs.
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in cons
 
 
 def test_report_in_chromium_shows_payloads_as_text(adv_result):
