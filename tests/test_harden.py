@@ -27,17 +27,18 @@ def sensitive_micro(tmp_path_factory, micro_path):
     return path
 
 
+@pytest.mark.slow
 def test_harden_end_to_end(sensitive_micro, tmp_path):
     rows = [{"id": f"r{i}", "prompt": f"Customer: how do I reset password number {i}?\nAgent:",
-             "reference": " Open settings and choose reset password."} for i in range(6)]
+             "reference": " Open settings and choose reset password."} for i in range(4)]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "suite.yaml").write_text(
-        "name: robust-tiny\nmodel: builtin:micro\nseed: 0\ndata:\n  path: data.jsonl\ngeneration:\n  max_new_tokens: 6\n"
-        "sections:\n  robustness:\n    recipes: [deepwordbug]\n    examples: 4\n    query_budget: 15\n"
+        "name: robust-tiny\nmodel: builtin:micro\nseed: 0\ndata:\n  path: data.jsonl\ngeneration:\n  max_new_tokens: 4\n"
+        "sections:\n  robustness:\n    recipes: [deepwordbug]\n    examples: 3\n    query_budget: 10\n"
         "    max_similarity: 0.9\n    perturbations: []\ngates:\n  - robustness.attack_success_rate <= 0.5\n")
     out = tmp_path / "out"
     p = subprocess.run([sys.executable, "-m", "audit", "harden", "--model", str(sensitive_micro), "--suite", "suite.yaml",
-                        "--out", str(out), "--max-steps", "6", "--lr", "3e-3", "-q"],
+                        "--out", str(out), "--max-steps", "4", "--lr", "3e-3", "-q"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert p.returncode in (0, 1), p.stderr[-2000:]
     summary = json.loads((out / "harden.json").read_text())
@@ -52,7 +53,7 @@ def test_harden_end_to_end(sensitive_micro, tmp_path):
     for r in (t for t in train if t["source"] == "adversarial"):
         match = next(a for a in adv if a["prompt"] == r["prompt"])
         assert r["target"] == match["target"] and r["prompt"] != match["original_prompt"]
-    assert summary["steps"] == 6
+    assert summary["steps"] == 4
     # The re-audit used the hardened model (a new fingerprint), the same suite and seed.
     before = json.loads((out / "before" / "results.json").read_text())
     after = json.loads((out / "after" / "results.json").read_text())

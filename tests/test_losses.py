@@ -167,7 +167,7 @@ def test_pgd_loss_is_at_least_the_clean_loss_on_average(micro_lm, batch):
     logits = model(inputs_embeds=embeds, attention_mask=attn).logits
     inputs = LossInputs(model=model, input_ids=ids, attention_mask=attn, labels=labels, embeds=embeds, logits=logits)
     clean = float(cross_entropy(logits.detach(), labels))
-    adv = float(EmbeddingPGD(EmbeddingPGD.Options(steps=3, epsilon=2.0, step_size=1.0, init="zero"))(inputs))
+    adv = float(EmbeddingPGD(EmbeddingPGD.Options(steps=3, epsilon=2.0, step_size=1.0, init="zero"))(inputs).detach())
     assert adv > clean
 
 
