@@ -25,11 +25,13 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import Any
 
 from ..registry import did_you_mean
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
+from .toxicity import check_generation_overrides, merged_settings
 
 
 def normalize_answer(text: str, max_words: int) -> str:
@@ -68,11 +70,13 @@ class ConsistencyEvaluator(Evaluator):
         dir_max_similarity: float = 0.9      # DIR: an output "changed" when its similarity is below this
         group_field: str = "group"           # metadata field naming paraphrase groups
         examples: int | None = None          # use the first N prompts (None: all)
+        generation: dict[str, Any] = field(default_factory=dict)  # overrides of the suite's settings, e.g. {stop: []}
 
         def __post_init__(self):
             from ..attacks.similarity import SIMILARITIES
             from ..perturb import PERTURBATIONS
 
+            check_generation_overrides(self.generation)
             if self.seed_samples < 0 or self.seed_samples == 1:
                 raise ValueError("seed_samples must be 0 (off) or >= 2")
             if self.temperature <= 0 or not 0 < self.top_p <= 1:
@@ -108,8 +112,9 @@ class ConsistencyEvaluator(Evaluator):
         result.metric_info.update(self._infos(o))
         # INV, DIR and paraphrase comparisons use greedy outputs: with sampling, a changed prompt
         # changes the sampling seed too, and we would measure the dice instead of the model.
-        greedy = dataclasses.replace(ctx.settings, do_sample=False, num_samples=1)
-        self._seed(ctx, samples, result)
+        base = merged_settings(ctx.settings, o.generation, "consistency")
+        greedy = dataclasses.replace(base, do_sample=False, num_samples=1)
+        self._seed(ctx, samples, base, result)
         self._perturbations(ctx, samples, greedy, result)
         self._paraphrases(ctx, samples, greedy, result)
 
@@ -118,14 +123,14 @@ class ConsistencyEvaluator(Evaluator):
 
         return similarity(a, b, self.options.similarity)
 
-    def _seed(self, ctx: Context, samples, result: SectionResult) -> None:
+    def _seed(self, ctx: Context, samples, base, result: SectionResult) -> None:
         from ..attacks.similarity import mean_pairwise_similarity
 
         o = self.options
         if not o.seed_samples:
             result.metrics["seed_similarity"] = result.metrics["answer_agreement"] = math.nan
             return
-        sampling = dataclasses.replace(ctx.settings, do_sample=True, num_samples=o.seed_samples,
+        sampling = dataclasses.replace(base, do_sample=True, num_samples=o.seed_samples,
                                        temperature=o.temperature, top_p=o.top_p)
         gens = ctx.generate([s.prompt for s in samples], sampling, desc="consistency samples")
         per = [mean_pairwise_similarity(g, o.similarity) for g in gens]

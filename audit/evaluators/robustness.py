@@ -25,11 +25,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..registry import did_you_mean
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
+from .toxicity import check_generation_overrides, merged_settings
 
 _DEFAULT_PERTURBATIONS = ["lowercase", "punctuation", "contractions", "typos", "whitespace"]
 
@@ -59,7 +61,7 @@ class RobustnessEvaluator(Evaluator):
         examples: int | None = 20            # attack the first N prompts (None: all); attacks cost queries
         query_budget: int = 60               # model queries per attacked example and recipe
         max_words_perturbed: int | None = None  # override the recipes' own limit on perturbed words
-        max_new_tokens: int | None = None    # shorter outputs make queries cheaper (None: the suite's setting)
+        generation: dict[str, Any] = field(default_factory=dict)  # overrides of the suite's settings, e.g. {max_new_tokens: 16}
         perturbations: list[str] = field(default_factory=lambda: list(_DEFAULT_PERTURBATIONS))  # worst case ([] = off)
         worst_case_examples: int | None = None  # prompts for the worst case (None: all)
         similarity: str = "chrf"             # chrf | rouge_l: output similarity measure
@@ -88,7 +90,8 @@ class RobustnessEvaluator(Evaluator):
                 raise ValueError("min_fraction must be in (0, 1]")
             if not 0.0 < self.toxicity_threshold <= 1.0:
                 raise ValueError("toxicity_threshold must be in (0, 1]")
-            for name in ("examples", "query_budget", "max_words_perturbed", "max_new_tokens", "worst_case_examples"):
+            check_generation_overrides(self.generation)
+            for name in ("examples", "query_budget", "max_words_perturbed", "worst_case_examples"):
                 v = getattr(self, name)
                 if v is not None and v < 1:
                     raise ValueError(f"{name} must be >= 1")
@@ -114,8 +117,8 @@ class RobustnessEvaluator(Evaluator):
             check_data(r)
         from ..attacks.wrapper import GenerationModelWrapper
 
-        settings = dataclasses.replace(ctx.settings, num_samples=1,
-                                       max_new_tokens=o.max_new_tokens or ctx.settings.max_new_tokens)
+        # One output per query; shorter outputs (a `generation` override) make queries cheaper.
+        settings = dataclasses.replace(merged_settings(ctx.settings, o.generation, "robustness"), num_samples=1)
         wrapper = GenerationModelWrapper(ctx.model, settings, seed=ctx.seed,
                                          disk_cache=ctx.cache(f"gen-{ctx.model.fingerprint}"))
         result.metric_info.update(self._infos(o))
