@@ -94,7 +94,8 @@ def main(argv=None) -> int:
     import_textattack()  # its import time is not part of either run
     lm, model_name = load_model(args.model)
     prompts, source = load_prompts(args.examples)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=32, stop=["\n"])
+    # No stop at "\n": builtin:tiny opens its answers with a newline (every output would be empty).
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=32)
     recipes = args.recipes.split(",")
     n_attacks = len(prompts) * len(recipes)
     print(f"model {model_name}; {len(prompts)} prompts from {source}; recipes {', '.join(recipes)}; "
