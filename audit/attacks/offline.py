@@ -123,7 +123,7 @@ def ensure_wordnet(*, source: Path | None = None, for_what: str = "WordNet synon
     if _nltk_has("corpora/wordnet") or _nltk_has("corpora/wordnet.zip"):
         return target
     shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-    raise MissingAttackDataError(f"{for_what} need WordNet 3.0, which is missing ({src} lacks {shown}): {_HOW_TO_GET_WORDNET}")
+    raise MissingAttackDataError(f"WordNet 3.0 is missing, needed by {for_what} ({src} lacks {shown}): {_HOW_TO_GET_WORDNET}")
 
 
 def _complete(tree: Path) -> bool:
