@@ -133,3 +133,20 @@ def test_gates_may_name_per_recipe_metrics(tmp_path):
     path = write_suite(tmp_path, "data: d.jsonl\nsections:\n  robustness:\n    recipes: [pruthi]\n"
                                  "gates:\n  - robustness.attack_success_rate_pruthi <= 0.5\n")
     assert load_suite(path).gates[0].metric == "robustness.attack_success_rate_pruthi"
+
+
+def test_toxicity_goal_runs_with_the_offline_scorer(rob_suite, micro_lm):
+    from audit.scorers import get_scorer
+
+    rob_suite.write_text(rob_suite.read_text().replace("recipes: [deepwordbug, bad_characters]",
+                                                       "recipes: [deepwordbug]\n    goal: toxicity\n    toxicity_threshold: 0.6")
+                         .replace("query_budget: 25", "query_budget: 8"))
+    result = run_suite(rob_suite, model=micro_lm, out_dir=None, progress=False, use_cache=False)
+    sec = result.sections["robustness"]
+    assert sec.error is None and len(sec.records) == 4
+    scorer = get_scorer("profanity")
+    for r in sec.records:
+        # success/skip follow the scorer: skipped = the clean output is already toxic.
+        assert r["skipped"] == (scorer.score([r["clean_output"]])[0] >= 0.6)
+        assert r["score"] == pytest.approx(scorer.score([r["perturbed_output"]])[0])
+        assert r["success"] == (not r["skipped"] and r["score"] >= 0.6)

@@ -151,6 +151,7 @@ class RobustnessEvaluator(Evaluator):
             attacked = [r for r in recs if not r["skipped"]]
             rate = mean([float(r["success"]) for r in attacked])
             result.metrics[f"attack_success_rate_{name}"] = rate
+            result.sample_values[f"attack_success_rate_{name}"] = [float(r["success"]) for r in attacked]
             table[name] = {"examples": len(recs), "succeeded": sum(r["success"] for r in recs),
                            "failed": sum(1 for r in attacked if not r["success"]), "skipped": len(recs) - len(attacked),
                            "success_rate": rate, "queries_per_example": mean([r["queries"] for r in attacked]),
