@@ -12,7 +12,8 @@ A. Unlikelihood vs CE-only at equal steps. Both runs start from the same model, 
 
 B. Hardening on held-out prompts. The robustness section attacks the model on the TRAIN prompts;
    the successful adversarial prompts (with the model's clean outputs as targets) plus the clean
-   train prompts form the training set (as ``audit harden`` builds it); the model is fine-tuned
+   train prompts form the training set (the model is first CE-tuned on the train split for
+   ``--base-steps``: hardening starts from a task model) (as ``audit harden`` builds it); the model is fine-tuned
    with ``ce + pgd``. Attack success rate is then measured on the TEST prompts, which no training
    example came from, before vs after; clean quality (chrF of greedy outputs against references
    and reference perplexity) must stay within ``--tolerance``.
@@ -37,7 +38,7 @@ def _suite(data: Path, split: str, *, robustness: bool, examples: int, budget: i
         sections["robustness"] = {"recipes": ["deepwordbug"], "examples": examples, "query_budget": budget,
                                   "perturbations": []}
     return {"name": f"exp-{split}", "model": "builtin:tiny", "seed": 0, "data": {"path": str(data), "split": split},
-            "generation": {"max_new_tokens": max_new_tokens, "batch_size": 16, "stop": ["\n"]}, "sections": sections}
+            "generation": {"max_new_tokens": max_new_tokens, "batch_size": 16}, "sections": sections}
 
 
 def generation_metrics(lm, prompts, refs, max_new_tokens: int) -> dict:
@@ -85,16 +86,25 @@ def part_b(args, data: Path, work: Path) -> dict:
     kw = dict(examples=args.attack_examples, budget=args.query_budget, max_new_tokens=args.attack_tokens)
     train_suite = parse_suite(_suite(data, "train", robustness=True, **kw), path=str(work / "train-suite.yaml"))
     test_raw = _suite(data, "test", robustness=True, **kw)
-    base = LanguageModel.load(args.model)
+    model_path = args.model
+    if args.base_steps:
+        # The realistic starting point: a task model (CE on the train split), then hardened.
+        tuned = finetune({"model": args.model, "data": str(data), "train_split": "train", "val_fraction": 0.0,
+                          "max_steps": args.base_steps, "batch_size": 8, "lr": args.lr, "warmup_steps": 10, "seed": 0,
+                          "progress": False, "save_every": 10_000, "eval_every": 10_000, "max_length": 128,
+                          "out_dir": str(work / "task-model")})
+        model_path = str(tuned.model_dir)
+    base = LanguageModel.load(model_path)
     attack_train = run_suite(train_suite, model=base, out_dir=work / "attack-train", progress=False)
-    pairs, n_adv = training_pairs(attack_train, work / "attack-train" / "adversarial.jsonl")
+    pairs, n_adv = training_pairs(attack_train, work / "attack-train" / "adversarial.jsonl", target=args.target)
     before = run_suite(parse_suite(test_raw, path=str(work / "t.yaml")), model=base, out_dir=work / "before-test", progress=False)
-    res = {"adversarial_train_examples": n_adv, "training_pairs": len(pairs)}
+    res = {"training_target": args.target, "start_model": "CE-tuned on train split for %d steps" % args.base_steps if args.base_steps else args.model,
+           "adversarial_train_examples": n_adv, "training_pairs": len(pairs)}
     if n_adv == 0:
         res["note"] = "no attack succeeded on the train prompts: nothing to harden"
         return res
     train_file = write_pairs_jsonl(pairs, work / "harden-train.jsonl")
-    cfg = {**HARDEN_DEFAULTS, "model": args.model, "data": str(train_file), "format": "prompt_target", "target_field": "target",
+    cfg = {**HARDEN_DEFAULTS, "model": model_path, "data": str(train_file), "format": "prompt_target", "target_field": "target",
            "out_dir": str(work / "hardened"), "progress": False, "max_steps": args.harden_steps, "lr": args.harden_lr,
            "val_fraction": 0.0, "seed": 0}
     trained = finetune(cfg)
@@ -125,6 +135,9 @@ def main(argv=None) -> dict:
     p.add_argument("--attack-examples", type=int, default=20)
     p.add_argument("--query-budget", type=int, default=40)
     p.add_argument("--attack-tokens", type=int, default=24)
+    p.add_argument("--base-steps", type=int, default=150, help="B: CE-tune the model on the train split first (0: attack it as is)")
+    p.add_argument("--target", choices=["target", "reference"], default="target",
+                   help="B: train perturbed prompts towards the dataset reference or the model's clean output")
     p.add_argument("--harden-steps", type=int, default=120)
     p.add_argument("--harden-lr", type=float, default=3e-4)
     p.add_argument("--tolerance", type=float, default=0.10, help="B: allowed relative loss of clean quality")
