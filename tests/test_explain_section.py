@@ -89,6 +89,18 @@ def test_missing_sources_are_skipped_not_fatal(micro_lm):
     assert math.isfinite(res.metrics["faithfulness"])
 
 
+def test_empty_generations_are_reported_not_explained(micro_lm):
+    from audit.config import GenerationSettings
+
+    c = make_context(micro_lm, [Record(id="x", prompt="Hello there", reference=" hi")], GenerationSettings(max_new_tokens=4))
+    c.samples[0].generations = [""]          # e.g. cut to nothing by a stop string
+    c.samples[0].scores["quality.chrf"] = 0.0
+    res = _run(c)
+    assert res.records == [] and math.isnan(res.metrics["faithfulness"])
+    assert res.details["skipped"]["worst_quality"] == "no non-empty generation to explain"
+    assert res.details["skipped"]["random"] == "no non-empty generation to explain"
+
+
 def test_word_to_token_mapping(micro_lm):
     e = Explanation(prompt="ab cd, ef", target=" x", method="m", source_tokens=["ab", " cd", ",", " ef", " x"], n_prompt=4,
                     token_ids=[0] * 5, attributions=[[1.0, -3.0, 0.5, 0.5]], target_logprobs=[-1.0])

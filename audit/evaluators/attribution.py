@@ -131,10 +131,16 @@ class AttributionEvaluator(Evaluator):
                                                    score_name=key):
                         n += 1
         if o.random:
-            pool = [s for s in ctx.samples if s.generations and (s.prompt, s.generations[0]) not in seen]
+            pool = [s for s in ctx.samples if s.generations and s.generations[0].strip()
+                    and (s.prompt, s.generations[0]) not in seen]
             rng = random.Random(ctx.seed)
             for s in rng.sample(pool, min(o.random, len(pool))):
                 add("random", s.id, s.prompt, s.generations[0])
+        # Say why a requested kind came out empty (e.g. every generation was cut to "" by a stop string).
+        for opt, kind in (("most_toxic", "most_toxic"), ("attacks", "attack"), ("worst_quality", "worst_quality"),
+                          ("random", "random")):
+            if getattr(o, opt) and opt not in skipped and not any(it["kind"] == kind for it in items):
+                skipped[opt] = "no non-empty generation to explain"
         return items, skipped
 
     # ---- evaluation ------------------------------------------------------------------------
