@@ -33,7 +33,7 @@ class AttributionEvaluator(Evaluator):
                                      "log-probability more than deleting k random tokens (> 0: better than random)"),
         metric("faithfulness_win_rate", True, "share of explained tokens where top-k deletion beats random deletion"),
         metric("completeness_error", False, "integrated gradients: max relative gap |sum(scores) - (f(x) - f(baseline))| "
-                                            "/ |f(x) - f(baseline)| per explanation"),
+                                            "/ |f(x) - f(baseline)| over all explained tokens", per_sample=False),
         metric("attack_perturbed_share", True, "successful attacks: share of the prompt's |attribution| on the tokens "
                                                "the attacker changed (explanations localise the attack)"),
     ])
@@ -205,8 +205,7 @@ class AttributionEvaluator(Evaluator):
         result.sample_values["faithfulness"] = [v for v in faith if not math.isnan(v)]
         result.sample_values["faithfulness_win_rate"] = [v for v in wins if not math.isnan(v)]
         if o.method == "integrated_gradients":
-            result.metrics["completeness_error"] = max(comp) if comp else math.nan
-            result.sample_values["completeness_error"] = comp
+            result.metrics["completeness_error"] = max(comp) if comp else math.nan   # the worst case, not a mean
         result.metrics["attack_perturbed_share"] = mean(shares)
         result.sample_values["attack_perturbed_share"] = shares
 
