@@ -82,6 +82,7 @@ def test_records_table_is_worst_first():
 
 def test_section_template_seam(payload_result, tmp_path):
     """A template named section_<name>.html.j2 renders that section; a broken one falls back."""
+    environment.cache_clear()   # a fresh environment: earlier tests compiled the shipped partials
     loader = environment().loader
     (tmp_path / "section_robustness.html.j2").write_text(
         '<div id="custom">{{ section.details.recipe }}</div>{{ parts.metrics }}'
