@@ -294,11 +294,13 @@ class LanguageModel:
         new_tokens: list[torch.Tensor] = []
         past = None
         cur_ids, cur_mask = ids, mask
+        fast_mask = self._can_pass_4d_mask(ids.shape[1] + s.max_new_tokens) and bool((mask == 0).any())
         for _ in range(s.max_new_tokens):
             # Position ids from the mask, so left padding does not shift positions.
             pos = (cur_mask.cumsum(-1) - 1).clamp(min=0)
             step_pos = pos if past is None else pos[:, -1:]
-            out = self.model(input_ids=cur_ids, attention_mask=cur_mask, position_ids=step_pos,
+            attn = self._mask_4d(cur_mask, cur_ids.shape[1]) if fast_mask else cur_mask
+            out = self.model(input_ids=cur_ids, attention_mask=attn, position_ids=step_pos,
                              past_key_values=past, use_cache=True)
             past = out.past_key_values
             logits = out.logits[:, -1, :].float()  # (B, V)
@@ -320,6 +322,31 @@ class LanguageModel:
             text = self.tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             texts.append(_cut_at_stop(text, s.stop))
         return texts
+
+    def _can_pass_4d_mask(self, total_len: int) -> bool:
+        """Whether a ready 4D additive mask may replace the 2D padding mask.
+
+        transformers rebuilds the 4D mask from the 2D one at every decoding step (through vmap:
+        most of the step time of a small model on CPU); a prepared 4D mask is used as-is. Only for
+        transformers' own sdpa/eager attention, and never where a sliding window could apply.
+        """
+        cfg = self.model.config
+        window = getattr(cfg, "sliding_window", None)
+        return (type(self.model).__module__.startswith("transformers.")
+                and getattr(cfg, "_attn_implementation", None) in ("sdpa", "eager")
+                and not getattr(cfg, "is_encoder_decoder", False)
+                and (window is None or window >= total_len))
+
+    def _mask_4d(self, mask2d: torch.Tensor, q_len: int) -> torch.Tensor:
+        """(B, 1, q_len, kv) additive mask: causal, padding keys hidden, pad queries see themselves."""
+        kv = mask2d.shape[1]
+        keys = mask2d.bool()[:, None, None, :]  # (B, 1, 1, kv)
+        q_idx = torch.arange(kv - q_len, kv, device=mask2d.device)[:, None]  # absolute query positions
+        k_idx = torch.arange(kv, device=mask2d.device)[None, :]
+        causal = k_idx <= q_idx  # (q, kv)
+        # A left-pad query row would see no key at all (softmax of all -inf = NaN); let it see itself.
+        allowed = (causal & keys) | (k_idx == q_idx)
+        return torch.zeros(allowed.shape, dtype=self.dtype, device=mask2d.device).masked_fill(~allowed, torch.finfo(self.dtype).min)
 
     @staticmethod
     def _pick(logits: torch.Tensor, s: GenerationSettings, gens) -> torch.Tensor:

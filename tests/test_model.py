@@ -112,3 +112,16 @@ def test_fingerprint_tracks_weights(micro_path):
         next(mem.model.parameters()).add_(1.0)
     mem.invalidate_fingerprint()
     assert mem.fingerprint != fp
+
+
+def test_prepared_4d_mask_matches_transformers_mask(micro_path):
+    """The fast path (our 4D padding mask) decodes exactly what transformers' own 2D-mask path decodes."""
+    fast = LanguageModel.load(str(micro_path))
+    slow = LanguageModel.load(str(micro_path))
+    slow._can_pass_4d_mask = lambda total_len: False
+    for s in (GenerationSettings(max_new_tokens=12, batch_size=16),
+              GenerationSettings(max_new_tokens=12, batch_size=16, do_sample=True, num_samples=2)):
+        assert fast.generate(PROMPTS, s, seed=5) == slow.generate(PROMPTS, s, seed=5)
+    assert fast._can_pass_4d_mask(64)
+    fast.model.config.sliding_window = 32   # a window shorter than the sequence: never the fast path
+    assert not fast._can_pass_4d_mask(64)
