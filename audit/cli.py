@@ -28,6 +28,8 @@ class _Parser(argparse.ArgumentParser):
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's choice; for small models on few cores 1 is often fastest)")
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -208,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_ERROR
     _setup_logging(args)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
     from .registry import AuditError
 
     try:
