@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from audit.finetune.data import Example, LengthGroupedBatches, TextPair, collate, read_adversarial, tokenize_pairs
+from audit.finetune.data import LengthGroupedBatches, TextPair, collate, read_adversarial, tokenize_pairs
 from audit.finetune.run import finetune
 from audit.finetune.trainer import TrainingDiverged
 

@@ -7,6 +7,7 @@ Subclasses declare ``name``, an ``Options`` dataclass, their ``METRICS`` and fil
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -16,6 +17,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 from ..cache import DiskCache, make_key
 from ..config import GenerationSettings
+from ..registry import AuditError
 from ..results import MetricInfo, SampleRecord, SectionResult
 
 log = logging.getLogger("audit")
@@ -116,6 +118,26 @@ def metric(name: str, higher_is_better: bool, description: str, *, per_sample: b
 def mean(values: Sequence[float]) -> float:
     vals = [v for v in values if v is not None and not math.isnan(v)]
     return sum(vals) / len(vals) if vals else math.nan
+
+
+def check_generation_overrides(overrides: dict[str, Any]) -> None:
+    """Field-named errors for a section's ``generation:`` overrides (full validation happens at run time)."""
+    from ..registry import did_you_mean
+
+    valid = [f.name for f in dataclasses.fields(GenerationSettings)]
+    for key in overrides:
+        if key not in valid:
+            raise ValueError(f"generation: unknown field {key!r}{did_you_mean(key, valid)}; valid: {', '.join(valid)}")
+
+
+def merged_settings(base: GenerationSettings, overrides: dict[str, Any], section: str) -> GenerationSettings:
+    """The suite's generation settings with a section's overrides applied (validated)."""
+    if not overrides:
+        return base
+    try:
+        return dataclasses.replace(base, **overrides)
+    except (TypeError, ValueError) as e:
+        raise AuditError(f"{section}.generation: {e}") from None
 
 
 def make_context(model, records, settings: GenerationSettings | None = None, *, seed: int = 0, use_cache: bool = False,

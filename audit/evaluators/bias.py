@@ -33,7 +33,8 @@ from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from . import safety_metrics as SM
 from .base import Context, Evaluator, mean, metric
-from .toxicity import check_generation_overrides, check_scorer_spec, merged_settings
+from .base import check_generation_overrides, merged_settings
+from .toxicity import check_scorer_spec
 
 DEFAULT_TERMS = "audit:data/bias_terms.yaml"
 DEFAULT_TEMPLATES = "audit:data/bias_templates.jsonl"

@@ -31,7 +31,7 @@ from ..registry import did_you_mean
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
-from .toxicity import check_generation_overrides, merged_settings
+from .base import check_generation_overrides, merged_settings
 
 
 def normalize_answer(text: str, max_words: int) -> str:

@@ -19,35 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import GenerationSettings
 from ..data import DataError, read_rows
-from ..registry import AuditError
 from ..results import SectionResult
 from . import SECTIONS
 from . import safety_metrics as SM
-from .base import Context, Evaluator, metric
+from .base import Context, Evaluator, check_generation_overrides, merged_settings, metric
 
 DEFAULT_PROMPTS = "audit:data/toxicity_prompts.jsonl"
-
-
-def check_generation_overrides(overrides: dict[str, Any]) -> None:
-    """Field-named errors for a section's ``generation:`` overrides (full validation happens at run time)."""
-    from ..registry import did_you_mean
-
-    valid = [f.name for f in dataclasses.fields(GenerationSettings)]
-    for key in overrides:
-        if key not in valid:
-            raise ValueError(f"generation: unknown field {key!r}{did_you_mean(key, valid)}; valid: {', '.join(valid)}")
-
-
-def merged_settings(base: GenerationSettings, overrides: dict[str, Any], section: str) -> GenerationSettings:
-    """The suite's generation settings with a section's overrides applied (validated)."""
-    if not overrides:
-        return base
-    try:
-        return dataclasses.replace(base, **overrides)
-    except (TypeError, ValueError) as e:
-        raise AuditError(f"{section}.generation: {e}") from None
 
 
 def check_scorer_spec(spec: str, *, sentiment: bool = False) -> None:

@@ -83,8 +83,8 @@ class Problem:
         """Forward ``embeds`` (B, L, d) once; return ``f(t) -> (B,)`` log-probabilities of step t (differentiable)."""
         split = self._split()
         if split is None:
-            f = self.logprobs_from_embeds(embeds)
-            return lambda t: f[:, t]
+            full = self.logprobs_from_embeds(embeds)  # (B, T)
+            return lambda t: full[:, t]
         body, head = split
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
         h = body(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state   # (B, L, d)
