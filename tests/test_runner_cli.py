@@ -159,3 +159,24 @@ def test_bundled_suites_validate():
         except Exception as e:  # finetune configs live beside suites but are not suites
             if "finetune" not in path.name:
                 raise AssertionError(f"{path.name}: {e}")
+
+
+def test_quality_runs_a_local_evaluate_module(tmp_path, support_like):
+    """A user's `evaluate` metric module, named by local path, gets predictions + references; numbers land in metrics."""
+    module = tmp_path / "len_match"
+    module.mkdir()
+    (module / "len_match.py").write_text(
+        "import datasets\nimport evaluate\n"
+        "class LenMatch(evaluate.Metric):\n"
+        "    def _info(self):\n"
+        "        return evaluate.MetricInfo(description='', citation='', inputs_description='', features=datasets.Features(\n"
+        "            {'predictions': datasets.Value('string'), 'references': datasets.Value('string')}))\n"
+        "    def _compute(self, predictions, references):\n"
+        "        return {'n': len(predictions), 'ref_chars': sum(len(r) for r in references), 'label': 'not a number'}\n")
+    suite = write_suite(tmp_path, SUITE.replace("quality: {}", "quality: {evaluate_modules: [len_match]}"))
+    result = run_suite(suite, progress=False, use_cache=False)
+    assert result.metrics["quality.len_match_n"] == 6
+    assert result.metrics["quality.len_match_ref_chars"] == 6 * len(" Open settings and choose reset password.")
+    assert "quality.len_match_label" not in result.metrics
+    bad = write_suite(tmp_path, SUITE.replace("quality: {}", "quality: {evaluate_modules: [nowhere/metric]}"), "bad.yaml")
+    assert "does not exist" in run_suite(bad, progress=False, use_cache=False).sections["quality"].error
