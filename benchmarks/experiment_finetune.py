@@ -14,7 +14,11 @@ B. Hardening on held-out prompts. The robustness section attacks the model on th
    the successful adversarial prompts (with the model's clean outputs as targets) plus the clean
    train prompts form the training set (the model is first CE-tuned on the train split for
    ``--base-steps``: hardening starts from a task model) (as ``audit harden`` builds it); the model is fine-tuned
-   with ``ce + pgd``. Attack success rate is then measured on the TEST prompts, which no training
+   with each configuration of ``HARDEN_VARIANTS`` (``--variants``): ``ce + pgd`` towards the model's clean
+   outputs (the original harden default) or the references, and ``ce`` on the references plus the
+   paired ``consistency`` loss (KL from the clean-prompt to the perturbed-prompt next-token
+   distributions along the model's clean output), optionally with TextAttack-augmented prompts as
+   extra pairs. Attack success rate is then measured on the TEST prompts, which no training
    example came from, before vs after; clean quality (chrF of greedy outputs against references
    and reference perplexity) must stay within ``--tolerance``.
 
@@ -75,6 +79,18 @@ def part_a(args, data: Path, work: Path) -> dict:
     return out
 
 
+#: Part B's hardening configurations: name -> (training target, FinetuneConfig overrides). Every row
+#: starts from the same task model and trains on the same successful attacks of the train prompts.
+_AUG = {"transformations": ["char_swap", "char_delete", "char_insert", "qwerty"], "per_prompt": 2, "pct_words_to_swap": 0.2}
+HARDEN_VARIANTS = {
+    "ce+pgd/clean-output": ("target", {"losses": {"ce": 1.0, "pgd": 1.0}}),
+    "ce+pgd/reference": ("reference", {"losses": {"ce": 1.0, "pgd": 1.0}}),
+    "ce+consistency/reference": ("reference", {"losses": {"ce": 1.0, "consistency": 1.0}}),
+    "ce+consistency5/reference": ("reference", {"losses": {"ce": 1.0, "consistency": 5.0}}),
+    "ce+consistency5/reference+aug": ("reference", {"losses": {"ce": 1.0, "consistency": 5.0}, "augment": _AUG}),
+}
+
+
 def part_b(args, data: Path, work: Path) -> dict:
     from audit.config import parse_suite
     from audit.finetune import finetune
@@ -83,9 +99,10 @@ def part_b(args, data: Path, work: Path) -> dict:
     from audit.model import LanguageModel
     from audit.runner import run_suite
 
-    kw = dict(examples=args.attack_examples, budget=args.query_budget, max_new_tokens=args.attack_tokens)
-    train_suite = parse_suite(_suite(data, "train", robustness=True, **kw), path=str(work / "train-suite.yaml"))
-    test_raw = _suite(data, "test", robustness=True, **kw)
+    kw = dict(budget=args.query_budget, max_new_tokens=args.attack_tokens)
+    train_suite = parse_suite(_suite(data, "train", robustness=True, examples=args.attack_train_examples, **kw),
+                              path=str(work / "train-suite.yaml"))
+    test_raw = _suite(data, "test", robustness=True, examples=args.attack_examples, **kw)
     model_path = args.model
     if args.base_steps:
         # The realistic starting point: a task model (CE on the train split), then hardened.
@@ -96,31 +113,42 @@ def part_b(args, data: Path, work: Path) -> dict:
         model_path = str(tuned.model_dir)
     base = LanguageModel.load(model_path)
     attack_train = run_suite(train_suite, model=base, out_dir=work / "attack-train", progress=False)
-    pairs, n_adv = training_pairs(attack_train, work / "attack-train" / "adversarial.jsonl", target=args.target)
     before = run_suite(parse_suite(test_raw, path=str(work / "t.yaml")), model=base, out_dir=work / "before-test", progress=False)
-    res = {"training_target": args.target, "start_model": "CE-tuned on train split for %d steps" % args.base_steps if args.base_steps else args.model,
-           "adversarial_train_examples": n_adv, "training_pairs": len(pairs)}
-    if n_adv == 0:
-        res["note"] = "no attack succeeded on the train prompts: nothing to harden"
-        return res
-    train_file = write_pairs_jsonl(pairs, work / "harden-train.jsonl")
-    cfg = {**HARDEN_DEFAULTS, "model": model_path, "data": str(train_file), "format": "prompt_target", "target_field": "target",
-           "out_dir": str(work / "hardened"), "progress": False, "max_steps": args.harden_steps, "lr": args.harden_lr,
-           "val_fraction": 0.0, "seed": 0}
-    trained = finetune(cfg)
-    hardened = LanguageModel.load(str(trained.model_dir))
-    after = run_suite(parse_suite(test_raw, path=str(work / "t.yaml")), model=hardened, out_dir=work / "after-test", progress=False)
     keys = ["robustness.attack_success_rate", "quality.chrf", "quality.perplexity", "robustness.queries_per_example"]
-    res.update({k: {"before": before.metrics.get(k), "after": after.metrics.get(k)} for k in keys})
-    asr = res["robustness.attack_success_rate"]
-    chrf = res["quality.chrf"]
-    ppl = res["quality.perplexity"]
-    res["claims"] = {
-        "asr_lower_on_held_out": asr["after"] < asr["before"],
-        "chrf_within_tolerance": chrf["after"] >= chrf["before"] * (1 - args.tolerance),
-        "perplexity_within_tolerance": ppl["after"] <= ppl["before"] * (1 + args.tolerance),
-        "tolerance": args.tolerance,
-    }
+    res: dict = {"start_model": "CE-tuned on train split for %d steps" % args.base_steps if args.base_steps else args.model,
+                 "train_prompts_attacked": args.attack_train_examples, "test_prompts_attacked": args.attack_examples,
+                 "before": {k: before.metrics.get(k) for k in keys}, "variants": {}}
+    names = args.variants or list(HARDEN_VARIANTS)
+    for name in names:
+        target, overrides = HARDEN_VARIANTS[name]
+        pairs, n_adv = training_pairs(attack_train, work / "attack-train" / "adversarial.jsonl", target=target)
+        row: dict = {"training_target": target, **overrides, "adversarial_train_examples": n_adv,
+                     "training_pairs": len(pairs)}
+        res["variants"][name] = row
+        if n_adv == 0:
+            row["note"] = "no attack succeeded on the train prompts: nothing to harden"
+            continue
+        slug = name.replace("+", "_").replace("/", "-")
+        train_file = write_pairs_jsonl(pairs, work / f"harden-train-{slug}.jsonl")
+        cfg = {**HARDEN_DEFAULTS, "model": model_path, "data": str(train_file), "format": "prompt_target",
+               "target_field": "target", "out_dir": str(work / f"hardened-{slug}"), "progress": False,
+               "max_steps": args.harden_steps, "lr": args.harden_lr, "val_fraction": 0.0, "seed": 0, **overrides}
+        trained = finetune(cfg)
+        hardened = LanguageModel.load(str(trained.model_dir))
+        after = run_suite(parse_suite(test_raw, path=str(work / "t.yaml")), model=hardened, out_dir=work / f"after-{slug}",
+                          progress=False)
+        row["after"] = {k: after.metrics.get(k) for k in keys}
+        b, a = res["before"], row["after"]
+        row["claims"] = {
+            "asr_lower_on_held_out": a["robustness.attack_success_rate"] < b["robustness.attack_success_rate"],
+            "chrf_within_tolerance": a["quality.chrf"] >= b["quality.chrf"] * (1 - args.tolerance),
+            "perplexity_within_tolerance": a["quality.perplexity"] <= b["quality.perplexity"] * (1 + args.tolerance),
+        }
+        row["claims"]["all"] = all(row["claims"].values())
+        print(f"B {name:32s} ASR {b['robustness.attack_success_rate']:.2f} -> {a['robustness.attack_success_rate']:.2f}  "
+              f"chrF {b['quality.chrf']:.2f} -> {a['quality.chrf']:.2f}  "
+              f"ppl {b['quality.perplexity']:.1f} -> {a['quality.perplexity']:.1f}  claims {row['claims']}", flush=True)
+    res["tolerance"] = args.tolerance
     return res
 
 
@@ -132,12 +160,12 @@ def main(argv=None) -> dict:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--ul-weight", type=float, default=1.0, help="A: unlikelihood weight (alpha in the paper)")
     p.add_argument("--gen-tokens", type=int, default=48, help="A: greedy tokens per prompt (no stop string: repetition shows)")
-    p.add_argument("--attack-examples", type=int, default=20)
+    p.add_argument("--attack-examples", type=int, default=20, help="B: held-out test prompts attacked")
+    p.add_argument("--attack-train-examples", type=int, default=20, help="B: train prompts attacked (their successes are trained on)")
     p.add_argument("--query-budget", type=int, default=40)
     p.add_argument("--attack-tokens", type=int, default=24)
     p.add_argument("--base-steps", type=int, default=150, help="B: CE-tune the model on the train split first (0: attack it as is)")
-    p.add_argument("--target", choices=["target", "reference"], default="target",
-                   help="B: train perturbed prompts towards the dataset reference or the model's clean output")
+    p.add_argument("--variants", nargs="+", choices=sorted(HARDEN_VARIANTS), help="B: hardening rows to run (default: all)")
     p.add_argument("--harden-steps", type=int, default=120)
     p.add_argument("--harden-lr", type=float, default=3e-4)
     p.add_argument("--tolerance", type=float, default=0.10, help="B: allowed relative loss of clean quality")

@@ -173,6 +173,43 @@ def test_adversarial_records_join_training(tmp_path, micro_path, train_file):
     assert r.steps == 2
 
 
+def test_paired_records_tokenise_one_continuation_after_both_prompts(micro_lm, tmp_path):
+    # A harden train.jsonl row: CE target = the reference; the consistency pair compares the
+    # perturbed and the clean prompt on the model's clean output (pair_target).
+    from audit.finetune.data import read_pairs
+
+    data = tmp_path / "t.jsonl"
+    data.write_text(json.dumps({"prompt": "Custmer: whre is it?\nAgent:", "target": " Shipped today.", "source": "adversarial",
+                                "original_prompt": "Customer: where is it?\nAgent:", "pair_target": " Yes yes"}) + "\n"
+                    + json.dumps({"prompt": "Customer: hi\nAgent:", "target": " Hello."}) + "\n")
+    pairs, _ = read_pairs(data, target_field="target")
+    assert pairs[0].source == "adversarial" and pairs[0].meta["pair_target"] == " Yes yes"
+    tok = micro_lm.tokenizer
+    ex = tokenize_pairs(pairs, tok, max_length=64)
+    assert ex[1].pair is None
+    (p_ids, p_labels), (o_ids, o_labels) = ex[0].pair
+    cont = tok(" Yes yes", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert [t for t in p_labels if t != -100] == cont == [t for t in o_labels if t != -100]
+    assert tok.decode(p_ids[:len(p_ids) - len(cont)]) == "Custmer: whre is it?\nAgent:"
+    assert tok.decode(o_ids[:len(o_ids) - len(cont)]) == "Customer: where is it?\nAgent:"
+    assert [t for t in ex[0].labels if t != -100] == tok(" Shipped today.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    b = collate(ex, tok.pad_token_id, pairs=True)
+    assert b["pair_input_ids"].shape[0] == 1 and b["orig_input_ids"].tolist()[0][:len(o_ids)] == o_ids
+    assert "pair_input_ids" not in collate(ex, tok.pad_token_id)
+
+
+def test_consistency_training_reads_pairs(tmp_path, micro_path, train_file):
+    adv = tmp_path / "adversarial.jsonl"
+    adv.write_text(json.dumps({"id": "r1", "prompt": "Custmer: whre is my order number 1?\nAgent:",
+                               "original_prompt": "Customer: where is my order number 1?\nAgent:",
+                               "target": " On its way.", "reference": " Your order is on its way.", "recipe": "deepwordbug"}) + "\n")
+    r = finetune(_cfg(micro_path, train_file, tmp_path / "c", adversarial=[str(adv)], max_steps=3, batch_size=32,
+                      losses={"ce": 1.0, "consistency": 1.0}))
+    logged = [h for h in r.history if "loss.consistency" in h]
+    # One batch holds every example, the paired one included: its KL is measured at each step.
+    assert logged and all(h["loss.consistency"] > 0 for h in logged)
+
+
 def test_textattack_augmentation_perturbs_prompts_keeps_targets():
     from audit.finetune.augment import augment_pairs
     from audit.finetune.config import AugmentOptions

@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
+from audit.finetune.data import Example, collate
 from audit.finetune.losses import LOSSES, LossInputs
+from audit.finetune.losses.consistency import paired_kl
 from audit.finetune.losses.ce import cross_entropy
 from audit.finetune.losses.pgd import EmbeddingPGD, PerturbationOptions, adversarial_delta, project
 from audit.finetune.losses.simctg import simctg_loss
@@ -86,6 +88,50 @@ def test_symmetric_kl_hand_value():
     assert float(symmetric_kl(p, p, torch.ones(1, 2, dtype=torch.bool))) == pytest.approx(0.0, abs=1e-7)
 
 
+def test_paired_kl_hand_value_aligns_targets_after_prompts_of_different_length():
+    # Row 0: clean prompt of 2 tokens, perturbed prompt of 1, target of 2 tokens (V = 2).
+    # Row 1: both prompts 1 token, target of 1 token. Only target positions count, k-th with k-th.
+    nan = float("nan")                                     # unscored positions must never be read
+    clean = torch.log(torch.tensor([[[nan, nan], [0.5, 0.5], [0.9, 0.1], [nan, nan]],
+                                    [[0.2, 0.8], [nan, nan], [nan, nan], [nan, nan]]]))
+    pert = torch.log(torch.tensor([[[0.25, 0.75], [0.5, 0.5], [nan, nan]],
+                                   [[0.2, 0.8], [nan, nan], [nan, nan]]]))
+    clean_labels = torch.tensor([[-100, -100, 1, 0], [-100, 1, -100, -100]])
+    pert_labels = torch.tensor([[-100, 1, 0], [-100, 1, -100]])
+    kl_a = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)   # KL(clean || pert), first target token of row 0
+    kl_b = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)     # second target token of row 0
+    expected = (kl_a + kl_b + 0.0) / 3                                 # row 1: identical distributions
+    assert float(paired_kl(clean, clean_labels, pert, pert_labels)) == pytest.approx(expected, abs=1e-6)
+    # KL, not its symmetric form: swapping the sides changes the value.
+    assert float(paired_kl(pert, pert_labels, clean, clean_labels)) != pytest.approx(expected, abs=1e-3)
+    with pytest.raises(ValueError, match="same number of target tokens"):
+        paired_kl(clean, clean_labels, pert, torch.tensor([[-100, 1, -100], [-100, 1, -100]]))
+
+
+def test_consistency_moves_the_perturbed_prediction_only(micro_lm):
+    # Detached clean side: the gradient reaches the parameters only through the perturbed pass, and a
+    # pair whose prompts are identical gives exactly 0.
+    tok = micro_lm.tokenizer
+    model = micro_lm.model
+    model.eval()
+    cont = tok(" shipped", add_special_tokens=False)["input_ids"]
+    orig = tok("Customer: where is my order?\nAgent:", add_special_tokens=False)["input_ids"]
+    pert = tok("Customer: whree is my order?\nAgent:", add_special_tokens=False)["input_ids"]
+    loss = LOSSES.get("consistency")()
+
+    def value(p_ids):
+        ex = Example(p_ids + cont, [-100] * len(p_ids) + cont,
+                     pair=((p_ids + cont, [-100] * len(p_ids) + cont), (orig + cont, [-100] * len(orig) + cont)))
+        b = collate([ex], tok.pad_token_id, pairs=True)
+        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        return loss(LossInputs(model=model, input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"],
+                               embeds=None, logits=logits, pair={k: v for k, v in b.items() if k.startswith(("pair_", "orig_"))}))
+
+    assert float(value(orig).detach()) == pytest.approx(0.0, abs=1e-6)
+    assert float(value(pert).detach()) > 1e-4
+    model.zero_grad()
+
+
 @pytest.mark.parametrize("norm", ["l2", "l2_token", "linf"])
 @pytest.mark.parametrize("init", ["zero", "uniform", "normal"])
 def test_pgd_perturbation_respects_norm_bound(norm, init):
@@ -145,10 +191,21 @@ def test_every_loss_is_a_finite_differentiable_scalar(name, micro_lm, batch):
     opts = cls.Options()
     if name == "unlikelihood_seq":
         opts = cls.Options(prefix_length=4, continuation_length=6, ngram=2)
+    pair = None
+    if cls.needs_pairs:
+        # Row 1 as a "perturbed" prompt paired with a clean one: same continuation after both.
+        tok = micro_lm.tokenizer
+        cont = tok(" shipped", add_special_tokens=False)["input_ids"]
+        pert = tok("Customer: whree is my order?\nAgent:", add_special_tokens=False)["input_ids"]
+        orig = tok("Customer: where is my order?\nAgent:", add_special_tokens=False)["input_ids"]
+        pair = collate([Example(pert + cont, [-100] * len(pert) + cont,
+                                pair=((pert + cont, [-100] * len(pert) + cont), (orig + cont, [-100] * len(orig) + cont)))],
+                       tok.pad_token_id, pairs=True)
+        pair = {k: v for k, v in pair.items() if k.startswith(("pair_", "orig_"))}
     embeds = model.get_input_embeddings()(ids)
     out = model(inputs_embeds=embeds, attention_mask=attn, output_hidden_states=cls.needs_hidden, use_cache=False)
     inputs = LossInputs(model=model, input_ids=ids, attention_mask=attn, labels=labels, embeds=embeds, logits=out.logits,
-                        hidden=out.hidden_states[-1] if cls.needs_hidden else None)
+                        hidden=out.hidden_states[-1] if cls.needs_hidden else None, pair=pair)
     model.zero_grad()
     loss = cls(opts)(inputs)
     assert loss.dim() == 0 and torch.isfinite(loss)

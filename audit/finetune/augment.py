@@ -110,7 +110,7 @@ def augment_pairs(pairs: Sequence[TextPair], options: AugmentOptions, *, seed: i
             for text in augmenter.augment(p.prompt):
                 if text not in seen:  # an unchanged or duplicate copy adds nothing
                     seen.add(text)
-                    out.append(TextPair(text, p.target, source="augment", meta={**p.meta, "original_prompt": p.prompt}))
+                    out.append(TextPair(text, p.target, source="augment", meta={**p.meta, "original_prompt": p.meta.get("original_prompt") or p.prompt}))
     finally:
         random.setstate(state)
         np.random.set_state(np_state)

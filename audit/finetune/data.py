@@ -2,10 +2,14 @@
 split into train/validation, batched by length with dynamic padding.
 
 Prompt/target records become ``prompt_ids + target_ids (+ eos)`` with label -100 on the prompt,
-so only the target is learned. Plain text (a ``.txt`` file, or records with a ``text`` column) is
-cut into ``max_length`` blocks and every token is learned. Batches are padded to their own longest
-row (never to ``max_length``), and :class:`LengthGroupedBatches` puts rows of similar length
-together while keeping the order random, so a batch rarely pays for padding.
+so only the target is learned. A record that names the clean prompt it was perturbed from
+(``original_prompt``: adversarial records) also carries that pairing: one continuation (``pair_target``,
+default the target) after the perturbed and after the clean prompt, which the paired losses
+(``consistency``) compare. Plain text (a
+``.txt`` file, or records with a ``text`` column) is cut into ``max_length`` blocks and every
+token is learned. Batches are padded to their own longest row (never to ``max_length``), and
+:class:`LengthGroupedBatches` puts rows of similar length together while keeping the order random,
+so a batch rarely pays for padding.
 """
 
 from __future__ import annotations
@@ -41,14 +45,22 @@ class Example:
 
     input_ids: list[int]
     labels: list[int]             # IGNORE where not learned
+    # Paired losses: one continuation after this example's (perturbed) prompt and after the clean
+    # prompt it was perturbed from: ((ids, labels), (ids, labels)), labels IGNORE on the prompts.
+    pair: tuple[tuple[list[int], list[int]], tuple[list[int], list[int]]] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
 
 def read_pairs(path: str | Path, *, fmt: str = "auto", prompt_field: str = "prompt", target_field: str = "reference",
-               text_field: str = "text", split: str | None = None) -> tuple[list[TextPair], str]:
+               text_field: str = "text", split: str | None = None,
+               pair_field: str = "original_prompt") -> tuple[list[TextPair], str]:
     """Read training records; returns ``(pairs, format)`` where plain text has an empty prompt.
+
+    A prompt/target record with a string ``pair_field`` (the clean prompt an adversarial prompt was
+    perturbed from, as ``audit harden`` writes it) keeps it in ``meta["original_prompt"]``, and a
+    string ``pair_target`` (the continuation the paired losses compare on) in ``meta["pair_target"]``.
 
     Example:
         >>> import tempfile; p = tempfile.mktemp(suffix=".jsonl")
@@ -87,7 +99,13 @@ def read_pairs(path: str | Path, *, fmt: str = "auto", prompt_field: str = "prom
                 raise DataError(f"{path}:{n}: field {prompt_field!r} must be a string")
             if not isinstance(target, str) or not target:
                 raise DataError(f"{path}:{n}: field {target_field!r} must be a non-empty string")
-            pairs.append(TextPair(prompt, target, meta={"line": n, "id": row.get("id")}))
+            meta = {"line": n, "id": row.get("id")}
+            orig = row.get(pair_field) if pair_field else None
+            if isinstance(orig, str) and orig and orig != prompt:
+                meta["original_prompt"] = orig
+            if isinstance(row.get("pair_target"), str) and row["pair_target"].strip():
+                meta["pair_target"] = row["pair_target"]
+            pairs.append(TextPair(prompt, target, source=str(row.get("source") or "data"), meta=meta))
     return pairs, fmt
 
 
@@ -109,7 +127,9 @@ def read_adversarial(path: str | Path, *, target: str = "target") -> list[TextPa
         if not tgt.strip():
             continue  # an empty clean output teaches nothing but "stop"
         pairs.append(TextPair(prompt, tgt, source="adversarial",
-                              meta={"id": row.get("id"), "original_prompt": row.get("original_prompt"), "recipe": row.get("recipe")}))
+                              meta={"id": row.get("id"), "original_prompt": row.get("original_prompt"), "recipe": row.get("recipe"),
+                                    # The model's clean output: what the paired losses compare both prompts on.
+                                    "pair_target": row.get("target") or row.get("clean_output")}))
     return pairs
 
 
@@ -128,6 +148,14 @@ def tokenize_pairs(pairs: Sequence[TextPair], tokenizer, *, max_length: int, add
     """
     eos = tokenizer.eos_token_id
     out: list[Example] = []
+
+    def prompt_ids(prompt: str, n_target: int) -> list[int]:
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = ids[-(max_length - n_target):] if ids else []
+        if not ids:  # nothing to condition on: the bos/eos token starts the sequence
+            ids = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos]
+        return ids
+
     for p in pairs:
         t_ids = tokenizer(p.target, add_special_tokens=False)["input_ids"]
         if not p.prompt:
@@ -137,14 +165,21 @@ def tokenize_pairs(pairs: Sequence[TextPair], tokenizer, *, max_length: int, add
                 if len(block) >= 2:
                     out.append(Example(block, list(block)))
             continue
-        p_ids = tokenizer(p.prompt, add_special_tokens=False)["input_ids"]
         if add_eos and eos is not None:
             t_ids = t_ids + [eos]
         t_ids = t_ids[:max_length - 1]
-        p_ids = p_ids[-(max_length - len(t_ids)):] if p_ids else []
-        if not p_ids:  # nothing to condition on: the bos/eos token starts the sequence
-            p_ids = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos]
-        out.append(Example(p_ids + t_ids, [IGNORE] * len(p_ids) + t_ids))
+        p_ids = prompt_ids(p.prompt, len(t_ids))
+        pair = None
+        orig = p.meta.get("original_prompt")
+        if isinstance(orig, str) and orig and orig != p.prompt:
+            # One continuation after both prompts: position k of both is the same token.
+            c_ids = t_ids
+            if p.meta.get("pair_target") and p.meta["pair_target"] != p.target:
+                c_ids = tokenizer(p.meta["pair_target"], add_special_tokens=False)["input_ids"]
+                c_ids = (c_ids + ([eos] if add_eos and eos is not None else []))[:max_length - 1]
+            pp_ids, o_ids = prompt_ids(p.prompt, len(c_ids)), prompt_ids(orig, len(c_ids))
+            pair = ((pp_ids + c_ids, [IGNORE] * len(pp_ids) + c_ids), (o_ids + c_ids, [IGNORE] * len(o_ids) + c_ids))
+        out.append(Example(p_ids + t_ids, [IGNORE] * len(p_ids) + t_ids, pair=pair))
     return out
 
 
@@ -159,24 +194,47 @@ def split_train_val(items: list, val_fraction: float, seed: int) -> tuple[list, 
     return [x for i, x in enumerate(items) if i not in val_idx], [items[i] for i in sorted(val_idx)]
 
 
-def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
+def _pad(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    width = max(len(r[0]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (r_ids, r_labels) in enumerate(rows):
+        n = len(r_ids)
+        ids[i, :n] = torch.tensor(r_ids)
+        labels[i, :n] = torch.tensor(r_labels)
+        mask[i, :n] = 1
+    return ids, mask, labels
+
+
+def collate(examples: Sequence[Example], pad_id: int, *, pairs: bool = False) -> dict[str, torch.Tensor]:
     """Right-pad to the longest example of the batch (dynamic padding); padding gets label -100.
+
+    With ``pairs``, the paired sequences of the B' examples that have one are padded too: the
+    continuation after the perturbed prompt (``pair_input_ids`` / ``pair_attention_mask`` /
+    ``pair_labels``) and after the clean prompt (``orig_input_ids`` / ``orig_attention_mask`` /
+    ``orig_labels``); B' = 0 when no example of the batch is paired.
 
     Example:
         >>> b = collate([Example([1, 2, 3], [-100, 2, 3]), Example([4, 5], [-100, 5])], pad_id=0)
         >>> b["input_ids"].tolist(), b["labels"][1].tolist()
         ([[1, 2, 3], [4, 5, 0]], [-100, 5, -100])
+        >>> pair = (([4, 5], [-100, 5]), ([6, 7, 5], [-100, -100, 5]))
+        >>> b = collate([Example([1, 2], [-100, 2]), Example([4, 5], [-100, 5], pair=pair)], 0, pairs=True)
+        >>> b["pair_input_ids"].tolist(), b["orig_input_ids"].tolist()
+        ([[4, 5]], [[6, 7, 5]])
     """
-    width = max(len(e) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for i, e in enumerate(examples):
-        n = len(e)
-        ids[i, :n] = torch.tensor(e.input_ids)
-        labels[i, :n] = torch.tensor(e.labels)
-        mask[i, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    ids, mask, labels = _pad([(e.input_ids, e.labels) for e in examples], pad_id)
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if pairs:
+        paired = [e.pair for e in examples if e.pair is not None]
+        for side, prefix in ((0, "pair"), (1, "orig")):
+            if paired:
+                ids, mask, labels = _pad([p[side] for p in paired], pad_id)
+            else:
+                ids = mask = labels = torch.zeros((0, 1), dtype=torch.long)
+            batch.update({f"{prefix}_input_ids": ids, f"{prefix}_attention_mask": mask, f"{prefix}_labels": labels})
+    return batch
 
 
 class LengthGroupedBatches:
@@ -232,6 +290,7 @@ def write_pairs_jsonl(pairs: Sequence[TextPair], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for p in pairs:
-            f.write(json.dumps({"prompt": p.prompt, "target": p.target, "source": p.source, **{k: v for k, v in p.meta.items() if v is not None}},
+            f.write(json.dumps({"prompt": p.prompt, "target": p.target, "source": p.source,
+                                **{k: v for k, v in p.meta.items() if v is not None and k != "line"}},
                                ensure_ascii=False) + "\n")
     return path

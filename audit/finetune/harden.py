@@ -72,17 +72,20 @@ def training_pairs(before, adversarial_path: Path, *, target: str = "target", in
     adv = read_adversarial(adversarial_path, target=target) if adversarial_path.exists() else []
     pairs = list(adv)
     if include_clean:
-        clean_target = {}
+        clean_target: dict[str, tuple[str, str | None]] = {}   # prompt -> (target, the model's clean output)
         for s in before.samples:
-            out = s.reference if target == "reference" and s.reference else (s.generations[0] if s.generations else "")
+            own = s.generations[0] if s.generations else ""
+            out = s.reference if target == "reference" and s.reference else own
             if out and out.strip():
-                clean_target[s.prompt] = out
+                clean_target[s.prompt] = (out, own if own.strip() else None)
         # The clean side of every attacked prompt, and the rest of the suite's clean prompts.
         for p in adv:
             orig = p.meta.get("original_prompt")
             if orig and orig not in clean_target:
-                clean_target[orig] = p.target
-        pairs.extend(TextPair(prompt, tgt, source="clean") for prompt, tgt in clean_target.items())
+                clean_target[orig] = (p.target, p.meta.get("pair_target"))
+        # pair_target travels to augmented copies of the clean prompts (augment: in the config).
+        pairs.extend(TextPair(prompt, tgt, source="clean", meta={"pair_target": own} if own and own != tgt else {})
+                     for prompt, (tgt, own) in clean_target.items())
     return pairs, len(adv)
 
 

@@ -65,15 +65,16 @@ class LossModule(torch.nn.Module):
         self.weights = [s.weight for s in specs]
         self.terms = [LOSSES.get(s.name)(s.options) for s in specs]
         self.needs_hidden = any(t.needs_hidden for t in self.terms)
+        self.needs_pairs = any(t.needs_pairs for t in self.terms)
 
-    def forward(self, input_ids, attention_mask, labels):
+    def forward(self, input_ids, attention_mask, labels, **pair):
         # From embeddings, so the adversarial losses perturb exactly what the clean pass saw.
         embeds = self.lm.get_input_embeddings()(input_ids)                          # (B, T, D)
         out = self.lm(inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=self.needs_hidden,
                       use_cache=False)
         inputs = LossInputs(model=self.lm, input_ids=input_ids, attention_mask=attention_mask, labels=labels,
                             embeds=embeds, logits=out.logits,
-                            hidden=out.hidden_states[-1] if self.needs_hidden else None)
+                            hidden=out.hidden_states[-1] if self.needs_hidden else None, pair=pair or None)
         parts = [term(inputs) for term in self.terms]
         total = sum(w * p.float() for w, p in zip(self.weights, parts))
         return total, torch.stack([p.detach().float() for p in parts])
@@ -187,7 +188,7 @@ class Trainer:
         epoch, pos = divmod(index, self.micro_per_epoch)
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             self._epoch_cache = (epoch, self.batcher.batches(epoch))
-        batch = collate([self.train_set[i] for i in self._epoch_cache[1][pos]], self.pad_id)
+        batch = collate([self.train_set[i] for i in self._epoch_cache[1][pos]], self.pad_id, pairs=self.module.needs_pairs)
         return {k: v.to(self.accelerator.device) for k, v in batch.items()}
 
     # ---- one optimizer step ------------------------------------------------------------
@@ -206,7 +207,8 @@ class Trainer:
             # Gradients are all-reduced once, on the last micro-batch of the accumulation.
             sync = contextlib.nullcontext() if i == n - 1 else acc.no_sync(self.wrapped)
             with sync:
-                loss, p = self.wrapped(batch["input_ids"], batch["attention_mask"], batch["labels"])
+                pair = {k: v for k, v in batch.items() if k.startswith(("pair_", "orig_"))}
+                loss, p = self.wrapped(batch["input_ids"], batch["attention_mask"], batch["labels"], **pair)
                 acc.backward(loss / n)
             total += loss.detach() / n
             parts += p / n

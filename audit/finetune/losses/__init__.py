@@ -6,7 +6,7 @@ terms) and returns a scalar. The trainer sums ``weight * loss`` over the configu
 
 Example:
     >>> LOSSES.names()
-    ['ce', 'pgd', 'simctg', 'smart', 'unlikelihood', 'unlikelihood_seq']
+    ['ce', 'consistency', 'pgd', 'simctg', 'smart', 'unlikelihood', 'unlikelihood_seq']
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import importlib
 from ...registry import Registry
 from .base import Loss, LossInputs, shift
 
-_LOSS_MODULES = ["ce", "unlikelihood", "unlikelihood_seq", "simctg", "pgd", "smart"]
+_LOSS_MODULES = ["ce", "unlikelihood", "unlikelihood_seq", "simctg", "pgd", "smart", "consistency"]
 
 
 def _load() -> None:

@@ -30,6 +30,9 @@ class LossInputs:
     embeds: torch.Tensor            # (B, T, D) input embeddings of the clean pass
     logits: torch.Tensor            # (B, T, V) clean logits
     hidden: torch.Tensor | None = None  # (B, T, D) last-layer hidden states when a loss asked for them
+    # Paired losses (see data.collate): one continuation after B' perturbed prompts (pair_input_ids,
+    # pair_attention_mask, pair_labels) and after their clean prompts (orig_input_ids, ...).
+    pair: dict[str, torch.Tensor] | None = None
 
     def forward_embeds(self, embeds: torch.Tensor, *, hidden: bool = False):
         """Run the model on (perturbed) input embeddings with this batch's mask."""
@@ -51,12 +54,13 @@ def shift(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, tor
 class Loss:
     """Base class: public ``__call__`` template, subclass hook ``_compute``.
 
-    Subclasses set ``name``, the ``Options`` dataclass, and ``needs_hidden`` when they read the
-    last hidden states of the clean pass.
+    Subclasses set ``name``, the ``Options`` dataclass, ``needs_hidden`` when they read the
+    last hidden states of the clean pass, and ``needs_pairs`` when they read ``LossInputs.pair``.
     """
 
     name: ClassVar[str] = ""
     needs_hidden: ClassVar[bool] = False
+    needs_pairs: ClassVar[bool] = False
 
     @dataclass
     class Options:
