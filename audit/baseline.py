@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .registry import AuditError
-from .results import AuditResult
+from .results import AuditResult, read_results
 
 log = logging.getLogger("audit")
 
@@ -107,13 +107,7 @@ def incompatibilities(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
 
 def load_baseline(path: str | os.PathLike) -> AuditResult:
     """Read a baseline results file (a ``samples.jsonl`` beside it is read too); errors are one line."""
-    p = Path(path)
-    if not p.is_file():
-        raise BaselineError(f"baseline {p}: file not found")
-    try:
-        return AuditResult.load(p)
-    except (ValueError, TypeError, KeyError) as e:
-        raise BaselineError(f"baseline {p}: not a readable audit results file ({type(e).__name__}: {e})") from None
+    return read_results(path, label="baseline", error=BaselineError)
 
 
 def check_baseline(baseline: AuditResult, current: dict[str, Any], *, force: bool = False, path: str | os.PathLike = "") -> str | None:

@@ -86,16 +86,9 @@ class AuditItem(pytest.Item):
             return
         g = result.gates[self.gate_index]
         if not g.passed:
-            from .report.view import fmt
+            from .report.view import gate_failure_message
 
-            parts = [f"value {fmt(g.value)}"]
-            if g.bound is not None:
-                parts.append(f"{g.confidence:.0%} bound {fmt(g.bound)}")
-            if g.threshold is not None:
-                parts.append(f"threshold {g.op} {fmt(g.threshold)}")
-            if g.baseline is not None:
-                parts.append(f"baseline {fmt(g.baseline)}")
-            raise GateFailed(f"{g.expression}: {', '.join(parts)}; {g.reason}")
+            raise GateFailed(gate_failure_message(g))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, (GateFailed, AuditRunError)):

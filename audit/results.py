@@ -186,6 +186,21 @@ class AuditResult:
         return pd.DataFrame(rows)
 
 
+def read_results(path: str | os.PathLike, *, label: str = "", error: type[Exception] | None = None) -> AuditResult:
+    """``AuditResult.load`` with a one-line error (``error``, default AuditError: exit 2) when the file is missing or not ours."""
+    from .registry import AuditError
+
+    error = error or AuditError
+    p = Path(path)
+    prefix = f"{label} {p}" if label else str(p)
+    if not p.is_file():
+        raise error(f"{prefix}: {'file' if label else 'results file'} not found")
+    try:
+        return AuditResult.load(p)
+    except (ValueError, TypeError, KeyError) as e:
+        raise error(f"{prefix}: not a readable audit results file ({type(e).__name__}: {e})") from None
+
+
 def _clean(obj):
     """JSON-safe copy: NaN/inf become None (JSON has no NaN), numpy scalars become floats."""
     if isinstance(obj, dict):

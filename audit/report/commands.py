@@ -14,18 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..registry import AuditError
-from ..results import AuditResult
-
-
-def load_results(path: str | os.PathLike) -> AuditResult:
-    """Read a results.json with a one-line error (exit 2) when it is missing or not ours."""
-    p = Path(path)
-    if not p.is_file():
-        raise AuditError(f"{p}: results file not found")
-    try:
-        return AuditResult.load(p)
-    except (ValueError, TypeError, KeyError) as e:
-        raise AuditError(f"{p}: not a readable audit results file ({type(e).__name__}: {e})") from None
+from ..results import read_results as load_results
 
 
 def rerender(results: str | os.PathLike, outputs: Sequence[str]) -> list[Path]:

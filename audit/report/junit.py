@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 
 from ..results import AuditResult
 from . import WRITERS
-from .view import fmt
+from .view import gate_failure_message
 
 # XML 1.0 allows tab, LF, CR and U+0020.. (minus surrogates and U+FFFE/U+FFFF).
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -51,14 +51,7 @@ def render_junit(result: AuditResult) -> str:
     for g in result.gates:
         tc = ET.SubElement(ts, "testcase", classname=_x(f"audit.{suite}.gates"), name=_x(g.expression), time="0")
         if not g.passed:
-            parts = [f"value {fmt(g.value)}"]
-            if g.bound is not None:
-                parts.append(f"{g.confidence:.0%} bound {fmt(g.bound)}")
-            if g.threshold is not None:
-                parts.append(f"threshold {g.op} {fmt(g.threshold)}")
-            if g.baseline is not None:
-                parts.append(f"baseline {fmt(g.baseline)}")
-            msg = f"{g.expression}: {', '.join(parts)}; {g.reason}"
+            msg = gate_failure_message(g)
             fail = ET.SubElement(tc, "failure", message=_x(msg), type="GateFailed")
             fail.text = _x(f"{msg}\nmodel: {model}\nmetric: {g.metric}")
     for name, sec in result.sections.items():

@@ -44,6 +44,18 @@ def fmt(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
+def gate_failure_message(g: GateResult) -> str:
+    """``expression: value V, 95% bound B, threshold OP T, baseline X; reason`` for CI failure messages."""
+    parts = [f"value {fmt(g.value)}"]
+    if g.bound is not None:
+        parts.append(f"{g.confidence:.0%} bound {fmt(g.bound)}")
+    if g.threshold is not None:
+        parts.append(f"threshold {g.op} {fmt(g.threshold)}")
+    if g.baseline is not None:
+        parts.append(f"baseline {fmt(g.baseline)}")
+    return f"{g.expression}: {', '.join(parts)}; {g.reason}"
+
+
 def fmt_delta(v: Any) -> str:
     if not finite(v):
         return "—"
