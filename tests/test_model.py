@@ -125,3 +125,34 @@ def test_prepared_4d_mask_matches_transformers_mask(micro_path):
     assert fast._can_pass_4d_mask(64)
     fast.model.config.sliding_window = 32   # a window shorter than the sequence: never the fast path
     assert not fast._can_pass_4d_mask(64)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_other_architectures_load_and_decode_like_transformers(tmp_path, arch):
+    """Not only GPT-2: rotary, grouped-query models load from a directory and decode like HF, batch-independently."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    from audit.builtin import EOS, corpus_text, train_tokenizer
+
+    cfg_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[arch]
+    tok = train_tokenizer(corpus_text()[:60_000].split("\n"), vocab_size=320)
+    eos = tok.convert_tokens_to_ids(EOS)
+    cfg = cfg_cls(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  num_key_value_heads=1, max_position_embeddings=128, bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    torch.manual_seed(0)
+    model = model_cls(cfg)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    lm = LanguageModel.load(str(tmp_path))
+    assert lm.info().architecture == model_cls.__name__
+    a = lm.generate(PROMPTS[:12], GenerationSettings(max_new_tokens=8, batch_size=1))
+    b = lm.generate(PROMPTS[:12], GenerationSettings(max_new_tokens=8, batch_size=12))
+    assert a == b
+    for p, (text,) in zip(PROMPTS[:3], a):
+        ids = torch.tensor([tok(p)["input_ids"]])
+        ref = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False, pad_token_id=eos)
+        new = ref[0, ids.shape[1]:].tolist()
+        new = new[:new.index(eos)] if eos in new else new
+        assert text == tok.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    (lp, n), = lm.loglikelihood([("Hello", " world")])
+    assert n > 0 and lp < 0
