@@ -141,7 +141,7 @@ class LanguageModel:
 
         from . import builtin
 
-        path = spec.path
+        path = os.path.expanduser(spec.path)
         if path.startswith(builtin.BUILTIN_PREFIX):
             try:
                 path = str(builtin.resolve(path))
@@ -236,7 +236,7 @@ class LanguageModel:
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], settings: GenerationSettings | None = None, *, seed: int = 0,
                  progress: bool = False, on_batch: Callable[[list[tuple[int, int, str]]], None] | None = None,
-                 skip: Iterable[tuple[int, int]] = ()) -> list[list[str]]:
+                 skip: Iterable[tuple[int, int]] = (), desc: str = "generate") -> list[list[str]]:
         """Generate ``settings.num_samples`` continuations for each prompt.
 
         Args:
@@ -247,6 +247,7 @@ class LanguageModel:
             on_batch: called after each batch with ``(prompt_index, sample_index, text)`` triples,
                 so callers can persist finished work as it completes.
             skip: ``(prompt_index, sample_index)`` pairs already done (their slots stay ``None``).
+            desc: label of the progress bar.
 
         Returns:
             ``out[i][k]``: the k-th continuation of prompt i (without the prompt).
@@ -266,7 +267,7 @@ class LanguageModel:
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(jobs), desc="generate", unit="gen", leave=False)
+            bar = tqdm(total=len(jobs), desc=desc, unit="gen", leave=False)
         try:
             for start in range(0, len(jobs), settings.batch_size):
                 batch = jobs[start:start + settings.batch_size]

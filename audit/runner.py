@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -70,6 +71,9 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     t0 = time.perf_counter()
     if not isinstance(suite, SuiteConfig):
         suite = load_suite(suite, model_override=model if isinstance(model, str) else None)
+    suite = dataclasses.replace(suite)  # the caller's SuiteConfig is never modified
+    if isinstance(model, str):
+        suite.model = dataclasses.replace(suite.model, path=model)
     if seed is not None:
         suite.seed = seed
     sections = dict(suite.sections)

@@ -180,3 +180,12 @@ def test_quality_runs_a_local_evaluate_module(tmp_path, support_like):
     assert "quality.len_match_label" not in result.metrics
     bad = write_suite(tmp_path, SUITE.replace("quality: {}", "quality: {evaluate_modules: [nowhere/metric]}"), "bad.yaml")
     assert "does not exist" in run_suite(bad, progress=False, use_cache=False).sections["quality"].error
+
+
+def test_run_suite_api_respects_model_string_and_leaves_config_untouched(tmp_path, support_like, micro_path):
+    suite = load_suite(write_suite(tmp_path, SUITE.replace("model: builtin:micro", "model: /nonexistent/model")))
+    gates_before = list(suite.gates)
+    result = run_suite(suite, model=str(micro_path), progress=False, use_cache=False, only_sections=["quality"], seed=7)
+    assert result.model["spec"] == str(micro_path) and result.seed == 7
+    assert set(result.sections) == {"quality"}
+    assert suite.model.path == "/nonexistent/model" and suite.seed == 1 and suite.gates == gates_before

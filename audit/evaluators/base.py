@@ -45,7 +45,7 @@ class Context:
         return resolve_data_path(p, self.base_dir)
 
     def cache(self, namespace: str) -> DiskCache:
-        """A cache namespaced by model fingerprint (e.g. for scores that depend on generations)."""
+        """A disk cache for this namespace (e.g. scores keyed by backend + text); honours ``--no-cache``."""
         return DiskCache(self.cache_root, f"{namespace}", enabled=self.use_cache)
 
     def generate(self, prompts: Sequence[str], settings: GenerationSettings | None = None, *, desc: str = "generate") -> list[list[str]]:
@@ -70,7 +70,7 @@ def cached_generate(model, prompts: Sequence[str], settings: GenerationSettings,
     def persist(triples):
         cache.put_many((keys[i][k], text) for i, k, text in triples)
 
-    out = model.generate(prompts, settings, seed=seed, progress=progress, on_batch=persist, skip=skip)
+    out = model.generate(prompts, settings, seed=seed, progress=progress, on_batch=persist, skip=skip, desc=desc)
     for i, k in skip:
         out[i][k] = cache.get(keys[i][k])
     return out, len(skip)
