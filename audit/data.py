@@ -33,8 +33,18 @@ def read_rows(path: str | os.PathLike) -> list[tuple[int, dict]]:
         raise DataError(f"{path}: data file not found")
     suffix = path.suffix.lower()
     rows: list[tuple[int, dict]] = []
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        with path.open(encoding="utf-8") as f:
+    if suffix == ".json" and path.read_text(encoding="utf-8-sig").lstrip().startswith("["):
+        # A JSON array of objects (the other common export format); line numbers are array positions.
+        try:
+            items = json.loads(path.read_text(encoding="utf-8-sig"))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+        for n, obj in enumerate(items, 1):
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}: item {n} of the array: expected a JSON object, got {type(obj).__name__}")
+            rows.append((n, obj))
+    elif suffix in (".jsonl", ".ndjson", ".json"):
+        with path.open(encoding="utf-8-sig") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -46,7 +56,7 @@ def read_rows(path: str | os.PathLike) -> list[tuple[int, dict]]:
                     raise DataError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
                 rows.append((n, obj))
     elif suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as f:
+        with path.open(encoding="utf-8-sig", newline="") as f:  # -sig: spreadsheet exports start with a BOM
             reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
             try:
                 for row in reader:
