@@ -150,3 +150,12 @@ def test_real_chromium_renders_everything_and_runs_nothing(payload_result, tmp_p
         problems = page.problems()
     assert problems == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_failed_section_renders_as_markup_not_escaped_source(payload_result):
+    """The error note is HTML once (the error text inside it escaped), not its own source shown as text."""
+    html = render_html(payload_result)
+    note = re.search(r'<section[^>]*id="section-broken".*?</section>', html, re.S).group(0)
+    assert '<p class="note bad"><b>This section failed</b>' in note
+    assert "&lt;p class=" not in note and "&amp;lt;script" not in note
+    assert "model said &lt;script&gt;window.__pwned=1&lt;/script&gt;" in note

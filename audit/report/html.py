@@ -219,7 +219,8 @@ def render_section(result: AuditResult, section: SectionResult, rows) -> Markup:
     """
     env = environment()
     if section.error:
-        return env.get_template("section_error.html.j2").render(section=section)
+        # Markup: our own template's output (section.error is escaped inside it), not text to escape again.
+        return Markup(env.get_template("section_error.html.j2").render(section=section))
     ctx = _section_context(result, section, rows)
     name = f"section_{section.name}.html.j2"
     if has_section_template(section.name):
