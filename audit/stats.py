@@ -162,6 +162,10 @@ def metric_values(result, key: str) -> tuple[list[float] | None, str]:
         return None, "no finite values"
     if not math.isclose(float(arr.mean()), float(value), rel_tol=1e-6, abs_tol=1e-9):
         return None, "metric is not the mean of its per-sample values"
+    if arr.size < 2 and not is_rate(arr):
+        # Every resample of one value is that value: a zero-width interval a confidence gate would
+        # pass "with 95% confidence" on a single sample. (Wilson is honest at n=1 and is kept.)
+        return None, "a single sample (a bootstrap interval needs at least 2)"
     return arr.tolist(), ""
 
 

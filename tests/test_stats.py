@@ -107,3 +107,17 @@ def test_settings_are_validated():
         ConfidenceSettings(level=1.5)
     with pytest.raises(ValueError, match="resamples"):
         ConfidenceSettings(resamples=10)
+
+
+def test_a_single_continuous_sample_has_no_interval_and_a_confidence_gate_fails():
+    """One value resampled is that value: a zero-width 'interval' would let '@ 95%' pass on n=1."""
+    from audit.gates import evaluate_gate, parse_gate
+
+    sec = SectionResult("q", metrics={"score": 0.8, "rate": 1.0}, metric_info={"score": MetricInfo("score", True)},
+                        sample_values={"score": [0.8], "rate": [1.0]})
+    r = AuditResult(suite={}, model={}, generation={}, seed=0, sections={"q": sec}, metrics={"q.score": 0.8, "q.rate": 1.0})
+    ivs = compute_intervals(r)
+    assert ivs["q.score"]["low"] is None and "single sample" in ivs["q.score"]["why"]
+    assert ivs["q.rate"]["method"] == "wilson" and ivs["q.rate"]["low"] < 0.5    # Wilson is honest at n=1
+    g = evaluate_gate(parse_gate("q.score >= 0.5 @ 95%"), r.metrics, result=r)
+    assert not g.passed and "single sample" in g.reason
