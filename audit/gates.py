@@ -214,9 +214,12 @@ def evaluate_gate(gate: Gate, metrics: dict[str, float], *, result: AuditResult 
     if baseline is None:
         return res(False, "no baseline to compare with (pass --baseline FILE)", op=op)
     base = baseline.get(gate.metric)
-    if base is None or (isinstance(base, float) and math.isnan(base)):
-        return res(False, f"metric {gate.metric} is missing or NaN in the baseline", op=op)
-    base = float(base)
+    try:  # numpy floats and hand-edited values too: only a finite number can be compared with
+        base = None if base is None or isinstance(base, bool) else float(base)
+    except (TypeError, ValueError):
+        base = None
+    if base is None or not math.isfinite(base):
+        return res(False, f"metric {gate.metric} is missing or not a finite number in the baseline", op=op)
     tol = gate.max_regression * abs(base) if gate.relative else gate.max_regression
     limit = base - tol if info.higher_is_better else base + tol
     compared, bound, how = value, None, ""

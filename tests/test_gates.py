@@ -180,3 +180,19 @@ def test_suite_confidence_block_and_gate_validation(tmp_path):
         parse_suite(dict(raw, confidence={"levl": 0.9}), path="s.yaml")
     with pytest.raises(ConfigError, match="gates\\[0\\]: unknown metric 'diversity.nope'"):
         parse_suite(dict(raw, gates=["diversity.nope regression <= 1"]), path="s.yaml")
+
+
+def test_regression_against_a_nan_or_infinite_baseline_fails_with_the_reason(tmp_path):
+    """NaN in any float type (numpy's too), inf, or junk in the baseline: fail saying so, never 'not worse'."""
+    import numpy as np
+
+    cur = _result([0.7] * 4)
+    gate = parse_gate("s.acc regression <= 10%")
+    for bad in (math.nan, np.float32("nan"), np.float64("nan"), math.inf, -math.inf, "oops"):
+        g = apply_gates(cur, [gate], baseline=_base(acc=bad)).gates[0]
+        assert not g.passed and "not a finite number in the baseline" in g.reason, (bad, g.reason)
+    # The same through a saved baseline file (JSON stores NaN as null).
+    _base(acc=math.nan).save(tmp_path)
+    g = apply_gates(cur, [gate], baseline=AuditResult.load(tmp_path / "results.json")).gates[0]
+    assert not g.passed and "in the baseline" in g.reason
+    assert apply_gates(cur, [gate], baseline=_base(acc=np.float32(0.72))).gates[0].passed
