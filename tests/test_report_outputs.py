@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from audit.cli import main
 from audit.report.compare import write_comparison
 from audit.report.junit import render_junit
-from audit.report.markdown import md_escape, render_markdown
+from audit.report.markdown import md_code, md_escape, render_markdown
 from audit.results import AuditResult, GateResult, SectionResult
 from tests.conftest import write_suite
 
@@ -115,6 +116,20 @@ def test_markdown_summary_is_inert():
     assert md.startswith("## ⚠️ audit ERROR") and "<script>" not in md and "&lt;script&gt;" in md
     assert "| ❌ | `q.a > 1` | 0.5 |" in md
     assert "`s\\|'x'`" in md       # a code span that cannot close early or split a cell
+
+
+def test_markdown_summary_carries_no_control_characters():
+    """NUL, ESC (ANSI escapes for a terminal that prints summary.md), DEL and C1 become U+FFFD; rows stay one line."""
+    hostile = "bad\x00 \x1b[31mred\x1b[0m \x7f\x9b | cell\r\nnext"
+    r = AuditResult(suite={"name": f"s{hostile}"}, model={"spec": f"m{hostile}"}, generation={}, seed=0, passed=False,
+                    sections={"q": SectionResult("q", error=hostile)},
+                    gates=[GateResult("q.a > 1", "q.a", ">", 1.0, 0.5, False, hostile)])
+    md = render_markdown(r)
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f]", md)
+    assert "\ufffd[31mred" in md
+    gate_row = next(line for line in md.splitlines() if line.startswith("| ❌"))
+    assert gate_row.endswith("\\| cell next |")                        # the pipe escaped, CR LF collapsed
+    assert md_code("a\x1bb|c") == "`a\ufffdb\\|c`"
 
 
 def test_report_and_compare_commands(env, capsys):
