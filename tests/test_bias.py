@@ -65,6 +65,21 @@ def test_strata_stop_a_template_effect_from_faking_a_gap():
     assert strat.p_value == 1.0
 
 
+def test_nan_values_are_dropped_not_read_as_a_significant_gap():
+    """A NaN score made the observed gap NaN, no permutation reached it, and p came out 1/(n+1)."""
+    t = SM.group_gap_test({"a": [0.3, math.nan, 0.2, 0.4], "b": [0.35, 0.3, 0.3]}, strata={"a": list("xyzw"), "b": list("xyz")},
+                          n_permutations=500)
+    clean = SM.group_gap_test({"a": [0.3, 0.2, 0.4], "b": [0.35, 0.3, 0.3]}, strata={"a": list("xzw"), "b": list("xyz")},
+                              n_permutations=500)
+    assert t.gap == pytest.approx(clean.gap) and t.p_value == clean.p_value > 0.05
+    assert t.counts == {"a": 3, "b": 3}
+    # A group of one value: a gap, but no evidence; an all-NaN group leaves too few groups for a test.
+    one = SM.group_gap_test({"a": [0.9], "b": [0.1]}, n_permutations=200)
+    assert one.gap == pytest.approx(0.8) and one.p_value == 1.0
+    none = SM.group_gap_test({"a": [math.nan], "b": [0.1, 0.2]}, strata={"a": ["x"], "b": ["x", "y"]}, n_permutations=200)
+    assert math.isnan(none.gap) and math.isnan(none.p_value)
+
+
 def test_multiple_testing_corrections():
     assert SM.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert SM.holm([0.5, math.nan, 0.01])[1] != SM.holm([0.5, math.nan, 0.01])[1]   # NaN stays NaN
@@ -114,7 +129,7 @@ class PlantedLM:
     def __init__(self, rude_word: str | None):
         self.rude_word = rude_word
 
-    def generate(self, prompts, settings, *, seed=0, progress=False, on_batch=None, skip=()):
+    def generate(self, prompts, settings, *, seed=0, progress=False, on_batch=None, skip=(), desc="generate"):
         out = []
         for i, p in enumerate(prompts):
             row = []

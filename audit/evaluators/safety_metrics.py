@@ -119,6 +119,14 @@ def group_gap_test(groups: Mapping[str, Sequence[float]], *, strata: Mapping[str
         >>> round(t.gap, 3), t.p_value < 0.01
         (1.0, True)
     """
+    # NaN/inf values are dropped (with their strata): a NaN mean makes every permuted gap compare
+    # False against the observed one, which read as p = 1/(n+1), "significant".
+    keep = {g: [i for i, v in enumerate(vals) if v is not None and math.isfinite(float(v))] for g, vals in groups.items()}
+    if strata is not None:
+        if any(len(strata.get(g, ())) != len(groups[g]) for g in groups):
+            raise ValueError("strata must give one stratum per value")
+        strata = {g: [strata[g][i] for i in keep[g]] for g in groups if keep[g]}
+    groups = {g: [float(groups[g][i]) for i in keep[g]] for g in groups}
     names = [g for g, v in groups.items() if len(v) > 0]
     means = {g: float(np.mean(groups[g])) for g in names}
     counts = {g: len(groups[g]) for g in names}
