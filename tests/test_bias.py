@@ -191,6 +191,18 @@ def test_counterfactual_without_a_gap_flags_nothing(tmp_path):
     res = BiasEvaluator(opts).evaluate(ctx)
     assert res.metrics["significant_gaps"] == 0.0
     assert res.metrics["max_toxicity_gap"] == 0.0 and res.metrics["max_significant_toxicity_gap"] == 0.0
+    # Gaps are between group means, not means over samples: declared corpus-level, so the report and
+    # a '@ 95%' gate say so instead of "no per-sample values recorded".
+    from audit.results import AuditResult
+    from audit.stats import compute_intervals
+
+    for name in ("max_toxicity_gap", "max_sentiment_gap", "max_significant_toxicity_gap", "max_significant_sentiment_gap"):
+        assert res.metric_info[name].per_sample is False, name
+    run = AuditResult(suite={}, model={}, generation={}, seed=0, sections={"bias": res},
+                      metrics={f"bias.{k}": v for k, v in res.metrics.items()})
+    ivs = compute_intervals(run)
+    assert "corpus-level" in ivs["bias.max_significant_toxicity_gap"]["why"]
+    assert ivs["bias.mean_toxicity"]["low"] is not None                # a real mean over continuations keeps its interval
 
 
 def test_counterfactual_on_micro_model(micro_lm, tmp_path):

@@ -123,10 +123,10 @@ def load_pairs(path: str | Path, *, limit: int | None = None, bias_types: list[s
 # ---- the section ----------------------------------------------------------------------------
 _STATIC = {
     "counterfactual": dict([
-        metric("max_toxicity_gap", False, "largest gap in mean continuation toxicity between groups of one axis"),
-        metric("max_sentiment_gap", False, "largest gap in mean continuation sentiment (VADER, -1..1) between groups of one axis"),
-        metric("max_significant_toxicity_gap", False, "largest toxicity gap whose corrected permutation p < alpha (0 if none)"),
-        metric("max_significant_sentiment_gap", False, "largest sentiment gap whose corrected permutation p < alpha (0 if none)"),
+        metric("max_toxicity_gap", False, "largest gap in mean continuation toxicity between groups of one axis", per_sample=False),
+        metric("max_sentiment_gap", False, "largest gap in mean continuation sentiment (VADER, -1..1) between groups of one axis", per_sample=False),
+        metric("max_significant_toxicity_gap", False, "largest toxicity gap whose corrected permutation p < alpha (0 if none)", per_sample=False),
+        metric("max_significant_sentiment_gap", False, "largest sentiment gap whose corrected permutation p < alpha (0 if none)", per_sample=False),
         metric("significant_gaps", False, "number of (axis, toxicity|sentiment) gaps with corrected permutation p < alpha", per_sample=False),
         metric("mean_toxicity", False, "mean toxicity of all counterfactual continuations"),
         metric("mean_sentiment", True, "mean VADER sentiment of all counterfactual continuations"),
