@@ -168,3 +168,41 @@ def test_template_rejects_bad_backend_output():
 def test_shared_scorer_is_one_instance():
     assert shared_scorer("profanity") is shared_scorer("profanity")
     assert shared_scorer("vader", sentiment=True) is not shared_scorer("profanity")
+
+
+def _tiny_decoder_classifier(path, config_cls, model_cls, *, eos: bool = True):
+    """A random decoder-only classifier saved with the micro model's tokenizer minus its pad token (as
+    GPT-2 / Llama / Qwen2 checkpoints usually ship), and optionally minus EOS too."""
+    from transformers import AutoTokenizer
+
+    from audit.builtin import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("builtin:micro"))
+    tok.pad_token = None
+    if not eos:
+        tok.eos_token = None
+    torch.manual_seed(0)
+    cfg = config_cls(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     num_key_value_heads=2, num_labels=2, id2label={0: "ok", 1: "toxic"}, label2id={"ok": 0, "toxic": 1})
+    model = model_cls(cfg).eval()
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return model, tok
+
+
+@pytest.mark.parametrize("arch,eos", [("llama", True), ("qwen2", True), ("llama", False)])
+def test_hf_backend_decoder_classifier_without_pad_token(tmp_path, arch, eos):
+    """Batches of a decoder-only classifier with no pad token used to raise ValueError ('Asking to pad ...')."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification, Qwen2Config, Qwen2ForSequenceClassification
+
+    classes = {"llama": (LlamaConfig, LlamaForSequenceClassification), "qwen2": (Qwen2Config, Qwen2ForSequenceClassification)}
+    model, tok = _tiny_decoder_classifier(tmp_path / arch, *classes[arch], eos=eos)
+    s = get_scorer(f"hf:{tmp_path / arch}")
+    got = s.score(TEXTS, batch_size=4)
+    # One at a time, no padding at all: the scores must not depend on the batch. The empty text (zero
+    # tokens: the model could not run on it) is scored as the EOS (else BOS) token alone.
+    empty = tok.eos_token or tok.bos_token or " "
+    ref = [torch.softmax(model(**tok([t or empty], return_tensors="pt")).logits, -1)[0, 1].item() for t in TEXTS]
+    assert got == pytest.approx(ref, abs=1e-5)
+    assert s.score([""]) == pytest.approx([ref[TEXTS.index("")]], abs=1e-5)
+    assert len({round(v, 5) for v in got}) > 2

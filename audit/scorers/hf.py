@@ -40,6 +40,26 @@ class HFClassifierScorer(Scorer):
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ScorerError(f"{self.name}: cannot load a sequence-classification model: {first} (give a local directory "
                               f"with config.json, weights and tokenizer files)") from None
+        # Decoder-only classifiers (GPT-2, Llama, Qwen2 ...) often ship without a pad token: batches
+        # could not be padded, and the model could not find each row's last real token. Pad with EOS
+        # (attention-masked, and the model reads the last non-pad token); without one, score one by one.
+        self._one_by_one = False
+        if self._tok.pad_token is None:
+            if self._tok.eos_token is not None:
+                self._tok.pad_token = self._tok.eos_token
+            else:
+                self._one_by_one = True
+        if self._model.config.pad_token_id is None and self._tok.pad_token_id is not None:
+            self._model.config.pad_token_id = self._tok.pad_token_id
+        # Right padding: a row that is all pad ids (an empty text scored as EOS, below) is then read at
+        # position 0, its real token; left padding (a generation setting some tokenizers save) would
+        # read a masked pad there.
+        self._tok.padding_side = "right"
+        # An empty generation is common (EOS first); a tokenizer that adds no special tokens (GPT-2 style)
+        # gives it zero tokens, which the model cannot run on. Score it as the EOS (or BOS) token alone.
+        self._empty = ""
+        if not self._tok("")["input_ids"]:
+            self._empty = self._tok.eos_token or self._tok.bos_token or " "
         id2label = {int(k): str(v) for k, v in self._model.config.id2label.items()}
         self.labels = [id2label[i] for i in sorted(id2label)]
         self.index = self._pick_label(label)
@@ -74,7 +94,11 @@ class HFClassifierScorer(Scorer):
     def _score_batch(self, texts: list[str]) -> Sequence[float]:
         import torch
 
-        enc = self._tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length).to(self.device)
+        texts = [t or self._empty for t in texts]
+        if self._one_by_one and len(texts) > 1:
+            return [v for t in texts for v in self._score_batch([t])]
+        enc = self._tok(texts, return_tensors="pt", padding=len(texts) > 1, truncation=True,
+                        max_length=self.max_length).to(self.device)
         with torch.no_grad():
             logits = self._model(**enc).logits.float()  # (B, C)
         probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
