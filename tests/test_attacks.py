@@ -120,6 +120,21 @@ def test_wrapper_disk_cache_reuses_outputs_across_wrappers(micro_lm, tmp_path):
     assert second(PROMPTS) == a and second.stats["generated"] == 0
 
 
+def test_wrapper_disk_cache_is_not_shared_across_dtypes(micro_path, micro_lm, tmp_path):
+    # Same weights file (same fingerprint, same cache namespace), other dtype: other generations,
+    # so the cache must not answer a bfloat16 run with float32 outputs.
+    from audit.attacks import GenerationModelWrapper
+    from audit.cache import DiskCache
+    from audit.model import LanguageModel
+
+    bf16 = LanguageModel.load(str(micro_path), dtype="bfloat16")
+    assert bf16.fingerprint == micro_lm.fingerprint
+    GenerationModelWrapper(micro_lm, SETTINGS, disk_cache=DiskCache(tmp_path, "gen"))(PROMPTS)
+    second = GenerationModelWrapper(bf16, SETTINGS, disk_cache=DiskCache(tmp_path, "gen"))
+    assert second(PROMPTS) == [g[0] for g in bf16.generate(PROMPTS, SETTINGS)]
+    assert second.stats["generated"] == len(PROMPTS)
+
+
 # ---- goals --------------------------------------------------------------------------------------
 def test_output_change_goal_scores_against_the_clean_output(wrapper):
     from audit.attacks.similarity import similarity

@@ -64,7 +64,9 @@ def cached_generate(model, prompts: Sequence[str], settings: GenerationSettings,
                     progress: bool = False, desc: str = "generate") -> tuple[list[list[str]], int]:
     """Generate through ``cache``; returns (generations, number reused from the cache)."""
     skey = settings.key()
-    keys = [[make_key(p, skey, seed, k) for k in range(settings.num_samples)] for p in prompts]
+    # The weights fingerprint names the cache; dtype and device change generations too (bf16 vs fp32).
+    where = [str(getattr(model, "dtype", "")), str(getattr(getattr(model, "device", None), "type", ""))]
+    keys = [[make_key(p, skey, seed, k, *where) for k in range(settings.num_samples)] for p in prompts]
     skip = {(i, k) for i, row in enumerate(keys) for k, key in enumerate(row) if key in cache}
 
     def persist(triples):
