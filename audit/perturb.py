@@ -180,15 +180,20 @@ def _whitespace(text: str, rng: random.Random) -> str:
 # ---- meaning-changing (DIR) ---------------------------------------------------------------------
 _NEGATABLE = re.compile(r"\b(is|are|was|were|can|could|will|would|should|do|does|did|have|has)\b(?! not\b)(?!n't)",
                         re.IGNORECASE)
-_NEGATED = re.compile(r"\b(is|are|was|were|can|could|will|would|should|do|does|did|have|has)( not|n't)\b",
-                      re.IGNORECASE)
+# Negations to remove: can't/cannot -> can, won't -> will, <aux>n't -> <aux> (ASCII or typographic
+# apostrophe), and a standalone "not" wherever it stands ("do not", "is it not").
+_NEGATED = re.compile(r"\b(can)(?:not|['\u2019]t)\b|\b(won)['\u2019]t\b"
+                      r"|\b(is|are|was|were|could|would|should|must|do|does|did|have|has|had|need)n['\u2019]t\b"
+                      r"|\s+not\b", re.IGNORECASE)
 
 
 @_register("negation", "dir", "remove the first negation, or negate the first auxiliary verb (is -> is not)")
 def _negation(text: str, rng: random.Random) -> str:
     m = _NEGATED.search(text)
     if m:
-        return text[:m.start()] + m.group(1) + text[m.end():]
+        can, won, aux = m.group(1, 2, 3)
+        kept = can or aux or (_match_case(won, "will") if won else "")
+        return text[:m.start()] + kept + text[m.end():]
     special = {"can": "cannot"}
     m = _NEGATABLE.search(text)
     if m:

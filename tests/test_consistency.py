@@ -54,6 +54,20 @@ def test_dir_perturbations_change_meaning():
     assert perturb("no digits here", "numbers") == "no digits here"
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("I can't log in", "I can log in"),
+    ("I cannot log in", "I can log in"),
+    ("I won't pay", "I will pay"),
+    ("Won't it ship?", "Will it ship?"),
+    ("I can\u2019t log in", "I can log in"),         # typographic apostrophe
+    ("It isn\u2019t here", "It is here"),
+    ("Why is it not working?", "Why is it working?"),  # a negation away from its auxiliary
+    ("I haven't got it", "I have got it"),
+])
+def test_negation_removes_every_form_of_negation(text, expected):
+    assert perturb(text, "negation") == expected
+
+
 # ---- the section --------------------------------------------------------------------------------
 SUITE = """
 name: cons
