@@ -201,3 +201,9 @@ def test_clear_errors(micro_lm):
         explain(micro_lm, "x", target=" y", n_step=3)
     with pytest.raises(ExplainError, match="integration must be one of"):
         explain(micro_lm, "x", target=" y", integration="simpson")
+
+
+def test_baseline_token_id_outside_the_vocabulary_is_a_clear_error(micro_lm):
+    n_vocab = micro_lm.model.get_input_embeddings().num_embeddings
+    with pytest.raises(ExplainError, match=f"baseline token id {n_vocab} is outside"):
+        explain(micro_lm, "x", target=" y", baseline=str(n_vocab))

@@ -235,3 +235,94 @@ def test_cli_finetune_flags_and_one_line_errors(micro_path, train_file, tmp_path
     p = run(str(cfg), "--set", "losses.simctg.margn=1")
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0
     assert "losses.simctg: unknown field 'margn' (did you mean 'margin'?)" in p.stderr
+
+
+def test_resume_from_a_checkpoint_of_a_different_config_is_a_clear_error(micro_path, train_file, tmp_path):
+    from audit.finetune.checkpoint import CheckpointError
+
+    out = tmp_path / "full"
+    finetune(_cfg(micro_path, train_file, out, max_steps=2, save_every=2, val_split=None, val_fraction=0.0))
+    step = out / "checkpoints" / "step-000002"
+    # Frozen layers: the optimizer's parameter groups differ; LoRA: the weights' names differ.
+    for change, field in (({"freeze_all_but_top_k": 1}, "freeze_all_but_top_k"), ({"lora": {"r": 2}}, "lora")):
+        with pytest.raises(CheckpointError, match=rf"cannot resume.*{field}") as e:
+            finetune(_cfg(micro_path, train_file, tmp_path / field, max_steps=4, resume=str(step), **change))
+        assert "\n" not in str(e.value)
+    # A LoRA checkpoint resumed with another rank: the adapter shapes differ.
+    lora = tmp_path / "lora"
+    finetune(_cfg(micro_path, train_file, lora, max_steps=2, save_every=2, lora={"r": 2}))
+    with pytest.raises(CheckpointError, match=r"cannot resume.*lora") as e:
+        finetune(_cfg(micro_path, train_file, tmp_path / "r4", max_steps=4, lora={"r": 4},
+                      resume=str(lora / "checkpoints" / "step-000002")))
+    assert "\n" not in str(e.value)
+
+
+def test_saved_config_names_the_model_that_was_trained(micro_path, train_file, tmp_path):
+    import yaml
+
+    from audit.model import LanguageModel
+
+    cfg = _cfg(micro_path, train_file, tmp_path / "spec", max_steps=1)
+    del cfg["model"]  # the model comes from the `model=` argument (as `audit harden` passes it), not the config
+    r = finetune(cfg, model=str(micro_path))
+    saved = yaml.safe_load((r.out_dir / "finetune.yaml").read_text())
+    assert saved["model"] == str(micro_path)
+    r = finetune(cfg, model=LanguageModel.load("builtin:micro"), out_dir=str(tmp_path / "lm"))
+    assert yaml.safe_load((r.out_dir / "finetune.yaml").read_text())["model"] == "builtin:micro"
+    assert yaml.safe_load((r.out_dir / "checkpoints" / "step-000001" / "finetune.yaml").read_text())["model"] == "builtin:micro"
+
+
+def test_val_split_that_matches_no_rows_is_an_error_not_a_silent_run_without_validation(micro_path, train_file, tmp_path):
+    from audit.data import DataError
+
+    with pytest.raises(DataError, match=r"train\.jsonl: no records with split='valid' \(val_split\)"):
+        finetune(_cfg(micro_path, train_file, tmp_path / "o", val_split="valid"))
+
+
+def test_warmup_longer_than_the_run_warns(micro_path, train_file, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="audit"):
+        r = finetune(_cfg(micro_path, train_file, tmp_path / "w", max_steps=2, warmup_steps=10, eval_every=100))
+    # The schedule never leaves warm-up: the peak lr is never used.
+    assert max(h["lr"] for h in r.history if "lr" in h) < 2e-3
+    assert any("warmup_steps (10) >= the run's 2 optimizer steps" in m for m in caplog.messages), caplog.messages
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A random 2-layer Llama (rotary positions, RMSNorm, untied head) with a byte-level BPE tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from audit.builtin import train_tokenizer
+
+    tok = train_tokenizer(["Customer: where is my order? Agent: Your order is on its way today."] * 20, vocab_size=300)
+    eos = tok.eos_token_id
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                         bos_token_id=eos, eos_token_id=eos, pad_token_id=eos))
+    path = tmp_path_factory.mktemp("llama") / "model"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_lora_and_pgd_on_a_llama_then_explain_it(tiny_llama, train_file, tmp_path):
+    from audit.explain import explain
+    from audit.model import LanguageModel
+
+    # peft's default target modules for Llama (q_proj, v_proj); PGD perturbs the embeddings rotary models read.
+    r = finetune(_cfg(tiny_llama, train_file, tmp_path / "llama", max_steps=2, lora={"r": 2},
+                      losses={"ce": 1.0, "pgd": 0.5}))
+    assert r.steps == 2 and r.best_val_loss is not None
+    adapter = json.loads((r.adapter_dir / "adapter_config.json").read_text())
+    assert set(adapter["target_modules"]) == {"q_proj", "v_proj"}
+    lm = LanguageModel.load(str(r.model_dir))
+    assert type(lm.model).__name__ == "LlamaForCausalLM"
+    e = explain(lm, "Customer: where is my order?", target=" Your order", n_steps=8)
+    assert e.completeness_error() < 0.01 and len(e.attributions) == len(e.target_tokens)
+    # A prompt longer than the 64-token window keeps its end; an empty prompt conditions on bos.
+    long = explain(lm, "where is my order " * 40, target=" Your", method="saliency")
+    assert long.n_prompt + len(long.target_tokens) == 64
+    assert explain(lm, "", target=" order", method="saliency").n_prompt == 1

@@ -74,3 +74,33 @@ def test_harden_needs_a_robustness_section(tmp_path, micro_path):
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert "has no robustness section" in p.stderr and p.stderr.strip().count("\n") == 0
+
+
+def test_harden_stops_when_the_robustness_section_failed(tmp_path, micro_path):
+    # A failed attack run is not "no attack succeeded": say why nothing can be trained, exit 2.
+    (tmp_path / "d.jsonl").write_text(json.dumps({"prompt": "Customer: how do I reset my password?\nAgent:"}) + "\n")
+    (tmp_path / "s.yaml").write_text("name: s\ndata: d.jsonl\ngeneration:\n  max_new_tokens: 2\nsections:\n  robustness:\n"
+                                     "    goal: toxicity\n    toxicity_scorer: detoxify\n    perturbations: []\n")
+    p = subprocess.run([sys.executable, "-m", "audit", "harden", "--model", str(micro_path), "--suite", "s.yaml", "--out", "o", "-q"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    last = p.stderr.strip().splitlines()[-1]
+    assert "robustness section failed on the original model" in last and "ScorerError" in last, p.stderr
+    assert "no attack succeeded" not in p.stderr
+    assert (tmp_path / "o" / "before" / "results.json").exists()  # the before-audit still shows the failure
+
+
+def test_harden_with_no_successful_attack_trains_nothing(tmp_path, micro_lm):
+    # The random micro model answers every prompt alike: no attack succeeds (documented: model unchanged).
+    from audit.finetune import harden
+
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"prompt": f"Customer: reset password {i}?\nAgent:"}) + "\n"
+                                              for i in range(2)))
+    (tmp_path / "s.yaml").write_text("name: s\ndata: d.jsonl\ngeneration:\n  max_new_tokens: 3\nsections:\n  robustness:\n"
+                                     "    examples: 2\n    query_budget: 5\n    perturbations: []\n")
+    r = harden(micro_lm, str(tmp_path / "s.yaml"), tmp_path / "o", progress=False, use_cache=False)
+    assert r.n_adversarial == 0 and r.model_dir is None and r.train is None
+    assert r.after is r.before and r.before.metrics["robustness.attack_success_rate"] == 0
+    summary = json.loads((tmp_path / "o" / "harden.json").read_text())
+    assert summary["adversarial_examples"] == 0 and summary["steps"] == 0 and summary["model_dir"] is None
+    assert not (tmp_path / "o" / "train").exists() and not (tmp_path / "o" / "after").exists()

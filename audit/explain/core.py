@@ -138,8 +138,11 @@ def _explain_one(lm, prompt: str, target: str, method, opts: ExplainOptions) -> 
     p_ids = p_ids[-(lm.max_length - len(t_ids)):]  # keep the prompt's end if the window is short
     ids = torch.tensor(p_ids + t_ids, dtype=torch.long, device=lm.device)
     rows = opts.internal_batch_size or max(1, _TOKENS_PER_PASS // len(ids))
-    problem = Problem(model=lm.model, ids=ids, n_prompt=len(p_ids), baseline_id=_baseline_id(tok, opts.baseline),
-                      batch_rows=rows)
+    baseline_id = _baseline_id(tok, opts.baseline)
+    n_vocab = lm.model.get_input_embeddings().num_embeddings
+    if not 0 <= baseline_id < n_vocab:  # an out-of-range id would fail deep in the embedding lookup
+        raise ExplainError(f"explain: baseline token id {baseline_id} is outside the model's vocabulary of {n_vocab}")
+    problem = Problem(model=lm.model, ids=ids, n_prompt=len(p_ids), baseline_id=baseline_id, batch_rows=rows)
 
     threads = torch.get_num_threads()
     want = opts.threads

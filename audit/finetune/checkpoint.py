@@ -130,6 +130,16 @@ def write_checkpoint(root: Path, step: int, *, model: torch.nn.Module, tokenizer
     return target
 
 
+def config_diff(path: Path, config: dict[str, Any], fields: tuple[str, ...]) -> str:
+    """``field=saved (this run: value)`` for each of ``fields`` where the checkpoint's config differs."""
+    try:
+        saved = yaml.safe_load((path / "finetune.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return ""
+    return ", ".join(f"{k}={saved.get(k)!r} (this run: {config.get(k)!r})" for k in fields
+                     if k in saved and saved.get(k) != config.get(k))
+
+
 def read_checkpoint(path: Path, *, model: torch.nn.Module, optimizer, scheduler, accelerator) -> dict[str, Any]:
     """Restore weights, optimizer, scheduler and this process's RNG; return the trainer state."""
     if not (path / STATE_FILE).exists():

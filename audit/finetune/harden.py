@@ -132,6 +132,10 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
 
     log.info("harden 1/4: auditing the original model")
     before = run_suite(suite, model=lm, out_dir=out / "before", outputs=_reports(out / "before"), **run_kw)
+    failed = before.sections.get("robustness")
+    if failed is not None and failed.error:
+        raise AuditError(f"harden: the robustness section failed on the original model ({failed.error}); "
+                         f"nothing to train on (see {out / 'before'})")
     pairs, n_adv = training_pairs(before, out / "before" / "adversarial.jsonl", target=target, include_clean=include_clean)
     if n_adv == 0:
         log.warning("harden: no attack succeeded on the original model; nothing to train on, the model is unchanged")

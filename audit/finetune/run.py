@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -49,6 +50,8 @@ def prepare_data(cfg: FinetuneConfig, tokenizer, *, progress: bool = False) -> t
         pairs = pairs[:cfg.limit]
     if cfg.val_split is not None:
         val_pairs, _ = read_pairs(cfg.data, split=cfg.val_split, **common)
+        if not val_pairs:  # a typo in the split name would silently turn off validation and early stopping
+            raise DataError(f"{cfg.data}: no records with split={cfg.val_split!r} (val_split)")
         fraction = 0.0
     else:
         val_pairs, fraction = [], cfg.val_fraction
@@ -121,6 +124,10 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *,
         cfg = config if not overrides else load_finetune_config(config.to_dict(), overrides)
     else:
         cfg = load_finetune_config(config, overrides)
+    # `model=` wins over `config.model`: record the model really trained (finetune.yaml, checkpoints).
+    trained = str(model) if isinstance(model, (str, os.PathLike)) else getattr(model, "spec", None)
+    if trained and trained != "<in-memory>" and trained != cfg.model:
+        cfg = dataclasses.replace(cfg, model=trained)
     seed_everything(cfg.seed)
     net, tok = load_for_training(cfg, model)
     train, val, counts = prepare_data(cfg, tok, progress=cfg.progress)

@@ -163,6 +163,9 @@ class Trainer:
                              f"{acc.num_processes} processes; lower batch_size")
         steps_per_epoch = max(1, self.micro_per_epoch // cfg.grad_accum)
         self.total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
+        if cfg.warmup_steps >= self.total_steps and self.is_main:
+            log.warning("finetune: warmup_steps (%d) >= the run's %d optimizer steps: the learning rate never reaches "
+                        "lr (%g) and never decays; lower warmup_steps", cfg.warmup_steps, self.total_steps, cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_lambda(s, warmup=cfg.warmup_steps, total=self.total_steps, schedule=cfg.schedule,
                                                 min_ratio=cfg.min_lr_ratio))
@@ -286,8 +289,18 @@ class Trainer:
                                      config=self.cfg.to_dict(), accelerator=self.accelerator, keep=self.cfg.keep_checkpoints)
 
     def resume(self, path: str | Path) -> None:
-        state = ckpt.read_checkpoint(Path(path), model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
-                                     accelerator=self.accelerator)
+        try:
+            state = ckpt.read_checkpoint(Path(path), model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                                         accelerator=self.accelerator)
+        except (ckpt.CheckpointError, RuntimeError, ValueError, KeyError) as e:
+            # torch / peft report a checkpoint of another model or training layout as a multi-line
+            # size-mismatch dump: say which config fields differ instead.
+            if isinstance(e, ckpt.CheckpointError) and "not match" not in str(e):
+                raise
+            diff = ckpt.config_diff(Path(path), self.cfg.to_dict(), ("model", "lora", "freeze_all_but_top_k"))
+            why = f"it was written with {diff}" if diff else str(e).strip().splitlines()[0]
+            raise ckpt.CheckpointError(f"{path}: cannot resume: the checkpoint does not fit this run ({why}); "
+                                       f"resume with the same model, lora and freeze_all_but_top_k") from None
         self.step = int(state["step"])
         self.best_val, self.last_val, self.bad_evals = state["best_val"], state["last_val"], state["bad_evals"]
         if self.is_main:
