@@ -5,8 +5,8 @@ One JSON object per line, one line per SUCCESSFUL attack of the run's robustness
     {"id", "prompt": perturbed prompt, "original_prompt", "target": the model's clean output,
      "reference": the dataset reference or null, "recipe", "clean_output", "perturbed_output"}
 
-Training pairs are ``prompt -> reference`` when there is a reference, else ``prompt -> target``:
-the model should answer the perturbed prompt as it (or the reference) answers the clean one.
+Training pairs are ``prompt -> target`` (``audit harden --target reference``: the reference where there
+is one): the model should answer the perturbed prompt as it (or the reference) answers the clean one.
 """
 
 from __future__ import annotations
