@@ -148,6 +148,19 @@ def test_output_change_goal_scores_against_the_clean_output(wrapper):
     assert goal._is_goal_complete(other, None)
 
 
+@pytest.mark.parametrize("kind", ["chrf", "rouge_l"])
+def test_blank_outputs_differing_only_in_whitespace_are_identical(kind, wrapper):
+    # Both measures ignore whitespace: "\n" and "\n\n" (a model that only emits newlines) are the
+    # same output, not completely different ones, and no attack succeeds by changing between them.
+    from audit.attacks.similarity import similarity
+
+    assert similarity("\n", "\n\n", kind) == 1.0 and similarity("", " ", kind) == 1.0
+    assert similarity("", "word", kind) == 0.0 and similarity("\n", "word", kind) == 0.0
+    goal = _goal(wrapper, max_similarity=0.5, measure=kind)
+    goal.ground_truth_output = "\n"
+    assert not goal._is_goal_complete("\n\n", None)
+
+
 def test_non_overlapping_goal_counts_positions_past_a_short_output(wrapper):
     from audit.attacks import make_goal
     from audit.attacks.goals import non_overlap

@@ -7,7 +7,8 @@ sentence BLEU, which is 0 for any pair without a shared 4-gram):
   averaging both directions (chrF weights recall, so ``chrf(a, b) != chrf(b, a)``).
 - ``rouge_l``: ROUGE-L F1 (rouge-score, symmetric already).
 
-Identical strings (including two empty ones) score 1.0; an empty string against a non-empty one 0.0.
+Identical strings and two blank ones (empty or whitespace only: both measures ignore whitespace)
+score 1.0; a blank string against a non-blank one 0.0.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def similarity(a: str, b: str, kind: str = "chrf") -> float:
     if a == b:
         return 1.0
     if not a.strip() or not b.strip():
-        return 0.0
+        # Both measures ignore whitespace: two blank outputs ("\n" vs "\n\n") are the same one.
+        return 1.0 if not a.strip() and not b.strip() else 0.0
     if kind == "chrf":
         c = _chrf()
         return (c.sentence_score(a, [b]).score + c.sentence_score(b, [a]).score) / 200.0
