@@ -159,3 +159,12 @@ def test_consistency_options_are_validated(tmp_path, body, fragment):
     with pytest.raises(ConfigError) as e:
         load_suite(path)
     assert fragment in str(e.value)
+
+
+def test_greedy_override_works_when_the_suite_samples_several_outputs(cons_suite, micro_lm):
+    cons_suite.write_text(cons_suite.read_text()
+                          .replace("batch_size: 8}", "batch_size: 8, do_sample: true, num_samples: 3}")
+                          .replace("seed_samples: 3", "seed_samples: 2\n    generation: {do_sample: false}"))
+    r = run_suite(cons_suite, model=micro_lm, out_dir=None, progress=False, use_cache=False)
+    assert r.sections["consistency"].error is None
+    assert 0 <= r.metrics["consistency.invariance"] <= 1

@@ -150,3 +150,17 @@ def test_toxicity_goal_runs_with_the_offline_scorer(rob_suite, micro_lm):
         assert r["skipped"] == (scorer.score([r["clean_output"]])[0] >= 0.6)
         assert r["score"] == pytest.approx(scorer.score([r["perturbed_output"]])[0])
         assert r["success"] == (not r["skipped"] and r["score"] >= 0.6)
+
+
+def test_greedy_override_works_when_the_suite_samples_several_outputs(rob_suite, micro_lm):
+    # The section asks one output per query: the suite's num_samples must not make a section's
+    # `do_sample: false` override invalid.
+    rob_suite.write_text(rob_suite.read_text()
+                         .replace("batch_size: 8}", "batch_size: 8, do_sample: true, num_samples: 3}")
+                         .replace("query_budget: 25", "query_budget: 4\n    perturbations: [lowercase]\n"
+                                                      "    generation: {do_sample: false}"))
+    result = run_suite(rob_suite, model=micro_lm, out_dir=None, progress=False, use_cache=False)
+    sec = result.sections["robustness"]
+    assert sec.error is None and sec.details["attack_settings"]["do_sample"] is False
+    s = result.samples[0]
+    assert sec.records[0]["clean_output"] == micro_lm.generate([s.prompt], _settings())[0][0]   # greedy

@@ -112,7 +112,9 @@ class ConsistencyEvaluator(Evaluator):
         result.metric_info.update(self._infos(o))
         # INV, DIR and paraphrase comparisons use greedy outputs: with sampling, a changed prompt
         # changes the sampling seed too, and we would measure the dice instead of the model.
-        base = merged_settings(ctx.settings, o.generation, "consistency")
+        # One output per prompt unless sampling seeds (set below): the suite's num_samples must not
+        # make a `do_sample: false` override invalid.
+        base = merged_settings(dataclasses.replace(ctx.settings, num_samples=1), o.generation, "consistency")
         greedy = dataclasses.replace(base, do_sample=False, num_samples=1)
         self._seed(ctx, samples, base, result)
         self._perturbations(ctx, samples, greedy, result)

@@ -117,8 +117,10 @@ class RobustnessEvaluator(Evaluator):
             check_data(r)
         from ..attacks.wrapper import GenerationModelWrapper
 
-        # One output per query; shorter outputs (a `generation` override) make queries cheaper.
-        settings = dataclasses.replace(merged_settings(ctx.settings, o.generation, "robustness"), num_samples=1)
+        # One output per query; shorter outputs (a `generation` override) make queries cheaper. The
+        # suite's num_samples goes first, so a `do_sample: false` override is valid whatever it was.
+        one = dataclasses.replace(ctx.settings, num_samples=1)
+        settings = dataclasses.replace(merged_settings(one, o.generation, "robustness"), num_samples=1)
         wrapper = GenerationModelWrapper(ctx.model, settings, seed=ctx.seed,
                                          disk_cache=ctx.cache(f"gen-{ctx.model.fingerprint}"))
         result.metric_info.update(self._infos(o))
