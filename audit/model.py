@@ -72,7 +72,8 @@ def weights_fingerprint(path: Path) -> str:
     first and last MiB. Two different trainings differ there with overwhelming probability.
     """
     h = hashlib.sha256()
-    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".gguf", ".json"))
+    # Weights, configs and tokenizer files (tokenizer.json, sentencepiece .model, merges/vocab .txt).
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt", ".gguf", ".json", ".model", ".txt"))
     for f in files:
         size = f.stat().st_size
         h.update(f.name.encode() + str(size).encode())

@@ -156,3 +156,19 @@ def test_other_architectures_load_and_decode_like_transformers(tmp_path, arch):
         assert text == tok.decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
     (lp, n), = lm.loglikelihood([("Hello", " world")])
     assert n > 0 and lp < 0
+
+
+def test_weights_fingerprint_covers_weights_and_tokenizer_files(tmp_path, micro_path):
+    import shutil
+
+    from audit.model import weights_fingerprint
+
+    d = tmp_path / "m"
+    shutil.copytree(micro_path, d)
+    fp = weights_fingerprint(d)
+    assert weights_fingerprint(d) == fp
+    (d / "merges.txt").write_text("#version: 0.2\na b\n")
+    fp2 = weights_fingerprint(d)
+    assert fp2 != fp
+    (d / "notes.md").write_text("not part of the model")
+    assert weights_fingerprint(d) == fp2
