@@ -197,8 +197,10 @@ def load_suite(path: str | os.PathLike, *, model_override: str | None = None) ->
     ``path`` may be a file or the name of a bundled suite (``demo`` -> ``audit/suites/demo.yaml``).
     """
     p = Path(path)
-    if not p.exists() and not p.suffix and (bundled_dir() / f"{path}.yaml").exists():
-        p = bundled_dir() / f"{path}.yaml"
+    if not p.is_file() and not p.suffix and (bundled_dir() / f"{path}.yaml").exists():
+        p = bundled_dir() / f"{path}.yaml"  # a bundled suite name (a folder of that name does not shadow it)
+    if p.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a suite file")
     if not p.exists():
         raise ConfigError(f"{path}: suite file not found")
     try:

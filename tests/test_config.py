@@ -51,3 +51,12 @@ def test_bundled_suite_by_name_and_fingerprint_ignores_gates(tmp_path):
     a = suite(gates=["quality.bleu >= 1"]).fingerprint()
     assert a == suite(gates=[]).fingerprint()                       # gates do not change what is measured
     assert a != suite(generation={"max_new_tokens": 5}).fingerprint()
+
+
+def test_bundled_name_is_not_shadowed_by_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()          # e.g. an output folder named like the suite
+    assert load_suite("demo").name == "demo"
+    (tmp_path / "suites.yaml").mkdir()
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_suite("suites.yaml")
