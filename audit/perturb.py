@@ -25,7 +25,7 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from .registry import Registry
 
@@ -51,16 +51,96 @@ def _register(name: str, kind: str, description: str):
     return deco
 
 
-def perturb(text: str, name: str, *, seed: int = 0) -> str:
+def perturb(text: str, name: str, *, seed: int = 0, protect: Sequence[str | re.Pattern] = ()) -> str:
     """Apply the perturbation ``name`` to ``text`` (deterministic for a given seed).
+
+    ``protect`` (regular expressions, e.g. :data:`ROLE_TAGS`) marks text the perturbation must
+    leave exactly as it is: each match is swapped for a private-use placeholder character (not a
+    letter, digit or space, so no perturbation edits it or sees a word there), the perturbation runs
+    on the whole masked text (so "the first line", "at least one gap" keep their meaning), and the
+    matches are put back. The random seed depends on the original text, so a prompt without
+    matches gets exactly the variant it gets without ``protect``.
 
     Example:
         >>> perturb("Hello world", "whitespace", seed=1) != "Hello world"
         True
+        >>> perturb("Customer: Where is my order?\\nAgent:", "lowercase", protect=ROLE_TAGS)
+        'Customer: where is my order?\\nAgent:'
     """
     p = PERTURBATIONS.get(name)
     digest = hashlib.sha256(f"{seed}\x00{name}\x00{text}".encode()).digest()
-    return p.fn(text, random.Random(int.from_bytes(digest[:8], "little")))
+    rng = random.Random(int.from_bytes(digest[:8], "little"))
+    spans = protected_spans(text, protect)
+    if not spans:
+        return p.fn(text, rng)
+    masked, marks = _mask(text, spans)
+    out = p.fn(masked, rng)
+    # Every placeholder must survive once, in order; a perturbation that moved or dropped one
+    # cannot be re-assembled faithfully, so the prompt counts as not perturbed (the pair is skipped).
+    if [c for c in out if c in marks] != list(marks):
+        return text
+    for mark, original in marks.items():
+        out = out.replace(mark, original)
+    return out
+
+
+#: The default protected spans of the robustness and consistency sections: a role tag (one word and a
+#: colon, e.g. ``Customer:`` / ``Agent:``, not ``https:``) at the start of any line, with the spaces
+#: after it. Prompts built as ``Customer: <message>\nAgent:`` then expose only the message.
+ROLE_TAGS = (r"(?m)^[ \t]*[A-Za-z][\w-]{0,30}:(?!//)[ \t]*",)
+
+
+def compile_protect(patterns: Sequence[str | re.Pattern], *, field_name: str = "protect") -> list[re.Pattern]:
+    """Compile ``patterns``; raise ``ValueError`` naming ``field_name`` for an invalid or empty-matching one.
+
+    Example:
+        >>> compile_protect(["^Q:"])[0].pattern
+        '^Q:'
+    """
+    out = []
+    for p in patterns:
+        if isinstance(p, re.Pattern):
+            out.append(p)
+            continue
+        if not isinstance(p, str) or not p:
+            raise ValueError(f"{field_name}: expected a non-empty regular expression, got {p!r}")
+        try:
+            out.append(re.compile(p))
+        except re.error as e:
+            raise ValueError(f"{field_name}: invalid regular expression {p!r}: {e}") from None
+    return out
+
+
+def protected_spans(text: str, patterns: Sequence[str | re.Pattern]) -> list[tuple[int, int]]:
+    """Character spans of ``text`` matched by any of ``patterns``, merged and sorted (empty matches ignored).
+
+    Example:
+        >>> protected_spans("Customer: Hi\\nAgent:", ROLE_TAGS)
+        [(0, 10), (13, 19)]
+    """
+    found = sorted(m.span() for rx in compile_protect(patterns) for m in rx.finditer(text) if m.end() > m.start())
+    merged: list[tuple[int, int]] = []
+    for a, b in found:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _mask(text: str, spans: list[tuple[int, int]]) -> tuple[str, dict[str, str]]:
+    # Private-use characters (category Co: not \w, not \s, unchanged by lower()/upper()) that the
+    # text does not already contain.
+    free = (chr(c) for c in range(0xE000, 0xF8FF) if chr(c) not in text)
+    marks: dict[str, str] = {}
+    out, last = [], 0
+    for a, b in spans:
+        mark = next(free)
+        marks[mark] = text[a:b]
+        out += [text[last:a], mark]
+        last = b
+    out.append(text[last:])
+    return "".join(out), marks
 
 
 def names(kind: str | None = None) -> list[str]:

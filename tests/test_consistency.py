@@ -10,6 +10,7 @@ from itertools import combinations
 import pytest
 
 from audit.config import ConfigError, GenerationSettings, load_suite
+from audit.attacks.similarity import similarity
 from audit.perturb import PERTURBATIONS, names, perturb
 from audit.runner import run_suite
 
@@ -152,6 +153,7 @@ def test_paraphrase_metric_is_nan_without_groups(tmp_path, micro_path, micro_lm)
     ("perturbations: [lowercas]", "did you mean 'lowercase'"),
     ("seed_samples: 1", "seed_samples must be 0 (off) or >= 2"),
     ("similarity: bleu", "similarity must be one of chrf, rouge_l"),
+    ("protect: ['[A-Z']", "protect: invalid regular expression '[A-Z'"),
 ])
 def test_consistency_options_are_validated(tmp_path, body, fragment):
     (tmp_path / "d.jsonl").write_text('{"prompt": "x"}\n')
@@ -168,3 +170,29 @@ def test_greedy_override_works_when_the_suite_samples_several_outputs(cons_suite
     r = run_suite(cons_suite, model=micro_lm, out_dir=None, progress=False, use_cache=False)
     assert r.sections["consistency"].error is None
     assert 0 <= r.metrics["consistency.invariance"] <= 1
+
+
+def test_templated_prompts_are_perturbed_only_in_the_message(tmp_path, micro_path, micro_lm):
+    """Default protect keeps the role tags (invariance matches a computation with protected perturbations);
+    protect: [] restores whole-prompt perturbations."""
+    from audit.perturb import ROLE_TAGS
+
+    prompts = ["Customer: I do not know where my order is\nAgent:", "Customer: The app is crashing on start\nAgent:",
+               "Customer: How do I reset my password\nAgent:"]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps({"id": str(i), "prompt": p}) + "\n" for i, p in enumerate(prompts)))
+    body = SUITE.format(micro=micro_path).replace("seed_samples: 3", "seed_samples: 0")
+    base = GenerationSettings(max_new_tokens=8, batch_size=8)
+    clean = [g[0] for g in micro_lm.generate(prompts, base)]
+    for extra, protect in (("", ROLE_TAGS), ("\n    protect: []", ())):
+        r = run_suite(write_suite(tmp_path, body.replace("dir_perturbations: [negation]", "dir_perturbations: [negation]" + extra)),
+                      model=micro_lm, out_dir=None, progress=False, use_cache=False)
+        sec = r.sections["consistency"]
+        assert sec.error is None
+        variants = [perturb(x, "lowercase", protect=protect) for x in prompts]
+        assert all(v.startswith("Customer: ") and v.endswith("\nAgent:") for v in variants) == bool(protect)
+        outs = [g[0] for g in micro_lm.generate(variants, base)]
+        expected = [similarity(o, c) for o, c in zip(outs, clean)]
+        assert r.metrics["consistency.invariance_lowercase"] == pytest.approx(sum(expected) / len(expected))
+        # The report's prompt diffs touch a tag only without protection ("customer:" lower-cased).
+        touched = [" ".join(t for op, t in e["prompt_diff"] if op != "=").lower() for e in sec.details["perturbation_examples"]]
+        assert any("customer" in t or "agent" in t for t in touched) == (not protect)

@@ -10,6 +10,8 @@ import pytest
 from audit.config import ConfigError, load_suite
 from audit.runner import run_suite
 
+from audit.perturb import ROLE_TAGS
+
 from .conftest import write_suite
 
 # Prompts ending in content words: builtin:micro (random init) reacts to the last words.
@@ -119,6 +121,8 @@ def test_missing_wordnet_is_a_one_line_section_error(rob_suite, micro_lm, tmp_pa
     ("perturbations: [lowercase, synonyms]", "unknown perturbation 'synonyms'"),
     ("max_similarity: 1.5", "max_similarity"),
     ("query_budget: 0", "query_budget must be >= 1"),
+    ("protect: ['(Customer:']", "protect: invalid regular expression '(Customer:'"),
+    ("protect: ['']", "protect: expected a non-empty regular expression"),
 ])
 def test_options_are_validated_before_any_model_loads(tmp_path, body, fragment):
     (tmp_path / "d.jsonl").write_text('{"prompt": "x"}\n')
@@ -164,3 +168,24 @@ def test_greedy_override_works_when_the_suite_samples_several_outputs(rob_suite,
     assert sec.error is None and sec.details["attack_settings"]["do_sample"] is False
     s = result.samples[0]
     assert sec.records[0]["clean_output"] == micro_lm.generate([s.prompt], _settings())[0][0]   # greedy
+
+
+def test_templated_prompts_are_attacked_only_in_the_message(tmp_path, micro_path, micro_lm):
+    """Default protect: attacks and worst-case perturbations keep "Customer: " and "\nAgent:"; protect: [] does not."""
+    rows = [{"id": f"t{i}", "prompt": f"Customer: {p}\nAgent:"} for i, p in enumerate(PROMPTS[:3])]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    body = SUITE.format(micro=micro_path).replace("recipes: [deepwordbug, bad_characters]", "recipes: [pruthi, bad_characters]")
+    body = body.replace("max_words_perturbed: 2", "perturbations: [lowercase, typos]")
+    keeps = lambda t: t.startswith("Customer: ") and t.endswith("\nAgent:")  # noqa: E731
+
+    sec = run_suite(write_suite(tmp_path, body), model=micro_lm, out_dir=None, progress=False, use_cache=False).sections["robustness"]
+    assert sec.error is None and sec.details["attack_settings"]["protect"] == list(ROLE_TAGS)
+    assert all(keeps(r["perturbed_prompt"]) for r in sec.records)
+    assert any(r["perturbed_prompt"] != r["original_prompt"] for r in sec.records)  # the message was attacked
+    assert sec.details["worst_case"]["examples"] and all(keeps(e["prompt"]) for e in sec.details["worst_case"]["examples"])
+
+    off = run_suite(write_suite(tmp_path, body.replace("examples: 4", "examples: 4\n    protect: []")), model=micro_lm,
+                    out_dir=None, progress=False, use_cache=False).sections["robustness"]
+    assert off.error is None and off.details["attack_settings"]["protect"] == []
+    assert any(not keeps(r["perturbed_prompt"]) for r in off.records)          # old behaviour: tags attacked
+    assert any(not keeps(e["prompt"]) for e in off.details["worst_case"]["examples"])   # "customer:" lower-cased

@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..registry import Registry
 from .offline import MissingAttackDataError, ensure_stopwords, ensure_wordnet
@@ -24,7 +24,10 @@ from .offline import MissingAttackDataError, ensure_stopwords, ensure_wordnet
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named attack: ``build(goal, max_words=None) -> textattack.Attack`` and the data it needs."""
+    """A named attack: ``build(goal, *, max_words, extra) -> textattack.Attack`` and the data it needs.
+
+    ``extra`` are constraints every recipe appends to its own (e.g. :class:`~audit.attacks.constraints.ProtectedSpans`).
+    """
 
     name: str
     build: Callable
@@ -58,29 +61,39 @@ def check_data(name: str) -> None:
             raise MissingAttackDataError(f"attack recipe {name!r} needs unknown data {need!r}")
 
 
-def build_attack(name: str, goal, *, max_words: int | None = None):
+def build_attack(name: str, goal, *, max_words: int | None = None, protect: Sequence[str] = ()):
     """Build recipe ``name`` around ``goal`` (a goal function from :func:`audit.attacks.goals.make_goal`).
+
+    ``protect``: regular expressions whose matches the attack must not modify (e.g.
+    :data:`audit.perturb.ROLE_TAGS`, the robustness section's default); every word overlapping a
+    match is excluded by a :class:`~audit.attacks.constraints.ProtectedSpans` pre-transformation
+    constraint added to the recipe's constraints. Empty (the default here): the whole prompt.
 
     Raises:
         MissingAttackDataError: the recipe's data (WordNet, stop words) is missing; one line.
 
     Example:
-        >>> attack = build_attack("deepwordbug", goal, max_words=2)  # doctest: +SKIP
+        >>> attack = build_attack("deepwordbug", goal, max_words=2, protect=ROLE_TAGS)  # doctest: +SKIP
         >>> result = attack.attack(prompt, clean_output)  # doctest: +SKIP
     """
     r = RECIPES.get(name)
     check_data(name)
     from .offline import no_nltk_downloads
 
+    extra = []
+    if protect:
+        from .constraints import ProtectedSpans
+
+        extra.append(ProtectedSpans(protect))
     with no_nltk_downloads():   # WordSwapWordNet() calls nltk.download on construction
-        return r.build(goal, max_words=max_words if max_words is not None else r.default_max_words)
+        return r.build(goal, max_words=max_words if max_words is not None else r.default_max_words, extra=extra)
 
 
 # ---- recipes -------------------------------------------------------------------------------------
 
 @recipe("deepwordbug", description="DeepWordBug-like: one random character edit (swap/substitute/delete/insert) "
                                    "per word, most important words first")
-def deepwordbug(goal, *, max_words: int):
+def deepwordbug(goal, *, max_words: int, extra: Sequence = ()):
     from textattack import Attack
     from textattack.constraints.overlap import LevenshteinEditDistance, MaxWordsPerturbed
     from textattack.constraints.pre_transformation import RepeatModification, StopwordModification
@@ -95,7 +108,7 @@ def deepwordbug(goal, *, max_words: int):
     # Constraints: never edit a word twice or a stop word; at most `max_words` words; total edit
     # distance to the original prompt at most 30 characters (DeepWordBug's epsilon).
     constraints = [RepeatModification(), StopwordModification(), MaxWordsPerturbed(max_num_words=max_words),
-                   LevenshteinEditDistance(30)]
+                   LevenshteinEditDistance(30)] + list(extra)
     # Search: rank words by how much deleting each one changes the output, then edit them greedily
     # in that order, keeping an edit only when it moves the output further from the clean one.
     search = GreedyWordSwapWIR(wir_method="delete")
@@ -105,7 +118,7 @@ def deepwordbug(goal, *, max_words: int):
 
 @recipe("pruthi", description="Pruthi-like: every single inner-character typo (swap, delete, insert, QWERTY "
                               "neighbour) of one word of 4+ letters, exhaustive greedy search", max_words=1)
-def pruthi(goal, *, max_words: int):
+def pruthi(goal, *, max_words: int, extra: Sequence = ()):
     from textattack import Attack
     from textattack.constraints.overlap import MaxWordsPerturbed
     from textattack.constraints.pre_transformation import MinWordLength, RepeatModification, StopwordModification
@@ -121,7 +134,7 @@ def pruthi(goal, *, max_words: int):
     # Constraints: only words of 4+ letters, no stop words, at most `max_words` words (the paper
     # attacks with 1 or 2 typos), no word edited twice.
     constraints = [MinWordLength(min_length=4), StopwordModification(), MaxWordsPerturbed(max_num_words=max_words),
-                   RepeatModification()]
+                   RepeatModification()] + list(extra)
     # Search: greedy (beam width 1) over every candidate at each step; needs a larger query budget.
     search = GreedySearch()
     # Goal: the given generation goal.
@@ -130,7 +143,7 @@ def pruthi(goal, *, max_words: int):
 
 @recipe("pwws", description="PWWS-like: WordNet synonym swaps ordered by probability-weighted word saliency "
                             "(needs WordNet)", needs=("stopwords", "wordnet"))
-def pwws(goal, *, max_words: int):
+def pwws(goal, *, max_words: int, extra: Sequence = ()):
     from textattack import Attack
     from textattack.constraints.overlap import MaxWordsPerturbed
     from textattack.constraints.pre_transformation import RepeatModification, StopwordModification
@@ -140,7 +153,7 @@ def pwws(goal, *, max_words: int):
     # Transformation: replace a word with one of its WordNet synonyms (single words only).
     transformation = WordSwapWordNet()
     # Constraints: no word swapped twice, no stop words, at most `max_words` words.
-    constraints = [RepeatModification(), StopwordModification(), MaxWordsPerturbed(max_num_words=max_words)]
+    constraints = [RepeatModification(), StopwordModification(), MaxWordsPerturbed(max_num_words=max_words)] + list(extra)
     # Search: Ren et al.'s weighted saliency (leave-one-out saliency, softmaxed, times the best
     # score change a synonym achieves at that word), then greedy swaps in that order.
     search = GreedyWordSwapWIR(wir_method="weighted-saliency")
@@ -150,7 +163,7 @@ def pwws(goal, *, max_words: int):
 
 @recipe("numbers_contractions", description="change numbers (WordSwapChangeNumber) and contract/expand "
                                             "(do not <-> don't); stop words may change")
-def numbers_contractions(goal, *, max_words: int):
+def numbers_contractions(goal, *, max_words: int, extra: Sequence = ()):
     from textattack import Attack
     from textattack.constraints.overlap import MaxWordsPerturbed
     from textattack.constraints.pre_transformation import RepeatModification
@@ -164,7 +177,7 @@ def numbers_contractions(goal, *, max_words: int):
     transformation = CompositeTransformation([WordSwapChangeNumber(max_change=1, n=3), WordSwapContractions()])
     # Constraints: no word changed twice and at most `max_words` words; no stop-word constraint,
     # since contractions are made of stop words.
-    constraints = [RepeatModification(), MaxWordsPerturbed(max_num_words=max_words)]
+    constraints = [RepeatModification(), MaxWordsPerturbed(max_num_words=max_words)] + list(extra)
     # Search: greedy over all candidates (there are few: one per number or contraction site).
     search = GreedySearch()
     # Goal: the given generation goal.
@@ -173,7 +186,7 @@ def numbers_contractions(goal, *, max_words: int):
 
 @recipe("bad_characters", description="BadCharacters-like: invisible characters, bidi reorderings and "
                                       "backspace-deletions inside words (imperceptible when rendered)")
-def bad_characters(goal, *, max_words: int):
+def bad_characters(goal, *, max_words: int, extra: Sequence = ()):
     from textattack import Attack
     from textattack.constraints.overlap import MaxWordsPerturbed
     from textattack.constraints.pre_transformation import RepeatModification
@@ -189,7 +202,7 @@ def bad_characters(goal, *, max_words: int):
                                               WordSwapReorderings(random_one=False), WordSwapDeletions(random_one=True)])
     # Constraints: no word perturbed twice, at most `max_words` words (any word, stop words too:
     # the perturbation is invisible anyway).
-    constraints = [RepeatModification(), MaxWordsPerturbed(max_num_words=max_words)]
+    constraints = [RepeatModification(), MaxWordsPerturbed(max_num_words=max_words)] + list(extra)
     # Search: word importance by deletion, then greedy; the paper's differential evolution needs
     # popsize x maxiter (~320) queries per example, far beyond a generation model's budget.
     search = GreedyWordSwapWIR(wir_method="delete")

@@ -8,7 +8,8 @@
 - Invariance (CheckList INV): greedy outputs for the prompt and for each meaning-preserving
   variant in ``perturbations`` (:mod:`audit.perturb`); ``invariance`` is the mean similarity over
   all (prompt, perturbation) pairs where the perturbation changed the prompt, and
-  ``invariance_<name>`` breaks it down per perturbation.
+  ``invariance_<name>`` breaks it down per perturbation. Text matched by ``protect`` (default:
+  role tags such as ``Customer:``/``Agent:`` at line starts) is never perturbed.
 - Directional (CheckList DIR): for each meaning-changing variant in ``dir_perturbations`` the
   output SHOULD change; ``dir_change_rate`` is the share of such pairs whose output similarity to
   the clean output is below ``dir_max_similarity``.
@@ -32,6 +33,12 @@ from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
 from .base import check_generation_overrides, merged_settings
+
+
+def _default_protect() -> list[str]:
+    from ..perturb import ROLE_TAGS
+
+    return list(ROLE_TAGS)
 
 
 def normalize_answer(text: str, max_words: int) -> str:
@@ -71,11 +78,15 @@ class ConsistencyEvaluator(Evaluator):
         group_field: str = "group"           # metadata field naming paraphrase groups
         examples: int | None = None          # use the first N prompts (None: all)
         generation: dict[str, Any] = field(default_factory=dict)  # overrides of the suite's settings, e.g. {stop: []}
+        # Regular expressions for prompt text INV/DIR perturbations never modify; default: role tags at
+        # line starts ("Customer:", "Agent:"), so only the user's words change ([] = whole prompt).
+        protect: list[str] = field(default_factory=_default_protect)
 
         def __post_init__(self):
             from ..attacks.similarity import SIMILARITIES
-            from ..perturb import PERTURBATIONS
+            from ..perturb import PERTURBATIONS, compile_protect
 
+            compile_protect(self.protect, field_name="protect")
             check_generation_overrides(self.generation)
             if self.seed_samples < 0 or self.seed_samples == 1:
                 raise ValueError("seed_samples must be 0 (off) or >= 2")
@@ -164,7 +175,7 @@ class ConsistencyEvaluator(Evaluator):
             result.metrics["invariance"] = result.metrics["dir_change_rate"] = math.nan
             return
         prompts = [s.prompt for s in samples]
-        variants = {p: [perturb(x, p, seed=ctx.seed) for x in prompts] for p in names}
+        variants = {p: [perturb(x, p, seed=ctx.seed, protect=o.protect) for x in prompts] for p in names}
         flat = prompts + [v for p in names for v in variants[p]]
         # One generation call: clean prompts and all variants batched together (and cached).
         outs = [g[0] for g in ctx.generate(flat, greedy, desc="consistency variants")]

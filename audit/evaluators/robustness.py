@@ -14,6 +14,11 @@ Two measurements, both against the model's OWN clean output for each prompt:
    its variants is kept, then averaged: ``worst_case_similarity`` (to the clean output, no
    reference needed) and ``worst_case_chrf`` (to the reference; NaN without references).
 
+Both leave text matched by ``protect`` (regular expressions; default :data:`audit.perturb.ROLE_TAGS`,
+role tags such as ``Customer:``/``Agent:`` at line starts) exactly as it is, so a finding is about the
+user's words, not the prompt template: attacks through a TextAttack pre-transformation constraint
+(:class:`audit.attacks.constraints.ProtectedSpans`), perturbations by masking (:func:`audit.perturb.perturb`).
+
 Every query goes through one batched, cached :class:`~audit.attacks.GenerationModelWrapper`
 (also backed by the run's generation cache on disk), so no prompt is generated twice. Records
 hold one dict per attacked example (schema in :mod:`audit.attacks.run`); ``audit run`` writes the
@@ -34,6 +39,12 @@ from .base import Context, Evaluator, mean, metric
 from .base import check_generation_overrides, merged_settings
 
 _DEFAULT_PERTURBATIONS = ["lowercase", "punctuation", "contractions", "typos", "whitespace"]
+
+
+def _default_protect() -> list[str]:
+    from ..perturb import ROLE_TAGS
+
+    return list(ROLE_TAGS)
 
 
 @SECTIONS.register("robustness")
@@ -65,11 +76,16 @@ class RobustnessEvaluator(Evaluator):
         perturbations: list[str] = field(default_factory=lambda: list(_DEFAULT_PERTURBATIONS))  # worst case ([] = off)
         worst_case_examples: int | None = None  # prompts for the worst case (None: all)
         similarity: str = "chrf"             # chrf | rouge_l: output similarity measure
+        # Regular expressions for prompt text that attacks and perturbations never modify; default:
+        # role tags at line starts ("Customer:", "Agent:"), so only the user's words change ([] = whole prompt).
+        protect: list[str] = field(default_factory=_default_protect)
 
         def __post_init__(self):
             from ..attacks import GOAL_NAMES, RECIPES
             from ..attacks.similarity import SIMILARITIES
-            from ..perturb import PERTURBATIONS
+            from ..perturb import PERTURBATIONS, compile_protect
+
+            compile_protect(self.protect, field_name="protect")
 
             for r in self.recipes:
                 if r not in RECIPES:
@@ -129,7 +145,8 @@ class RobustnessEvaluator(Evaluator):
         result.records = records
         result.details["wrapper"] = dict(wrapper.stats)
         result.details["attack_settings"] = {"goal": o.goal, "query_budget": o.query_budget, "examples": o.examples,
-                                             "max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample}
+                                             "max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
+                                             "protect": list(o.protect)}
 
     def _attack(self, ctx: Context, wrapper, result: SectionResult) -> list[dict]:
         from ..attacks import build_attack
@@ -148,7 +165,7 @@ class RobustnessEvaluator(Evaluator):
         table = {}
         for name in o.recipes:
             goal = make_goal(o.goal, wrapper, query_budget=o.query_budget, **goal_options)
-            attack = build_attack(name, goal, max_words=o.max_words_perturbed)
+            attack = build_attack(name, goal, max_words=o.max_words_perturbed, protect=o.protect)
             recs = attack_targets(attack, targets, recipe=name, seed=ctx.seed, progress=ctx.progress)
             attacked = [r for r in recs if not r["skipped"]]
             rate = mean([float(r["success"]) for r in attacked])
@@ -194,7 +211,7 @@ class RobustnessEvaluator(Evaluator):
             return
         samples = ctx.samples[:o.worst_case_examples] if o.worst_case_examples else list(ctx.samples)
         prompts = [s.prompt for s in samples]
-        variants = {p: [perturb(s.prompt, p, seed=ctx.seed) for s in samples] for p in o.perturbations}
+        variants = {p: [perturb(s.prompt, p, seed=ctx.seed, protect=o.protect) for s in samples] for p in o.perturbations}
         # One wrapper call for everything: the clean prompts and every variant, batched together.
         flat = prompts + [v for p in o.perturbations for v in variants[p]]
         outs = wrapper(flat)
