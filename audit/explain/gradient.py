@@ -93,6 +93,13 @@ def relative_gap(delta: torch.Tensor, diff: torch.Tensor) -> float:
     return float((delta.abs() / diff.abs().clamp(min=1e-3)).max()) if delta.numel() else 0.0
 
 
+def _plain_gradient(problem: Problem) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input embeddings (L, d) and each step's gradient at them (T, L, d): one point, weight 1."""
+    with torch.no_grad():
+        x = problem.embed(problem.ids)
+    return x, weighted_gradients(problem, x, torch.zeros_like(x), [0.0], [1.0], 1)
+
+
 @METHODS.register("input_x_gradient")
 class InputXGradient(AttributionMethod):
     """Embedding times the gradient of the step's log-probability, summed over the embedding."""
@@ -102,9 +109,7 @@ class InputXGradient(AttributionMethod):
     uses_baseline = False
 
     def attribute(self, problem: Problem, options: ExplainOptions) -> MethodOutput:
-        with torch.no_grad():
-            x = problem.embed(problem.ids)
-        g = weighted_gradients(problem, x, torch.zeros_like(x), [0.0], [1.0], 1)
+        x, g = _plain_gradient(problem)
         return MethodOutput(scores=(g * x.float()[None]).sum(-1))
 
 
@@ -117,7 +122,5 @@ class Saliency(AttributionMethod):
     uses_baseline = False
 
     def attribute(self, problem: Problem, options: ExplainOptions) -> MethodOutput:
-        with torch.no_grad():
-            x = problem.embed(problem.ids)
-        g = weighted_gradients(problem, x, torch.zeros_like(x), [0.0], [1.0], 1)
+        _, g = _plain_gradient(problem)
         return MethodOutput(scores=g.abs().sum(-1))
