@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from .registry import AuditError
+from .errors import AuditError
 from .results import AuditResult, read_results
 
 log = logging.getLogger("audit")

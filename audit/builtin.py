@@ -18,16 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .paths import cache_dir
+
 EOS = "<|endoftext|>"
 BUILTIN_PREFIX = "builtin:"
-
-
-def cache_dir() -> Path:
-    """Root of audit's cache: ``$AUDIT_CACHE`` or ``$XDG_CACHE_HOME/audit`` or ``~/.cache/audit``."""
-    if os.environ.get("AUDIT_CACHE"):
-        return Path(os.environ["AUDIT_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "audit"
 
 
 def corpus_text() -> str:

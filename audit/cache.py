@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from .builtin import cache_dir
+from .paths import cache_dir
 
 
 def make_key(*parts: Any) -> str:

@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-EXIT_PASS, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2
+from .errors import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_PASS
 
 log = logging.getLogger("audit")
 
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(max(1, args.threads))
-    from .registry import AuditError
+    from .errors import AuditError, first_line
 
     try:
         return int(args.func(args) or 0)
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if args.debug:
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        msg = first_line(e, default="")
         if isinstance(e, AuditError):
             print(f"audit: error: {msg}", file=sys.stderr)
         else:

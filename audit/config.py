@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from .registry import AuditError, did_you_mean
+from .errors import AuditError
+from .registry import did_you_mean
 
 
 class ConfigError(AuditError):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .registry import AuditError
+from .errors import AuditError
 
 
 class DataError(AuditError):

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from .config import GenerationSettings, ModelSpec
-from .registry import AuditError
+from .errors import AuditError, first_line
 
 log = logging.getLogger("audit")
 
@@ -160,13 +160,13 @@ class LanguageModel:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=spec.trust_remote_code,
                                                          revision=spec.revision)
         except OSError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise ModelLoadError(
                 f"cannot load model {spec.path!r}: {first} (give a local directory with config.json, weights and "
                 f"tokenizer files, or a hub id already in your Hugging Face cache)"
             ) from None
         except (ValueError, KeyError, AttributeError, ImportError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise ModelLoadError(f"cannot load model {spec.path!r}: {first}") from None
         model.to(device)
         fp = weights_fingerprint(Path(path)) if Path(path).is_dir() else None

@@ -39,7 +39,7 @@ class _Run:
 
     def get(self):
         if self.result is None and self.error is None:
-            from .registry import AuditError
+            from .errors import AuditError
             from .runner import run_suite
 
             opt = self.config.getoption
@@ -112,7 +112,7 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     if not spec:
         return
     from .config import load_suite
-    from .registry import AuditError
+    from .errors import AuditError
 
     try:
         suite = load_suite(spec, model_override=config.getoption("audit_model"))

@@ -10,11 +10,9 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Generic, Iterator, TypeVar
 
+from .errors import AuditError
+
 T = TypeVar("T")
-
-
-class AuditError(Exception):
-    """A user-facing error: the CLI prints its message on one line and exits 2."""
 
 
 class UnknownNameError(AuditError, KeyError):

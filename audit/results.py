@@ -188,7 +188,7 @@ class AuditResult:
 
 def read_results(path: str | os.PathLike, *, label: str = "", error: type[Exception] | None = None) -> AuditResult:
     """``AuditResult.load`` with a one-line error (``error``, default AuditError: exit 2) when the file is missing or not ours."""
-    from .registry import AuditError
+    from .errors import AuditError
 
     error = error or AuditError
     p = Path(path)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
+from .errors import first_line
 from .cache import DiskCache
 from .config import SuiteConfig, load_suite
 from .data import load_records
@@ -78,7 +79,8 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
         suite.seed = seed
     sections = dict(suite.sections)
     if only_sections:
-        from .registry import AuditError, did_you_mean
+        from .errors import AuditError
+        from .registry import did_you_mean
 
         for s in only_sections:
             if s not in sections:
@@ -124,7 +126,7 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
             section = evaluator.evaluate(ctx)
         except Exception as e:  # one failing section must not lose the others' results
             log.debug("section %s failed:\n%s", name, traceback.format_exc())
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            msg = first_line(e, default="")
             section = SectionResult(name=name, error=f"{type(e).__name__}: {msg}" if msg else type(e).__name__)
             log.error("section %s failed: %s", name, section.error)
         section.seconds = time.perf_counter() - t

@@ -19,7 +19,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ..registry import AuditError, Registry
+from ..errors import AuditError
+from ..registry import Registry
 from .offline import import_textattack
 from .similarity import similarity
 

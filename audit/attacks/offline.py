@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from ..registry import AuditError
+from ..errors import AuditError, first_line
 
 log = logging.getLogger("audit")
 
@@ -50,7 +50,7 @@ class MissingAttackDataError(AuditError):
 
 def cache_nltk_data() -> Path:
     """The NLTK_DATA tree audit assembles under the user cache dir (``$AUDIT_CACHE/nltk_data``)."""
-    from ..builtin import cache_dir
+    from ..paths import cache_dir
 
     return cache_dir() / "nltk_data"
 
@@ -212,7 +212,7 @@ def import_textattack():
     except ImportError as e:
         raise MissingAttackDataError(f"adversarial attacks need the textattack package ({e}); pip install textattack==0.3.11") from None
     except LookupError as e:  # an NLTK resource we did not provide
-        first = next((line.strip() for line in str(e).splitlines() if "Resource" in line), str(e).strip().splitlines()[0])
+        first = next((line.strip() for line in str(e).splitlines() if "Resource" in line), first_line(e))
         raise MissingAttackDataError(f"textattack needs NLTK data that is missing: {first}") from None
     finally:
         if before is None:

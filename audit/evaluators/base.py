@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 from ..cache import DiskCache, make_key
 from ..config import GenerationSettings
-from ..registry import AuditError
+from ..errors import AuditError
 from ..results import MetricInfo, SampleRecord, SectionResult
 
 log = logging.getLogger("audit")

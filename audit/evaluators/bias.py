@@ -28,7 +28,8 @@ from typing import Any
 import yaml
 
 from ..data import DataError, read_rows
-from ..registry import AuditError, did_you_mean
+from ..errors import AuditError
+from ..registry import did_you_mean
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from . import safety_metrics as SM

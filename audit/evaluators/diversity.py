@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import metrics as M
-from ..registry import AuditError
+from ..errors import AuditError
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean

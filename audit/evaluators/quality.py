@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import metrics as M
-from ..registry import AuditError
+from ..errors import AuditError
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..registry import AuditError
+from ..errors import AuditError
 from .explanation import Explanation
 from .faithfulness import deletion_check
 from .methods import METHODS

@@ -78,7 +78,7 @@ class Attention(AttributionMethod):
             if switch:
                 model.set_attn_implementation(impl)
         if not out.attentions:
-            from ..registry import AuditError
+            from ..errors import AuditError
 
             raise AuditError(f"attention: {type(model).__name__} returned no attention weights")
         att = torch.stack([a[0].float() for a in out.attentions]).mean(dim=(0, 1))   # (L, L) query x key

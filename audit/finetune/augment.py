@@ -66,7 +66,8 @@ def make_augmenter(options: AugmentOptions):
     Stop words and already-modified words are left alone (TextAttack's pre-transformation
     constraints), so the perturbation lands on content words.
     """
-    from ..registry import AuditError, did_you_mean
+    from ..errors import AuditError
+    from ..registry import did_you_mean
 
     for name in options.transformations:
         if name not in TRANSFORMATIONS:

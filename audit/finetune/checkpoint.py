@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import yaml
 
-from ..registry import AuditError
+from ..errors import AuditError
 
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-EXIT_PASS, EXIT_GATE_FAILED, EXIT_ERROR = 0, 1, 2
+from ..errors import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_PASS
 
 
 def _value(text: str, tp: Any = None) -> Any:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..registry import AuditError
+from ..errors import AuditError
 
 log = logging.getLogger("audit")
 

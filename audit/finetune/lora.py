@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..registry import AuditError
+from ..errors import AuditError, first_line
 from .config import LoraOptions
 
 log = logging.getLogger("audit")
@@ -33,7 +33,7 @@ def apply_lora(model: torch.nn.Module, options: LoraOptions) -> torch.nn.Module:
     try:
         wrapped = get_peft_model(model, config)
     except ValueError as e:
-        raise AuditError(f"lora: {str(e).splitlines()[0]} (set lora.target_modules to module names of this model)") from None
+        raise AuditError(f"lora: {first_line(e)} (set lora.target_modules to module names of this model)") from None
     n_train = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in wrapped.parameters())
     log.info("LoRA r=%d alpha=%d: %s of %s parameters trainable (%.2f%%)", options.r, options.alpha, f"{n_train:,}",

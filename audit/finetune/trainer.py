@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..registry import AuditError
+from ..errors import AuditError, first_line
 from . import checkpoint as ckpt
 from .config import FinetuneConfig
 from .data import Example, LengthGroupedBatches, collate
@@ -298,7 +298,7 @@ class Trainer:
             if isinstance(e, ckpt.CheckpointError) and "not match" not in str(e):
                 raise
             diff = ckpt.config_diff(Path(path), self.cfg.to_dict(), ("model", "lora", "freeze_all_but_top_k"))
-            why = f"it was written with {diff}" if diff else str(e).strip().splitlines()[0]
+            why = f"it was written with {diff}" if diff else first_line(e)
             raise ckpt.CheckpointError(f"{path}: cannot resume: the checkpoint does not fit this run ({why}); "
                                        f"resume with the same model, lora and freeze_all_but_top_k") from None
         self.step = int(state["step"])

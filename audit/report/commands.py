@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..registry import AuditError
+from ..errors import AuditError
 from ..results import read_results as load_results
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from ..cache import DiskCache, make_key
-from ..registry import AuditError
+from ..errors import AuditError
 
 
 class ScorerError(AuditError):

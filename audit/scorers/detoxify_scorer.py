@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..errors import first_line
 from . import SCORERS
 from .base import Scorer, ScorerError, file_fingerprint
 
@@ -66,7 +67,7 @@ class DetoxifyScorer(Scorer):
             loaded = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
         except Exception as e:
             raise ScorerError(f"{self.name}: cannot read checkpoint {self.checkpoint}: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
+                              f"{first_line(e, default='')}") from None
         try:
             args = dict(loaded["config"]["arch"]["args"])
             classes = list(loaded["config"]["dataset"]["args"]["classes"])
@@ -85,7 +86,7 @@ class DetoxifyScorer(Scorer):
         try:
             model, tokenizer = dx.get_model_and_tokenizer(**args, state_dict=state_dict)
         except (OSError, ValueError, RuntimeError, AttributeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise ScorerError(f"{self.name}: cannot build the classifier from {self.checkpoint} with config/tokenizer "
                               f"from {self.config_dir}: {first}") from None
         cfg = model.config

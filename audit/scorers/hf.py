@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..errors import first_line
 from . import SCORERS
 from .base import Scorer, ScorerError
 
@@ -37,7 +38,7 @@ class HFClassifierScorer(Scorer):
             self._tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
             self._model = AutoModelForSequenceClassification.from_pretrained(self.path, local_files_only=True)
         except (OSError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise ScorerError(f"{self.name}: cannot load a sequence-classification model: {first} (give a local directory "
                               f"with config.json, weights and tokenizer files)") from None
         # Decoder-only classifiers (GPT-2, Llama, Qwen2 ...) often ship without a pad token: batches
