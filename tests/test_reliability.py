@@ -115,3 +115,75 @@ def test_defect1_no_full_unpickler_left_in_the_package():
         if "import pickle" in text and py.name != "tensor_files.py":
             offenders.append(str(py))
     assert offenders == []
+
+
+# ---- 2. the weights fingerprint covers every byte --------------------------------------------------------------
+
+def _two_models_differing_in_a_middle_layer(root: Path, micro_path: Path) -> tuple[Path, Path]:
+    """Two 13 MB GPT-2s (n_embd 256, 4 layers) equal except in layer 2: the issue's reproduction."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    vocab = json.loads((micro_path / "config.json").read_text())["vocab_size"]
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=256, n_layer=4, n_head=4, n_positions=128,
+                                       bos_token_id=0, eos_token_id=0, pad_token_id=0))
+    dirs = []
+    for name in ("a", "b"):
+        if name == "b":
+            with torch.no_grad():
+                model.transformer.h[2].mlp.c_fc.weight.mul_(-1.0)
+        d = root / name
+        model.save_pretrained(d, safe_serialization=True)
+        for f in micro_path.iterdir():
+            if f.name.startswith(("tokenizer", "special_tokens")):
+                shutil.copy(f, d / f.name)
+        dirs.append(d)
+    return dirs[0], dirs[1]
+
+
+def test_defect2_models_differing_in_a_middle_layer_never_share_generations(tmp_path, micro_path, support_like):
+    from audit.model import weights_fingerprint
+
+    a, b = _two_models_differing_in_a_middle_layer(tmp_path, micro_path)
+    size = (a / "model.safetensors").stat().st_size
+    assert size == (b / "model.safetensors").stat().st_size and size > 4 << 20
+    assert weights_fingerprint(a) != weights_fingerprint(b)
+
+    from audit.runner import run_suite
+
+    suite = write_suite(tmp_path, "name: t\nseed: 0\ndata: {path: data.jsonl, limit: 3}\n"
+                                  "generation: {max_new_tokens: 6, batch_size: 3}\nsections: {diversity: {}}\n")
+    run_suite(suite, model=str(a), progress=False, cache_dir=tmp_path / "cache")
+    cached = run_suite(suite, model=str(b), out_dir=tmp_path / "out", progress=False, cache_dir=tmp_path / "cache")
+    fresh = run_suite(suite, model=str(b), progress=False, use_cache=False)
+    assert [s.generations for s in cached.samples] == [s.generations for s in fresh.samples]
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    covers = doc["model"]["fingerprint_covers"]
+    assert covers.startswith("sha256 of the full bytes") and "model.safetensors" in covers and "tokenizer.json" in covers
+
+
+def test_defect2_file_digests_are_cached_by_path_size_and_times(tmp_path, monkeypatch):
+    from audit import fingerprint as fpmod
+
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "model.safetensors").write_bytes(b"x" * 1000)
+    (d / "config.json").write_text("{}")
+    hashed = []
+    real = fpmod.file_sha256
+    monkeypatch.setattr(fpmod, "file_sha256", lambda p: hashed.append(p.name) or real(p))
+    first = fpmod.fingerprint_path(d)
+    assert sorted(hashed) == ["config.json", "model.safetensors"]
+    hashed.clear()
+    assert fpmod.fingerprint_path(d) == first and hashed == []       # cached: nothing re-read
+    st = (d / "model.safetensors").stat()
+    (d / "model.safetensors").write_bytes(b"y" * 1000)               # same size ...
+    os.utime(d / "model.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns))   # ... and mtime set back
+    assert fpmod.fingerprint_path(d).digest != first.digest and hashed == ["model.safetensors"]
+
+
+def test_defect2_docs_state_what_the_fingerprint_covers():
+    from audit.fingerprint import STATEMENT
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "reports.md").read_text(encoding="utf-8")
+    assert STATEMENT in docs
