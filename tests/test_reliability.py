@@ -187,3 +187,91 @@ def test_defect2_docs_state_what_the_fingerprint_covers():
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "reports.md").read_text(encoding="utf-8")
     assert STATEMENT in docs
+
+
+# ---- 3. YAML alias bombs ---------------------------------------------------------------------------------------
+
+def _bomb(levels: int, width: int = 9) -> str:
+    """A flow list ``[&a0 [lol], &a1 [*a0, *a0, ...], ...]``: each level aliases the one before
+    ``width`` times, so ~600 bytes expand to ``width**levels`` nodes."""
+    items = ["&a0 [lol]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "[" + ", ".join(items) + "]"
+
+
+def _suite_with(tmp_path, bomb: str, where: str, name: str = "suite.yaml") -> Path:
+    """A valid suite but for ``where`` (a field with BOMB in place of its value)."""
+    body = "name: t\ndata: data.jsonl\nsections: {diversity: {}}\n"
+    field = where.split(":")[0]
+    if field in ("name", "description"):
+        body = body.replace("name: t\n", "")
+    return write_suite(tmp_path, body + where.replace("BOMB", bomb) + "\n", name=name)
+
+
+@pytest.mark.parametrize("where", ["confidence: {level: BOMB}", "name: BOMB", "description: BOMB",
+                                   "generation: {stop: BOMB}"])
+def test_defect3_yaml_alias_bomb_is_refused_fast_with_a_short_line(tmp_path, support_like, capsys, where):
+    import time
+
+    from audit.cli import main
+
+    suite = _suite_with(tmp_path, _bomb(9), where)
+    assert suite.stat().st_size < 1000
+    t = time.perf_counter()
+    code = main(["validate", str(suite)])
+    elapsed = time.perf_counter() - t
+    err = capsys.readouterr().err
+    assert code == 2 and elapsed < 5
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 400 and "alias bomb" in lines[0] and str(suite) in lines[0]
+
+
+def test_defect3_small_alias_expansions_still_load_and_bad_values_are_excerpted(tmp_path, support_like, capsys):
+    from audit.cli import main
+    from audit.config import load_suite
+
+    ok = write_suite(tmp_path, "name: t\ndata: data.jsonl\nseed: &s 3\ngeneration: {max_new_tokens: *s}\n"
+                               "sections: {diversity: {}}\n", name="ok.yaml")
+    assert load_suite(ok).generation.max_new_tokens == 3     # aliases within budget still work
+    # 3 levels of 9 (729 nodes) is within budget: the type error quotes only an excerpt of the value.
+    medium = _suite_with(tmp_path, _bomb(3), "confidence: {level: BOMB}", name="medium.yaml")
+    assert main(["validate", str(medium)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and len(line) < 400 and "confidence.level: expected float" in line
+
+
+def test_defect3_recursive_alias_and_deep_nesting_are_one_line_errors(tmp_path, capsys):
+    from audit.cli import main
+
+    cases = {"rec.yaml": "name: &n [*n]\n", "deep.yaml": "name: " + "[" * 5000 + "]" * 5000 + "\n",
+             "deep2.yaml": "name: " + "[" * 150 + "]" * 150 + "\n"}
+    for name, body in cases.items():
+        p = write_suite(tmp_path, body, name=name)
+        assert main(["validate", str(p)]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(p) in err and "Traceback" not in err, err
+
+
+def test_defect3_memory_error_while_reporting_still_exits_2(capsys, monkeypatch):
+    """Even an error whose message cannot be built ends as exit 2 with one line, never exit 1."""
+    from audit import cli
+
+    class Nasty(Exception):
+        def __str__(self):
+            raise MemoryError
+
+    def boom(args):
+        raise Nasty()
+
+    monkeypatch.setattr(cli, "cmd_validate", boom)
+    assert cli.main(["validate", "x"]) == 2
+    assert capsys.readouterr().err.strip() == "audit: error: Nasty (rerun with --debug for the traceback)"
+
+
+def test_defect3_finetune_config_alias_bomb_is_refused(tmp_path):
+    from audit.config import ConfigError
+    from audit.finetune.config import load_finetune_config
+
+    p = tmp_path / "ft.yaml"
+    p.write_text(_bomb(9).replace("a0: &a0 [lol]", "data: x.jsonl\na0: &a0 [lol]"))
+    with pytest.raises(ConfigError, match="alias bomb"):
+        load_finetune_config(str(p))

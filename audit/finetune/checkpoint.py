@@ -29,6 +29,8 @@ import torch
 import yaml
 
 from ..errors import AuditError, first_line
+from ..input_files import read_text
+from ..safe_yaml import load_yaml
 from ..tensor_files import load_tensors
 
 STATE_FILE = "trainer_state.json"
@@ -150,8 +152,8 @@ def write_checkpoint(root: Path, step: int, *, model: torch.nn.Module, tokenizer
 def config_diff(path: Path, config: dict[str, Any], fields: tuple[str, ...]) -> str:
     """``field=saved (this run: value)`` for each of ``fields`` where the checkpoint's config differs."""
     try:
-        saved = yaml.safe_load((path / "finetune.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        saved = load_yaml(read_text(path / "finetune.yaml", what="saved finetune config")) or {}
+    except (AuditError, yaml.YAMLError):
         return ""
     return ", ".join(f"{k}={saved.get(k)!r} (this run: {config.get(k)!r})" for k in fields
                      if k in saved and saved.get(k) != config.get(k))
