@@ -1,6 +1,6 @@
 """Suite, model, data and generation configuration: typed dataclasses, validated before any model loads.
 
-A suite file is YAML, read with ``yaml.safe_load`` only (no code in YAML). Every error names the
+A suite file is YAML, read with a ``yaml.SafeLoader`` only (no code in YAML; alias bombs refused, see safe_yaml). Every error names the
 file and the field; unknown names suggest the closest valid one.
 """
 
@@ -18,7 +18,13 @@ from typing import Any
 import yaml
 
 from .errors import AuditError
+from .input_files import read_text
 from .registry import did_you_mean
+from .safe_yaml import load_yaml
+from .untrusted import excerpt, one_line
+
+# Longest validation reason quoted in an error: messages may quote a value, and values are untrusted.
+_MAX_REASON = 300
 
 
 class ConfigError(AuditError):
@@ -65,13 +71,13 @@ def from_mapping(cls, mapping: Any, where: str):
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
     for key, value in mapping.items():
         if key not in fields:
-            raise ConfigError(f"{where}: unknown field {key!r}{did_you_mean(key, fields)}; valid: {', '.join(sorted(fields))}")
+            raise ConfigError(f"{where}: unknown field {excerpt(key)}{did_you_mean(str(key), fields)}; valid: {', '.join(sorted(fields))}")
         if not _type_ok(value, hints[key]):
-            raise ConfigError(f"{where}.{key}: expected {_type_name(hints[key])}, got {value!r}")
+            raise ConfigError(f"{where}.{key}: expected {_type_name(hints[key])}, got {excerpt(value)}")
     try:
         return cls(**mapping)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where}: {e}") from None
+        raise ConfigError(f"{where}: {one_line(e, limit=_MAX_REASON)}") from None
 
 
 def _type_name(tp) -> str:
@@ -212,8 +218,9 @@ def load_suite(path: str | os.PathLike, *, model_override: str | None = None) ->
         raise ConfigError(f"{path}: is a directory, not a suite file")
     if not p.exists():
         raise ConfigError(f"{path}: suite file not found")
+    text = read_text(p, what="suite file", error=ConfigError)   # regular, bounded, UTF-8
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = load_yaml(text)   # safe tags only; alias bombs and runaway nesting refused
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -231,7 +238,10 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
         raise ConfigError(f"{where}: a suite must be a YAML mapping")
     for key in raw:
         if key not in TOP_LEVEL:
-            raise ConfigError(f"{where}: unknown field {key!r}{did_you_mean(key, TOP_LEVEL)}; valid: {', '.join(sorted(TOP_LEVEL))}")
+            raise ConfigError(f"{where}: unknown field {excerpt(key)}{did_you_mean(str(key), TOP_LEVEL)}; valid: {', '.join(sorted(TOP_LEVEL))}")
+    for key in ("name", "description", "version"):
+        if isinstance(raw.get(key), (list, dict)):
+            raise ConfigError(f"{where}: {key}: expected a string, got {excerpt(raw[key])}")
     name = raw.get("name") or (Path(path).stem if path else "suite")
     model_raw = raw.get("model", {})
     if isinstance(model_raw, str):
@@ -253,7 +263,7 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
     gen = from_mapping(GenerationSettings, raw.get("generation", {}), f"{where}: generation")
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"{where}: seed: expected an integer, got {seed!r}")
+        raise ConfigError(f"{where}: seed: expected an integer, got {excerpt(seed)}")
 
     sections_raw = raw.get("sections")
     if not sections_raw or not isinstance(sections_raw, dict):
@@ -261,7 +271,7 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
     sections: dict[str, Any] = {}
     for sname, opts in sections_raw.items():
         if sname not in SECTIONS:
-            raise ConfigError(f"{where}: sections: unknown section {sname!r}{did_you_mean(sname, SECTIONS.names())}; available: {', '.join(SECTIONS.names())}")
+            raise ConfigError(f"{where}: sections: unknown section {excerpt(sname)}{did_you_mean(str(sname), SECTIONS.names())}; available: {', '.join(SECTIONS.names())}")
         evaluator_cls = SECTIONS.get(sname)
         sections[sname] = from_mapping(evaluator_cls.Options, opts if opts is not None else {}, f"{where}: sections.{sname}")
 
@@ -270,7 +280,7 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
         try:
             gate = gates_mod.parse_gate(g)
         except ValueError as e:
-            raise ConfigError(f"{where}: gates[{i}]: {e}") from None
+            raise ConfigError(f"{where}: gates[{i}]: {one_line(e, limit=_MAX_REASON)}") from None
         section, _, metric = gate.metric.partition(".")
         if section not in sections:
             raise ConfigError(f"{where}: gates[{i}]: metric {gate.metric!r} names section {section!r}, which this suite does not run{did_you_mean(section, sections)}")
