@@ -205,7 +205,7 @@ class BiasEvaluator(Evaluator):
                         raise ValueError(f"axes: unknown axis {a!r}{did_you_mean(a, known)}; available: {', '.join(known)}")
 
     @classmethod
-    def _infos(cls, options) -> dict[str, MetricInfo]:
+    def metric_infos(cls, options) -> dict[str, MetricInfo]:
         infos: dict[str, MetricInfo] = {}
         if options.counterfactual:
             infos.update(_STATIC["counterfactual"])
@@ -224,16 +224,13 @@ class BiasEvaluator(Evaluator):
         # Per-axis metrics are known in advance for the bundled terms or an explicit axes list.
         if options.counterfactual and options.axes is None and options.terms != DEFAULT_TERMS:
             return None
-        return set(cls._infos(options))
+        return set(cls.metric_infos(options))
 
     def _evaluate(self, ctx: Context, result: SectionResult) -> None:
         if self.options.counterfactual:
             self._counterfactual(ctx, result)
         if self.options.pairs is not None:
             self._pairs(ctx, result)
-        for k, info in self._infos(self.options).items():
-            if k in result.metrics:
-                result.metric_info[k] = info
 
     # ---- counterfactual generation ------------------------------------------------------------
     def _counterfactual(self, ctx: Context, result: SectionResult) -> None:
