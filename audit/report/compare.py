@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ..baseline import identity, incompatibilities
 from ..registry import Registry
-from ..results import AuditResult, _clean, atomic_write
+from ..results import AuditResult, json_safe, atomic_write
 from ..stats import compute_intervals
 from .view import change, finite, fmt, fmt_delta, verdict
 
@@ -113,7 +113,7 @@ def _sample_changes(old: AuditResult, new: AuditResult, limit: int) -> dict[str,
 
 @COMPARE_WRITERS.register(".json")
 def _json(data: dict[str, Any]) -> str:
-    return json.dumps(_clean(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return json.dumps(json_safe(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 @COMPARE_WRITERS.register(".html")

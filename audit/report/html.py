@@ -31,7 +31,7 @@ from typing import Any, Sequence
 from jinja2 import Environment, FileSystemLoader, TemplateNotFound
 from markupsafe import Markup
 
-from ..results import AuditResult, SectionResult, _clean
+from ..results import AuditResult, SectionResult, json_safe
 from ..stats import compute_intervals
 from . import WRITERS, charts
 from .view import fmt, fmt_delta, is_num, metric_rows, sample_rows, sort_spec, verdict
@@ -43,7 +43,7 @@ ASSETS = Path(__file__).parent / "assets"
 
 def _dumps(obj: Any, **kwargs) -> str:
     # JSON has no NaN/inf: JSON.parse would throw on them, so they become null first.
-    return json.dumps(_clean(obj), allow_nan=False, ensure_ascii=False, **kwargs)
+    return json.dumps(json_safe(obj), allow_nan=False, ensure_ascii=False, **kwargs)
 
 
 class _Ids:
@@ -81,7 +81,7 @@ def table_data(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = N
     def cell(v):
         if v is None or isinstance(v, (str, bool)) or is_num(v):
             return v
-        return json.dumps(_clean(v), ensure_ascii=False)
+        return json.dumps(json_safe(v), ensure_ascii=False)
 
     body = [[cell(r.get(c)) for c in columns] for r in rows]
     if sort in columns and higher_is_better is not None:
@@ -164,7 +164,7 @@ def interval_note(result: AuditResult) -> str:
 
 
 def pretty_json(value: Any) -> str:
-    return json.dumps(_clean(value), indent=2, ensure_ascii=False)
+    return json.dumps(json_safe(value), indent=2, ensure_ascii=False)
 
 
 @functools.lru_cache(maxsize=None)
