@@ -122,7 +122,7 @@ def _default_outputs(out_dir: Path) -> list[str]:
 
 
 def cmd_run(args) -> int:
-    from .config import load_suite
+    from .suite import load_suite
     from .runner import run_suite
 
     suite = load_suite(args.suite, model_override=args.model)
@@ -141,7 +141,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .config import load_suite
+    from .suite import load_suite
 
     suite = load_suite(args.suite)
     print(f"ok: {suite.path}: suite {suite.name!r}, model {suite.model.path}, {len(suite.sections)} sections "

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from audit.config import ConfigError, GenerationSettings, bundled_dir, load_suite
+from audit.config import ConfigError, GenerationSettings, bundled_dir
+from audit.suite import load_suite
 from audit.data import DataError
 from audit import stats
 from audit.metrics import stereotype_preference

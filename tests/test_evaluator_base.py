@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from audit.cli import listings
-from audit.config import ConfigError, GenerationSettings, parse_suite
+from audit.config import ConfigError, GenerationSettings
+from audit.suite import parse_suite
 from audit.evaluators import SECTIONS
 from audit.evaluators.base import Context, Evaluator
 from audit.results import MetricInfo

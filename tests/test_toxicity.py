@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from audit.config import ConfigError, GenerationSettings, bundled_dir, load_suite
+from audit.config import ConfigError, GenerationSettings, bundled_dir
+from audit.suite import load_suite
 from audit.data import DataError
 from audit import metrics as M
 from audit.evaluators.base import make_context

@@ -113,7 +113,7 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     """
     import copy
 
-    from ..config import SuiteConfig, load_suite
+    from ..suite import SuiteConfig, load_suite
     from ..model import LanguageModel
     from ..runner import run_suite
     from .data import write_pairs_jsonl
