@@ -23,6 +23,7 @@ import torch
 from .chat import ChatFormat, ChatTemplateError, Prompt, resolve_format
 from .config import GenerationSettings, ModelSpec
 from .errors import AuditError, first_line
+from .fingerprint import fingerprint_path
 
 log = logging.getLogger("audit")
 
@@ -68,23 +69,11 @@ def _load_tokenizer(path: str, *, trust_remote_code: bool, revision: str | None)
 
 
 def weights_fingerprint(path: Path) -> str:
-    """A cheap, stable identity of a model's weights on disk.
+    """Identity of a model directory's weights, config and tokenizer files by full content (see audit.fingerprint)."""
+    return fingerprint_path(path).digest
 
-    Hashing multi-GB weights takes minutes, so we hash each weight file's name, size and its
-    first and last MiB. Two different trainings differ there with overwhelming probability.
-    """
-    h = hashlib.sha256()
-    # Weights, configs and tokenizer files (tokenizer.json, sentencepiece .model, merges/vocab .txt).
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt", ".gguf", ".json", ".model", ".txt"))
-    for f in files:
-        size = f.stat().st_size
-        h.update(f.name.encode() + str(size).encode())
-        with f.open("rb") as fh:
-            h.update(fh.read(1 << 20))
-            if size > 2 << 20:
-                fh.seek(-(1 << 20), os.SEEK_END)
-                h.update(fh.read())
-    return h.hexdigest()[:16]
+
+PARAMS_COVERS = "sha256 of every state_dict tensor (name and float32 bytes) of the in-memory model; first 16 hex digits"
 
 
 def params_fingerprint(model: torch.nn.Module) -> str:
@@ -117,6 +106,7 @@ class ModelInfo:
     chat_template: str | None = None   # "tokenizer", a template file, or None (raw prompts)
     prompt_format: str | None = None   # hash of the rendered template + system prompt (None: raw prompts)
     system_prompt: str | None = None
+    fingerprint_covers: str = ""   # what the fingerprint hashed (files, or in-memory parameters)
 
 
 class LanguageModel:
@@ -142,6 +132,8 @@ class LanguageModel:
         self.chat = chat
         self._prompt_format: str | None = None
         self.stop_token_ids = _stop_token_ids(model, tokenizer)
+        # What the fingerprint hashed; load() sets the files it covered.
+        self.fingerprint_covers = PARAMS_COVERS
         self.model.eval()
 
     # ---- loading -------------------------------------------------------------------------
@@ -185,9 +177,12 @@ class LanguageModel:
             first = first_line(e)
             raise ModelLoadError(f"cannot load model {spec.path!r}: {first}") from None
         model.to(device)
-        fp = weights_fingerprint(Path(path)) if Path(path).is_dir() else None
+        fp = fingerprint_path(Path(path)) if Path(path).is_dir() else None
         chat = resolve_format(tok, spec.chat_template, spec.system_prompt)
-        return cls(model, tok, spec=spec.path, path=str(path), fingerprint=fp, chat=chat)
+        lm = cls(model, tok, spec=spec.path, path=str(path), fingerprint=fp.digest if fp else None, chat=chat)
+        if fp is not None:
+            lm.fingerprint_covers = fp.covers
+        return lm
 
     # ---- identity ------------------------------------------------------------------------
     @property
@@ -207,6 +202,7 @@ class LanguageModel:
     def invalidate_fingerprint(self) -> None:
         """Call after changing the weights in place (e.g. after fine-tuning)."""
         self._fingerprint = None
+        self.fingerprint_covers = PARAMS_COVERS
 
     @property
     def max_length(self) -> int:
@@ -235,7 +231,8 @@ class LanguageModel:
                          device=str(self.device), parameters=sum(p.numel() for p in self.model.parameters()),
                          architecture=type(self.model).__name__, max_length=self.max_length,
                          chat_template=self.chat.source if self.chat else None, prompt_format=self.prompt_format,
-                         system_prompt=self.chat.system_prompt if self.chat else None)
+                         system_prompt=self.chat.system_prompt if self.chat else None,
+                         fingerprint_covers=self.fingerprint_covers)
 
     def input_embeddings(self) -> torch.nn.Module:
         """The token embedding layer (for attribution and embedding-space adversarial training)."""
