@@ -272,6 +272,6 @@ def test_defect3_finetune_config_alias_bomb_is_refused(tmp_path):
     from audit.finetune.config import load_finetune_config
 
     p = tmp_path / "ft.yaml"
-    p.write_text(_bomb(9).replace("a0: &a0 [lol]", "data: x.jsonl\na0: &a0 [lol]"))
+    p.write_text(f"data: x.jsonl\nlr: {_bomb(9)}\n")
     with pytest.raises(ConfigError, match="alias bomb"):
         load_finetune_config(str(p))
