@@ -126,15 +126,23 @@ class GenerationSettings:
 class ModelSpec:
     """Which model to audit and how to load it."""
 
-    path: str = "builtin:tiny"       # builtin:tiny | builtin:micro | local directory | hub id (cached)
+    path: str = "builtin:tiny"       # builtin:tiny | builtin:smollm2 | builtin:micro | local directory | FILE.gguf | hub id (cached)
     device: str = "auto"             # auto (cuda if available) | cpu | cuda | cuda:N
     dtype: str = "auto"              # auto (bf16 on capable CUDA, else float32) | float32 | bfloat16 | float16
     trust_remote_code: bool = False  # never run a model repo's code unless asked
     revision: str | None = None      # hub revision, for hub ids
+    # How prompts reach the model. auto: the tokenizer's chat template when it has one (instruct
+    # models are audited the way they are used), else the raw prompt; none: always the raw prompt;
+    # PATH: a Jinja chat template file (relative to the suite file). The adapter renders it, so
+    # every section gets it and perturbations change only the user's words.
+    chat_template: str = "auto"
+    system_prompt: str | None = None  # a system turn before every prompt (needs a chat template)
 
     def __post_init__(self):
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        if not self.chat_template:
+            raise ValueError("chat_template must be auto, none or the path of a Jinja template file")
 
 
 @dataclass
@@ -241,6 +249,11 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
     model = from_mapping(ModelSpec, model_raw, f"{where}: model")
     if model_override:
         model = dataclasses.replace(model, path=model_override)
+    if model.chat_template not in ("auto", "none"):  # a template file: relative to the suite, checked now
+        tpath = resolve_data_path(model.chat_template, Path(path).parent if path else Path.cwd())
+        if not tpath.is_file():
+            raise ConfigError(f"{where}: model.chat_template: template file {tpath} not found (or use auto | none)")
+        model = dataclasses.replace(model, chat_template=str(tpath))
     data_raw = raw.get("data", {})
     if isinstance(data_raw, str):
         data_raw = {"path": data_raw}
