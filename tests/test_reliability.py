@@ -275,3 +275,67 @@ def test_defect3_finetune_config_alias_bomb_is_refused(tmp_path):
     p.write_text(f"data: x.jsonl\nlr: {_bomb(9)}\n")
     with pytest.raises(ConfigError, match="alias bomb"):
         load_finetune_config(str(p))
+
+
+# ---- 4. outputs are checked before anything runs ----------------------------------------------------------------
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fails the test if any model is loaded (the check must come first)."""
+    from audit.model import LanguageModel
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded before the output paths were checked")
+
+    monkeypatch.setattr(LanguageModel, "load", refuse)
+
+
+def _outputs_cases(tmp_path):
+    (tmp_path / "adir.html").mkdir()
+    (tmp_path / "afile").write_text("x")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    cases = [(["-o", str(tmp_path / "x.pdf")], "unknown extension '.pdf'"),
+             (["-o", str(tmp_path / "noext")], "no extension"),
+             (["-o", str(tmp_path / "adir.html")], "it is a directory"),
+             (["-o", "/proc/audit-report.html"], "cannot write report in /proc"),
+             (["--out", str(tmp_path / "afile")], "is an existing file"),
+             (["--out", str(tmp_path / "afile" / "sub")], "is not a directory")]
+    if os.geteuid() != 0:   # root writes into a 0555 directory, so it is no error there
+        cases.append((["-o", str(ro / "r.html")], "Permission denied"))
+    return cases
+
+
+def test_defect4_bad_output_paths_fail_before_the_model_loads(tmp_path, support_like, capsys, no_model_load):
+    from audit.cli import main
+
+    suite = write_suite(tmp_path, "name: t\ndata: data.jsonl\nsections: {diversity: {}}\n")
+    for extra, fragment in _outputs_cases(tmp_path):
+        out = tmp_path / "out"
+        args = ["run", str(suite), "-m", "builtin:micro", "-q"] + (["--out", str(out)] if "--out" not in extra else []) + extra
+        assert main(args) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and fragment in err, (extra, err)
+        assert not (out / "results.json").exists()
+
+
+def test_defect4_explain_finetune_and_harden_outputs_fail_first(tmp_path, support_like, no_model_load, monkeypatch):
+    from audit.explain.files import explain_to_files
+    from audit.finetune.harden import harden
+    from audit.finetune.run import finetune
+    from audit.output_paths import OutputPathError
+
+    (tmp_path / "e.html").mkdir()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputPathError, match="it is a directory"):
+        explain_to_files("builtin:micro", "Hi", outputs=[str(tmp_path / "e.html")])
+    with pytest.raises(OutputPathError, match="cannot write explanation in /proc"):
+        explain_to_files("builtin:micro", "Hi", outputs=["/proc/e.json"])
+    import audit.finetune.run as ftrun
+
+    monkeypatch.setattr(ftrun, "load_for_training", lambda *a, **k: pytest.fail("the model loaded first"))
+    with pytest.raises(OutputPathError, match="existing file"):
+        finetune({"model": "builtin:micro", "data": str(support_like), "out_dir": str(tmp_path / "afile")})
+    with pytest.raises(OutputPathError, match="existing file"):
+        harden("builtin:micro", "robustness", tmp_path / "afile")
