@@ -122,7 +122,7 @@ def _default_outputs(out_dir: Path) -> list[str]:
 
 
 def cmd_run(args) -> int:
-    from .config import load_suite
+    from .suite import load_suite
     from .runner import run_suite
 
     suite = load_suite(args.suite, model_override=args.model)
@@ -141,7 +141,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .config import load_suite
+    from .suite import load_suite
 
     suite = load_suite(args.suite)
     print(f"ok: {suite.path}: suite {suite.name!r}, model {suite.model.path}, {len(suite.sections)} sections "
@@ -156,19 +156,9 @@ def listings() -> dict[str, list[str]]:
 
     out: dict[str, list[str]] = {}
     for name, cls in SECTIONS.items():
-        try:
-            names = cls.metric_names(cls.Options())
-        except Exception:
-            names = None
-        infos = getattr(cls, "METRICS", {})
-        if hasattr(cls, "_infos"):
-            infos = cls._infos(cls.Options())
-        rows = []
-        for m in sorted(names or infos):
-            info = infos.get(m)
-            arrow = "" if info is None else (" ↑" if info.higher_is_better else " ↓")
-            rows.append(f"{name}.{m}{arrow}" + (f"  {info.description}" if info and info.description else ""))
-        out[f"section {name}"] = rows
+        infos = cls.metric_infos(cls.Options())
+        out[f"section {name}"] = [f"{name}.{m} {'↑' if info.higher_is_better else '↓'}"
+                                  + (f"  {info.description}" if info.description else "") for m, info in sorted(infos.items())]
     out["output formats"] = WRITERS.names()
     for title, registry in _extra_listings():
         out[title] = registry.names()

@@ -128,12 +128,12 @@ class LanguageModel:
         self.spec = spec
         self.path = path
         self._fingerprint = fingerprint
-        # What the fingerprint hashed; load() sets the files it covered.
-        self.fingerprint_covers = PARAMS_COVERS
         # The chat template every prompt is rendered through (None: prompts go in raw, as for base models).
         self.chat = chat
         self._prompt_format: str | None = None
         self.stop_token_ids = _stop_token_ids(model, tokenizer)
+        # What the fingerprint hashed; load() sets the files it covered.
+        self.fingerprint_covers = PARAMS_COVERS
         self.model.eval()
 
     # ---- loading -------------------------------------------------------------------------

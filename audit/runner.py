@@ -23,7 +23,7 @@ from typing import Sequence
 from . import __version__
 from .errors import first_line
 from .cache import DiskCache
-from .config import SuiteConfig, load_suite
+from .suite import SuiteConfig, load_suite
 from .data import load_records
 from .evaluators import SECTIONS
 from .evaluators.base import Context, cached_generate

@@ -9,7 +9,8 @@ from itertools import combinations
 
 import pytest
 
-from audit.config import ConfigError, GenerationSettings, load_suite
+from audit.config import ConfigError, GenerationSettings
+from audit.suite import load_suite
 from audit.attacks.similarity import similarity
 from audit.perturb import PERTURBATIONS, names, perturb
 from audit.runner import run_suite

@@ -227,7 +227,7 @@ def test_defect3_yaml_alias_bomb_is_refused_fast_with_a_short_line(tmp_path, sup
 
 def test_defect3_small_alias_expansions_still_load_and_bad_values_are_excerpted(tmp_path, support_like, capsys):
     from audit.cli import main
-    from audit.config import load_suite
+    from audit.suite import load_suite
 
     ok = write_suite(tmp_path, "name: t\ndata: data.jsonl\nseed: &s 3\ngeneration: {max_new_tokens: *s}\n"
                                "sections: {diversity: {}}\n", name="ok.yaml")

@@ -2,7 +2,8 @@
 
 Evaluators never load models or write files: they receive a :class:`Context` that owns the model
 adapter, the shared (cached) generation pass and the caches, and return a :class:`SectionResult`.
-Subclasses declare ``name``, an ``Options`` dataclass, their ``METRICS`` and fill ``_evaluate``.
+Subclasses declare ``name``, an ``Options`` dataclass, their ``METRICS`` (or :meth:`Evaluator.metric_infos`
+when options change them) and fill ``_evaluate``.
 """
 
 from __future__ import annotations
@@ -99,9 +100,23 @@ class Evaluator:
         self.options = options if options is not None else self.Options()
 
     @classmethod
+    def metric_infos(cls, options: Any) -> dict[str, MetricInfo]:
+        """The metrics this section reports with ``options``, each with its direction and description.
+
+        The one place a section declares its metrics: suites check gates against it, ``audit ls``
+        lists it and :meth:`evaluate` attaches it to the result. The default is the static
+        ``METRICS``; override it when options add or remove metrics (one per n-gram order, recipe, ...).
+        """
+        return dict(cls.METRICS)
+
+    @classmethod
     def metric_names(cls, options: Any) -> set[str] | None:
-        """Metric names a suite may gate on with these options (None: not known in advance)."""
-        return set(cls.METRICS)
+        """Metric names a suite may gate on with these options (None: not known in advance).
+
+        Override only to return None, for a section that can also report metrics it cannot name
+        before it runs (e.g. ``evaluate`` modules, axes of a custom terms file).
+        """
+        return set(cls.metric_infos(options))
 
     def evaluate(self, ctx: Context) -> SectionResult:
         """Run the section and time it (the runner records an exception as the section's error)."""
@@ -109,9 +124,11 @@ class Evaluator:
         start = time.perf_counter()
         self._evaluate(ctx, result)
         result.seconds = time.perf_counter() - start
-        for m in result.metrics:
-            if m not in result.metric_info and m in self.METRICS:
-                result.metric_info[m] = self.METRICS[m]
+        # Declared metrics the section reported get their info; infos the section attached itself
+        # (metrics only known at run time) stay as they are.
+        for m, info in self.metric_infos(self.options).items():
+            if m in result.metrics:
+                result.metric_info.setdefault(m, info)
         result.metrics = {k: float(v) if v is not None else math.nan for k, v in result.metrics.items()}
         return result
 

@@ -107,11 +107,7 @@ class ConsistencyEvaluator(Evaluator):
                 raise ValueError("short_answer_words and examples must be >= 1")
 
     @classmethod
-    def metric_names(cls, options) -> set[str]:
-        return set(cls._infos(options))
-
-    @classmethod
-    def _infos(cls, options) -> dict[str, MetricInfo]:
+    def metric_infos(cls, options) -> dict[str, MetricInfo]:
         infos = dict(cls.METRICS)
         for p in options.perturbations:
             infos[f"invariance_{p}"] = MetricInfo(f"invariance_{p}", True, f"mean output similarity under the {p} perturbation")
@@ -120,7 +116,6 @@ class ConsistencyEvaluator(Evaluator):
     def _evaluate(self, ctx: Context, result: SectionResult) -> None:
         o = self.options
         samples = ctx.samples[:o.examples] if o.examples else list(ctx.samples)
-        result.metric_info.update(self._infos(o))
         # INV, DIR and paraphrase comparisons use greedy outputs: with sampling, a changed prompt
         # changes the sampling seed too, and we would measure the dice instead of the model.
         # One output per prompt unless sampling seeds (set below): the suite's num_samples must not

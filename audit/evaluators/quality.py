@@ -43,8 +43,13 @@ class QualityEvaluator(Evaluator):
                     raise ValueError(f"metrics: unknown metric {m!r}{did_you_mean(m, known)}; available: {', '.join(known)}")
 
     @classmethod
+    def metric_infos(cls, options) -> dict[str, MetricInfo]:
+        return {m: cls.METRICS[m] for m in options.metrics}
+
+    @classmethod
     def metric_names(cls, options) -> set[str] | None:
-        return None if options.evaluate_modules else set(options.metrics)
+        # `evaluate` modules report keys known only once they ran.
+        return None if options.evaluate_modules else set(cls.metric_infos(options))
 
     def _evaluate(self, ctx: Context, result: SectionResult) -> None:
         with_ref = [s for s in ctx.samples if s.reference]

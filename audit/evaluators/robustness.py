@@ -113,11 +113,7 @@ class RobustnessEvaluator(Evaluator):
                     raise ValueError(f"{name} must be >= 1")
 
     @classmethod
-    def metric_names(cls, options) -> set[str]:
-        return set(cls._infos(options))
-
-    @classmethod
-    def _infos(cls, options) -> dict[str, MetricInfo]:
+    def metric_infos(cls, options) -> dict[str, MetricInfo]:
         infos = dict(cls.METRICS)
         for r in options.recipes:
             name = f"attack_success_rate_{r}"
@@ -139,7 +135,6 @@ class RobustnessEvaluator(Evaluator):
         settings = dataclasses.replace(merged_settings(one, o.generation, "robustness"), num_samples=1)
         wrapper = GenerationModelWrapper(ctx.model, settings, seed=ctx.seed,
                                          disk_cache=ctx.cache(f"gen-{ctx.model.fingerprint}"))
-        result.metric_info.update(self._infos(o))
         records = self._attack(ctx, wrapper, result)
         self._worst_case(ctx, wrapper, result)
         result.records = records

@@ -113,7 +113,7 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     """
     import copy
 
-    from ..config import SuiteConfig, load_suite
+    from ..suite import SuiteConfig, load_suite
     from ..model import LanguageModel
     from ..runner import run_suite
     from .data import write_pairs_jsonl
@@ -198,8 +198,8 @@ def _summary(out: Path, before, after, trained, n_adv: int, n_train: int, model_
         "passed_before": before.passed,
         "passed_after": after.passed,
     }
-    from ..results import _clean, atomic_write
+    from ..results import json_safe, atomic_write
 
     path = out / "harden.json"
-    atomic_write(path, json.dumps(_clean(summary), indent=2) + "\n")
+    atomic_write(path, json.dumps(json_safe(summary), indent=2) + "\n")
     return path
