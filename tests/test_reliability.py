@@ -420,3 +420,63 @@ def test_defect5_a_checkpoint_whose_weights_give_nan_is_not_called_good(micro_pa
         finetune(_ft_cfg(micro_path, support_like, tmp_path / "n", lr=1e38))
     steps = sorted(p.name for p in (tmp_path / "n" / "checkpoints").iterdir())
     assert steps == ["step-000001", "step-000002.diverged"]
+
+
+# ---- 6. no unbounded reads -------------------------------------------------------------------------------------
+
+def test_defect6_data_symlinked_to_dev_zero_is_refused(tmp_path, capsys):
+    from audit.cli import main
+
+    (tmp_path / "data.jsonl").symlink_to("/dev/zero")
+    suite = write_suite(tmp_path, "name: t\ndata: data.jsonl\nsections: {diversity: {}}\n")
+    assert main(["run", str(suite), "-m", "builtin:micro", "--out", str(tmp_path / "o"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"audit: error: {tmp_path / 'data.jsonl'}: is a device, not a regular data file; give a regular file"
+
+
+def test_defect6_suite_symlinked_to_dev_zero_is_refused(tmp_path, capsys):
+    from audit.cli import main
+
+    (tmp_path / "s.yaml").symlink_to("/dev/zero")
+    assert main(["validate", str(tmp_path / "s.yaml")]) == 2
+    assert "is a device, not a regular suite file" in capsys.readouterr().err
+
+
+def test_defect6_data_fifo_does_not_block(tmp_path):
+    import threading
+
+    from audit.data import DataError, load_records
+
+    fifo = tmp_path / "data.jsonl"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def load():
+        try:
+            load_records(fifo)
+        except DataError as e:
+            outcome.append(str(e))
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    t.join(timeout=20)
+    if t.is_alive():   # blocked in open(): release it so the test process can end
+        with open(fifo, "w"):
+            pass
+        t.join(timeout=5)
+        pytest.fail("reading a FIFO blocked")
+    assert outcome == [f"{fifo}: is a FIFO, not a regular data file; give a regular file"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_defect6_a_line_over_the_cap_names_the_file_and_line(tmp_path, suffix):
+    from audit.data import DataError, load_records
+    from audit.input_files import MAX_LINE_BYTES
+
+    p = tmp_path / f"big{suffix}"
+    head = '{"prompt": "ok"}\n' if suffix == ".jsonl" else "prompt\nok\n"
+    with p.open("w") as f:
+        f.write(head)
+        f.write("x" * (MAX_LINE_BYTES + 10))   # no newline at all, as /dev/zero or a binary file would give
+    with pytest.raises(DataError, match=rf"^{p}:\d: line longer than 16 MiB"):
+        load_records(p)
