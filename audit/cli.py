@@ -141,11 +141,11 @@ def cmd_demo(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .suite import load_suite
+    from .preflight import validate_suite
 
-    suite = load_suite(args.suite)
-    print(f"ok: {suite.path}: suite {suite.name!r}, model {suite.model.path}, {len(suite.sections)} sections "
-          f"({', '.join(suite.sections)}), {len(suite.gates)} gates")
+    suite, records = validate_suite(args.suite)
+    print(f"ok: {suite.path}: suite {suite.name!r}, model {suite.model.path}, {len(records)} records, "
+          f"{len(suite.sections)} sections ({', '.join(suite.sections)}), {len(suite.gates)} gates")
     return EXIT_PASS
 
 

@@ -24,7 +24,7 @@ from . import __version__
 from .errors import first_line
 from .cache import DiskCache
 from .suite import SuiteConfig, load_suite
-from .data import load_records
+from .preflight import preflight
 from .evaluators import SECTIONS
 from .evaluators.base import Context, cached_generate
 from .baseline import data_fingerprint
@@ -92,7 +92,8 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     check_outputs(out_dir, outputs)   # an unwritable output fails now, not after the whole run
     d = suite.data
     data_path = suite.resolve_path(d.path)
-    records = load_records(data_path, prompt_field=d.prompt_field, reference_field=d.reference_field, split=d.split, limit=d.limit)
+    # The data, and the model as far as knowable without its weights (one line naming the file or field).
+    records = preflight(suite, check_model=not isinstance(model, LanguageModel))
     base_summary = None
     if baseline is not None:
         from .baseline import check_baseline, load_baseline, suite_identity, summarize
@@ -105,6 +106,11 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
 
     t = time.perf_counter()
     lm = model if isinstance(model, LanguageModel) else LanguageModel.load(suite.model)
+    if suite.generation.max_new_tokens >= lm.max_length:   # else an IndexError deep inside generation
+        from .preflight import PreflightError
+
+        raise PreflightError(f"{suite.path or '<suite>'}: generation.max_new_tokens: {suite.generation.max_new_tokens} "
+                             f"does not fit the context window of {lm.spec} ({lm.max_length} tokens)")
     timings["load_model"] = time.perf_counter() - t
     if baseline is not None:  # the chat template is known once the tokenizer is loaded
         from .baseline import check_prompt_format

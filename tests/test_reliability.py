@@ -480,3 +480,92 @@ def test_defect6_a_line_over_the_cap_names_the_file_and_line(tmp_path, suffix):
         f.write("x" * (MAX_LINE_BYTES + 10))   # no newline at all, as /dev/zero or a binary file would give
     with pytest.raises(DataError, match=rf"^{p}:\d: line longer than 16 MiB"):
         load_records(p)
+
+
+# ---- 7. every error names the file or field --------------------------------------------------------------------
+
+def _run_line(capsys, argv) -> tuple[int, str]:
+    from audit.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return code, err
+
+
+def test_defect7_invalid_utf8_names_file_and_line(tmp_path, capsys):
+    suite = tmp_path / "s.yaml"
+    suite.write_bytes(b"name: t\ndescription: caf\xe9\n")
+    code, err = _run_line(capsys, ["validate", str(suite)])
+    assert code == 2 and f"{suite}:2: suite file is not valid UTF-8 (byte 0xe9)" in err
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(b'{"prompt": "ok"}\n{"prompt": "caf\xe9"}\n')
+    write_suite(tmp_path, "name: t\ndata: d.jsonl\nsections: {diversity: {}}\n", name="s2.yaml")
+    code, err = _run_line(capsys, ["validate", str(tmp_path / "s2.yaml")])
+    assert code == 2 and f"{data}:2: data file is not valid UTF-8 (byte 0xe9)" in err
+
+
+def test_defect7_lone_surrogate_fails_at_load_naming_the_field(tmp_path, capsys, no_model_load):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "fine \\ud83d\\ude00"}\n{"prompt": "bad \\ud800 here"}\n')   # a pair is fine, a lone one is not
+    suite = write_suite(tmp_path, "name: t\ndata: d.jsonl\nsections: {diversity: {}}\n")
+    for argv in (["validate", str(suite)], ["run", str(suite), "-m", "builtin:micro", "--out", str(tmp_path / "o"), "-q"]):
+        code, err = _run_line(capsys, argv)
+        assert code == 2 and f"{data}:2: field 'prompt' holds a lone UTF-16 surrogate" in err
+
+
+def test_defect7_deeply_nested_json_names_the_file(tmp_path):
+    from audit.data import DataError, load_records
+
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"prompt": "x", "meta": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(DataError, match=rf"^{p}:1: JSON nested too deeply"):
+        load_records(p)
+
+
+def test_defect7_broken_model_directories_name_the_directory(tmp_path, micro_path, capsys, support_like):
+    only_cfg = tmp_path / "only-config"
+    only_cfg.mkdir()
+    shutil.copy(micro_path / "config.json", only_cfg)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(micro_path, corrupt)
+    (corrupt / "model.safetensors").write_bytes((micro_path / "model.safetensors").read_bytes()[:1000])
+    suite = write_suite(tmp_path, "name: t\ndata: data.jsonl\nsections: {diversity: {}}\n")
+    code, err = _run_line(capsys, ["run", str(suite), "-m", str(only_cfg), "--out", str(tmp_path / "o"), "-q"])
+    assert code == 2 and f"{only_cfg}: model directory has no weights file" in err
+    code, err = _run_line(capsys, ["run", str(suite), "-m", str(corrupt), "--out", str(tmp_path / "o"), "-q"])
+    assert code == 2 and f"cannot load model '{corrupt}': corrupt weights file" in err
+    from audit.model import LanguageModel, ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="has no weights file"):   # the library entry point too
+        LanguageModel.load(str(only_cfg))
+
+
+def test_defect7_a_directory_named_jsonl_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "data.jsonl").mkdir()
+    suite = write_suite(tmp_path, "name: t\ndata: data.jsonl\nsections: {diversity: {}}\n")
+    code, err = _run_line(capsys, ["validate", str(suite)])
+    assert code == 2 and err == f"audit: error: {tmp_path / 'data.jsonl'}: is a directory, not a data file"
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ("data: missing.jsonl", "missing.jsonl: data file not found"),
+    ("data: data.jsonl\nmodel: builtin:huge", "model.path: unknown builtin model 'builtin:huge'"),
+    ("data: data.jsonl\nmodel: {device: tpu9}", "device must be auto, cpu, cuda, cuda:N, mps or xpu[:N], got 'tpu9'"),
+    ("data: data.jsonl\ngeneration: {do_sample: true, temperature: .nan}", "generation.temperature: must be a finite number"),
+    ("data: data.jsonl\ngeneration: {max_new_tokens: 1000000000}", "max_new_tokens must be <= 1,048,576"),
+    ("data: data.jsonl\nmodel: MICRO\ngeneration: {max_new_tokens: 5000}",
+     "generation.max_new_tokens: 5000 does not fit the model's context window of 128 tokens"),
+])
+def test_defect7_validate_catches_what_run_would_reject(tmp_path, support_like, capsys, micro_path, body, fragment):
+    suite = write_suite(tmp_path, f"name: t\nsections: {{diversity: {{}}}}\n{body.replace('MICRO', str(micro_path))}\n")
+    code, err = _run_line(capsys, ["validate", str(suite)])
+    assert code == 2 and fragment in err
+
+
+def test_defect7_validate_still_passes_a_good_suite(tmp_path, support_like, capsys, micro_path):
+    from audit.cli import main
+
+    suite = write_suite(tmp_path, f"name: t\nmodel: {micro_path}\ndata: data.jsonl\nsections: {{diversity: {{}}}}\n")
+    assert main(["validate", str(suite)]) == 0
+    assert "12 records" in capsys.readouterr().out
