@@ -569,3 +569,26 @@ def test_defect7_validate_still_passes_a_good_suite(tmp_path, support_like, caps
     suite = write_suite(tmp_path, f"name: t\nmodel: {micro_path}\ndata: data.jsonl\nsections: {{diversity: {{}}}}\n")
     assert main(["validate", str(suite)]) == 0
     assert "12 records" in capsys.readouterr().out
+
+
+# ---- 8. a torn cache line never swallows the next record -------------------------------------------------------
+
+@pytest.mark.parametrize("cut", ["ascii", "multibyte"])
+def test_defect8_torn_cache_line_does_not_swallow_the_next_record(tmp_path, cut):
+    import subprocess
+    import sys
+
+    from audit.cache import DiskCache
+
+    c = DiskCache(tmp_path, "gen")
+    c.put_many([("a", "first"), ("b", "second ünïcode")])
+    # Simulated crash: a process killed mid-write leaves the start of a record and no newline.
+    record = json.dumps({"k": "c", "v": "third ünïcode"}, ensure_ascii=False).encode()
+    torn = record[: record.index("ü".encode()) + 1] if cut == "multibyte" else record[:12]
+    code = f"import os; f = open({str(c.path)!r}, 'ab'); f.write({torn!r}); f.flush(); os._exit(9)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 9
+    resumed = DiskCache(tmp_path, "gen")           # the next run: loads what is whole
+    assert resumed.get("a") == "first" and resumed.get("b") == "second ünïcode" and "c" not in resumed
+    resumed.put_many([("c", "third"), ("d", "fourth")])
+    again = DiskCache(tmp_path, "gen")              # every later run reuses all of them
+    assert [again.get(k) for k in "abcd"] == ["first", "second ünïcode", "third", "fourth"]
