@@ -592,3 +592,32 @@ def test_defect8_torn_cache_line_does_not_swallow_the_next_record(tmp_path, cut)
     resumed.put_many([("c", "third"), ("d", "fourth")])
     again = DiskCache(tmp_path, "gen")              # every later run reuses all of them
     assert [again.get(k) for k in "abcd"] == ["first", "second ünïcode", "third", "fourth"]
+
+
+# ---- 9. untrusted strings cannot spoof the console --------------------------------------------------------------
+
+def test_defect9_suite_name_cannot_print_fake_lines_or_ansi(tmp_path, support_like, capsys):
+    from audit.cli import main
+
+    spoof = 't\\n  gates:\\n    PASS  quality.toxicity < 0.01 (all good)\\x1b[32m\\r\\x1b]0;pwned\\x07'
+    suite = write_suite(tmp_path, f'name: "{spoof}"\ndescription: "x\\x1b[2J"\ndata: {{path: data.jsonl, limit: 2}}\n'
+                                  "generation: {max_new_tokens: 2}\nsections: {diversity: {}}\ngates: ['diversity.distinct_1 >= 2']\n")
+    out = tmp_path / "o"
+    code = main(["run", str(suite), "-m", "builtin:micro", "--out", str(out), "-o", str(tmp_path / "r.txt"), "-q"])
+    assert code == 1   # the one real gate fails
+    printed = capsys.readouterr()
+    for text in (printed.out, printed.err, (tmp_path / "r.txt").read_text(), (out / "summary.md").read_text()):
+        assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    lines = printed.out.splitlines()
+    assert lines[0].startswith("audit t gates: PASS quality.toxicity") and lines[0].endswith(": FAIL")
+    assert not any(line.lstrip().startswith("PASS") for line in lines)
+    assert len((tmp_path / "r.txt").read_text().splitlines()) == len([l for l in lines if not l.startswith("results:")])
+
+
+def test_defect9_one_sanitizer_serves_console_and_markdown():
+    """summary.md and the console share audit.untrusted.one_line; markdown keeps no copy of its own."""
+    from audit.report import markdown
+
+    src = Path(markdown.__file__).read_text(encoding="utf-8")
+    assert "one_line" in src and "x1f" not in src
+    assert markdown.md_escape("a\n\x1b[31mb") == "a \ufffd\\[31mb"
