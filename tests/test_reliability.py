@@ -621,3 +621,17 @@ def test_defect9_one_sanitizer_serves_console_and_markdown():
     src = Path(markdown.__file__).read_text(encoding="utf-8")
     assert "one_line" in src and "x1f" not in src
     assert markdown.md_escape("a\n\x1b[31mb") == "a \ufffd\\[31mb"
+
+
+def test_defect1_pickled_pytorch_model_bin_runs_no_code(tmp_path, micro_path):
+    """A model directory's pytorch_model.bin (read by transformers) and an hf: scorer's are pickles too."""
+    from audit.model import LanguageModel, ModelLoadError
+
+    d = tmp_path / "evil-model"
+    shutil.copytree(micro_path, d)
+    (d / "model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+    _plant(d / "pytorch_model.bin", marker, lambda evil: {"transformer.wte.weight": evil})
+    with pytest.raises(ModelLoadError) as e:
+        LanguageModel.load(str(d))
+    assert not marker.exists() and "\n" not in str(e.value) and str(d) in str(e.value)
