@@ -87,6 +87,9 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
                 raise AuditError(f"--section {s!r} is not in suite {suite.name}{did_you_mean(s, sections)}; it has: {', '.join(sections)}")
         sections = {k: v for k, v in sections.items() if k in only_sections}
         suite.gates = [g for g in suite.gates if g.metric.partition(".")[0] in sections]
+    from .report import check_outputs
+
+    check_outputs(out_dir, outputs)   # an unwritable output fails now, not after the whole run
     d = suite.data
     data_path = suite.resolve_path(d.path)
     records = load_records(data_path, prompt_field=d.prompt_field, reference_field=d.reference_field, split=d.split, limit=d.limit)
