@@ -39,7 +39,10 @@ def data_fingerprint(items: Iterable[Any]) -> str:
     """Hash of the prompt set: ids, prompts and references, in order (records or samples)."""
     h = hashlib.sha256()
     for it in items:
-        h.update(json.dumps([str(it.id), it.prompt, it.reference], ensure_ascii=False).encode())
+        fields = [str(it.id), it.prompt, it.reference]
+        if getattr(it, "messages", None):  # a conversation record: its earlier turns are data too
+            fields.append(it.messages)
+        h.update(json.dumps(fields, ensure_ascii=False).encode())
         h.update(b"\n")
     return h.hexdigest()[:16]
 
@@ -103,6 +106,30 @@ def incompatibilities(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
         diff("suite fingerprint (section options or data path changed)", base.get("suite_fingerprint"),
              cur.get("suite_fingerprint"))
     return out
+
+
+def check_prompt_format(baseline: AuditResult, prompt_format: str | None, *, force: bool = False,
+                        path: str | os.PathLike = "") -> str | None:
+    """Refuse a baseline whose model read prompts through another chat template or system prompt.
+
+    Checked once the model is loaded (the template comes with its tokenizer). A baseline from
+    before chat templates were recorded has none and is not refused on this account.
+    """
+    model = baseline.model or {}
+    if "prompt_format" not in model:
+        return None
+    base, cur = model.get("prompt_format"), prompt_format
+    if base == cur:
+        return None
+    raw = "raw prompts (no chat template)"
+    was = raw if base is None else f"chat template {model.get('chat_template')} [{base}]"
+    now = raw if cur is None else f"another chat template or system prompt [{cur}]"
+    reason = f"the model read {was} in the baseline but {now} now"
+    where = f"baseline {path}" if path else "baseline"
+    if not force:
+        raise BaselineError(f"{where} is incompatible: {reason}; use --force-baseline to compare anyway")
+    log.warning("%s is incompatible but forced: %s", where, reason)
+    return reason
 
 
 def load_baseline(path: str | os.PathLike) -> AuditResult:

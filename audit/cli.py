@@ -204,8 +204,6 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(max(1, args.threads))
-    from .errors import AuditError, first_line
-
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -214,12 +212,28 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if args.debug:
             raise
-        msg = first_line(e, default="")
-        if isinstance(e, AuditError):
-            print(f"audit: error: {msg}", file=sys.stderr)
-        else:
-            print(f"audit: error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(_error_line(e), file=sys.stderr)
         return EXIT_ERROR
+
+
+# Longest error line printed: messages quote untrusted values, and a terminal is no place for megabytes.
+_MAX_ERROR_CHARS = 1000
+
+
+def _error_line(e: BaseException) -> str:
+    """``audit: error: ...`` on one printable line; never raises (a failure here would exit 1, not 2)."""
+    from .errors import AuditError, first_line
+    from .untrusted import one_line
+
+    try:
+        if isinstance(e, MemoryError):
+            return "audit: error: out of memory (rerun with --debug for the traceback)"
+        msg = one_line(first_line(e, default=""), limit=_MAX_ERROR_CHARS)
+        if isinstance(e, AuditError):
+            return f"audit: error: {msg}"
+        return f"audit: error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)"
+    except BaseException:  # noqa: BLE001 - even MemoryError while formatting must end as exit 2
+        return f"audit: error: {type(e).__name__} (rerun with --debug for the traceback)"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,10 @@ from typing import Any
 
 from .errors import AuditError
 from .registry import did_you_mean
+from .untrusted import excerpt, one_line
+
+# Longest validation reason quoted in an error: messages may quote a value, and values are untrusted.
+MAX_REASON = 300
 
 
 class ConfigError(AuditError):
@@ -62,13 +66,13 @@ def from_mapping(cls, mapping: Any, where: str):
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
     for key, value in mapping.items():
         if key not in fields:
-            raise ConfigError(f"{where}: unknown field {key!r}{did_you_mean(key, fields)}; valid: {', '.join(sorted(fields))}")
+            raise ConfigError(f"{where}: unknown field {excerpt(key)}{did_you_mean(str(key), fields)}; valid: {', '.join(sorted(fields))}")
         if not _type_ok(value, hints[key]):
-            raise ConfigError(f"{where}.{key}: expected {_type_name(hints[key])}, got {value!r}")
+            raise ConfigError(f"{where}.{key}: expected {_type_name(hints[key])}, got {excerpt(value)}")
     try:
         return cls(**mapping)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where}: {e}") from None
+        raise ConfigError(f"{where}: {one_line(e, limit=MAX_REASON)}") from None
 
 
 def _type_name(tp) -> str:
@@ -117,15 +121,23 @@ class GenerationSettings:
 class ModelSpec:
     """Which model to audit and how to load it."""
 
-    path: str = "builtin:tiny"       # builtin:tiny | builtin:micro | local directory | hub id (cached)
+    path: str = "builtin:tiny"       # builtin:tiny | builtin:smollm2 | builtin:micro | local directory | FILE.gguf | hub id (cached)
     device: str = "auto"             # auto (cuda if available) | cpu | cuda | cuda:N
     dtype: str = "auto"              # auto (bf16 on capable CUDA, else float32) | float32 | bfloat16 | float16
     trust_remote_code: bool = False  # never run a model repo's code unless asked
     revision: str | None = None      # hub revision, for hub ids
+    # How prompts reach the model. auto: the tokenizer's chat template when it has one (instruct
+    # models are audited the way they are used), else the raw prompt; none: always the raw prompt;
+    # PATH: a Jinja chat template file (relative to the suite file). The adapter renders it, so
+    # every section gets it and perturbations change only the user's words.
+    chat_template: str = "auto"
+    system_prompt: str | None = None  # a system turn before every prompt (needs a chat template)
 
     def __post_init__(self):
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        if not self.chat_template:
+            raise ValueError("chat_template must be auto, none or the path of a Jinja template file")
 
 
 @dataclass

@@ -40,6 +40,19 @@ class SampleRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     # "section.score" -> value for this sample (e.g. "quality.chrf"); plain numbers.
     scores: dict[str, float] = field(default_factory=dict)
+    # Role/content turns when the record was given as a conversation (``prompt`` is its last user turn).
+    messages: list[dict[str, str]] | None = None
+
+    @property
+    def model_input(self):
+        """What the model adapter renders: the turns when there are any, else the prompt."""
+        return self.messages if self.messages else self.prompt
+
+    def with_user_text(self, text: str):
+        """The model input with the final user turn's words replaced (history kept), for perturbations."""
+        if not self.messages:
+            return text
+        return [dict(m) for m in self.messages[:-1]] + [{"role": "user", "content": text}]
 
 
 @dataclass

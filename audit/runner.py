@@ -103,18 +103,24 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     t = time.perf_counter()
     lm = model if isinstance(model, LanguageModel) else LanguageModel.load(suite.model)
     timings["load_model"] = time.perf_counter() - t
+    if baseline is not None:  # the chat template is known once the tokenizer is loaded
+        from .baseline import check_prompt_format
+
+        forced = check_prompt_format(baseline, lm.prompt_format, force=force_baseline, path=base_path)
+        if forced and base_summary is not None:
+            base_summary["incompatible"] = "; ".join(r for r in (base_summary.get("incompatible"), forced) if r)
     log.info("model %s: %s, %s parameters, %s on %s", lm.spec, lm.info().architecture, f"{lm.info().parameters:,}", lm.info().dtype, lm.device)
 
     cache_root = Path(cache_dir) if cache_dir else None
     t = time.perf_counter()
     gen_cache = DiskCache(cache_root, f"gen-{lm.fingerprint}", enabled=use_cache)
-    gens, reused = cached_generate(lm, [r.prompt for r in records], suite.generation, seed=suite.seed, cache=gen_cache,
+    gens, reused = cached_generate(lm, [r.model_input for r in records], suite.generation, seed=suite.seed, cache=gen_cache,
                                    progress=progress)
     total = len(records) * suite.generation.num_samples
     log.info("generation: %d of %d generations reused from cache, %d generated", reused, total, total - reused)
     timings["generate"] = time.perf_counter() - t
-    samples = [SampleRecord(id=r.id, prompt=r.prompt, reference=r.reference, generations=g, metadata=dict(r.metadata))
-               for r, g in zip(records, gens)]
+    samples = [SampleRecord(id=r.id, prompt=r.prompt, reference=r.reference, generations=g, metadata=dict(r.metadata),
+                            messages=r.messages) for r, g in zip(records, gens)]
     ctx = Context(model=lm, samples=samples, settings=suite.generation, seed=suite.seed, base_dir=suite.base_dir,
                   progress=progress, cache_root=cache_root, use_cache=use_cache, _gen_cache=gen_cache)
 

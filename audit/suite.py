@@ -1,10 +1,10 @@
 """A suite: model, data, generation, sections and gates, loaded from YAML and validated before any model loads.
 
-A suite file is YAML, read with ``yaml.safe_load`` only (no code in YAML): it can only name
-registered sections, metrics and components. Every error names the file and the field; unknown
-names suggest the closest valid one. This module sits above :mod:`audit.config` (the plain
-settings) and :mod:`audit.evaluators` (which use those settings), so neither imports the other
-back.
+A suite file is YAML, read with a ``yaml.SafeLoader`` only (no code in YAML; alias bombs refused,
+see :mod:`audit.safe_yaml`): it can only name registered sections, metrics and components. Every
+error names the file and the field; unknown names suggest the closest valid one. This module sits
+above :mod:`audit.config` (the plain settings) and :mod:`audit.evaluators` (which use those
+settings), so neither imports the other back.
 
 Example:
     >>> load_suite("demo").name
@@ -24,10 +24,14 @@ from typing import Any
 import yaml
 
 from . import gates as gates_mod
-from .config import ConfigError, DataSpec, GenerationSettings, ModelSpec, bundled_dir, from_mapping, resolve_data_path
+from .config import (MAX_REASON, ConfigError, DataSpec, GenerationSettings, ModelSpec, bundled_dir, from_mapping,
+                     resolve_data_path)
 from .evaluators import SECTIONS
+from .input_files import read_text
 from .registry import did_you_mean
+from .safe_yaml import load_yaml
 from .stats import ConfidenceSettings
+from .untrusted import excerpt, one_line
 
 
 @dataclass
@@ -76,8 +80,9 @@ def load_suite(path: str | os.PathLike, *, model_override: str | None = None) ->
         raise ConfigError(f"{path}: is a directory, not a suite file")
     if not p.exists():
         raise ConfigError(f"{path}: suite file not found")
+    text = read_text(p, what="suite file", error=ConfigError)   # regular, bounded, UTF-8
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = load_yaml(text)   # safe tags only; alias bombs and runaway nesting refused
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -92,7 +97,10 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
         raise ConfigError(f"{where}: a suite must be a YAML mapping")
     for key in raw:
         if key not in TOP_LEVEL:
-            raise ConfigError(f"{where}: unknown field {key!r}{did_you_mean(key, TOP_LEVEL)}; valid: {', '.join(sorted(TOP_LEVEL))}")
+            raise ConfigError(f"{where}: unknown field {excerpt(key)}{did_you_mean(str(key), TOP_LEVEL)}; valid: {', '.join(sorted(TOP_LEVEL))}")
+    for key in ("name", "description", "version"):
+        if isinstance(raw.get(key), (list, dict)):
+            raise ConfigError(f"{where}: {key}: expected a string, got {excerpt(raw[key])}")
     name = raw.get("name") or (Path(path).stem if path else "suite")
     model_raw = raw.get("model", {})
     if isinstance(model_raw, str):
@@ -100,6 +108,11 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
     model = from_mapping(ModelSpec, model_raw, f"{where}: model")
     if model_override:
         model = dataclasses.replace(model, path=model_override)
+    if model.chat_template not in ("auto", "none"):  # a template file: relative to the suite, checked now
+        tpath = resolve_data_path(model.chat_template, Path(path).parent if path else Path.cwd())
+        if not tpath.is_file():
+            raise ConfigError(f"{where}: model.chat_template: template file {tpath} not found (or use auto | none)")
+        model = dataclasses.replace(model, chat_template=str(tpath))
     data_raw = raw.get("data", {})
     if isinstance(data_raw, str):
         data_raw = {"path": data_raw}
@@ -109,7 +122,7 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
     gen = from_mapping(GenerationSettings, raw.get("generation", {}), f"{where}: generation")
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"{where}: seed: expected an integer, got {seed!r}")
+        raise ConfigError(f"{where}: seed: expected an integer, got {excerpt(seed)}")
 
     sections_raw = raw.get("sections")
     if not sections_raw or not isinstance(sections_raw, dict):
@@ -117,7 +130,7 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
     sections: dict[str, Any] = {}
     for sname, opts in sections_raw.items():
         if sname not in SECTIONS:
-            raise ConfigError(f"{where}: sections: unknown section {sname!r}{did_you_mean(sname, SECTIONS.names())}; available: {', '.join(SECTIONS.names())}")
+            raise ConfigError(f"{where}: sections: unknown section {excerpt(sname)}{did_you_mean(str(sname), SECTIONS.names())}; available: {', '.join(SECTIONS.names())}")
         evaluator_cls = SECTIONS.get(sname)
         sections[sname] = from_mapping(evaluator_cls.Options, opts if opts is not None else {}, f"{where}: sections.{sname}")
 
@@ -126,7 +139,7 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
         try:
             gate = gates_mod.parse_gate(g)
         except ValueError as e:
-            raise ConfigError(f"{where}: gates[{i}]: {e}") from None
+            raise ConfigError(f"{where}: gates[{i}]: {one_line(e, limit=MAX_REASON)}") from None
         section, _, metric = gate.metric.partition(".")
         if section not in sections:
             raise ConfigError(f"{where}: gates[{i}]: metric {gate.metric!r} names section {section!r}, which this suite does not run{did_you_mean(section, sections)}")

@@ -49,15 +49,20 @@ class Context:
         """A disk cache for this namespace (e.g. scores keyed by backend + text); honours ``--no-cache``."""
         return DiskCache(self.cache_root, f"{namespace}", enabled=self.use_cache)
 
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings | None = None, *, desc: str = "generate") -> list[list[str]]:
-        """Cached generation: a prompt already generated with these settings and seed is not redone."""
+    def generate(self, prompts: Sequence[Any], settings: GenerationSettings | None = None, *, desc: str = "generate") -> list[list[str]]:
+        """Cached generation: a prompt already generated with these settings and seed is not redone.
+
+        A prompt is the user's words (the model renders its chat template around them) or a list
+        of role/content turns (``SampleRecord.with_user_text`` builds one from a perturbed prompt).
+        """
         settings = settings or self.settings
         if self._gen_cache is None:
             self._gen_cache = DiskCache(self.cache_root, f"gen-{self.model.fingerprint}", enabled=self.use_cache)
         return cached_generate(self.model, prompts, settings, seed=self.seed, cache=self._gen_cache,
                                progress=self.progress, desc=desc)[0]
 
-    def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[float, int]]:
+    def loglikelihood(self, pairs: Sequence[tuple[Any, str]]) -> list[tuple[float, int]]:
+        """log p(continuation | context) per pair; with a chat template the context is a user turn."""
         return self.model.loglikelihood(pairs, batch_size=self.settings.batch_size, progress=self.progress)
 
 
@@ -67,6 +72,8 @@ def cached_generate(model, prompts: Sequence[str], settings: GenerationSettings,
     skey = settings.key()
     # The weights fingerprint names the cache; dtype and device change generations too (bf16 vs fp32).
     where = [str(getattr(model, "dtype", "")), str(getattr(getattr(model, "device", None), "type", ""))]
+    if getattr(model, "prompt_format", None):  # the chat template + system prompt change what the model reads
+        where.append(model.prompt_format)
     keys = [[make_key(p, skey, seed, k, *where) for k in range(settings.num_samples)] for p in prompts]
     skip = {(i, k) for i, row in enumerate(keys) for k, key in enumerate(row) if key in cache}
 
@@ -165,9 +172,9 @@ def make_context(model, records, settings: GenerationSettings | None = None, *, 
     settings = settings or GenerationSettings()
     ctx = Context(model=model, samples=[], settings=settings, seed=seed, progress=progress, cache_root=cache_root,
                   use_cache=use_cache, base_dir=base_dir or Path.cwd())
-    gens = ctx.generate([r.prompt for r in records])
-    ctx.samples = [SampleRecord(id=r.id, prompt=r.prompt, reference=r.reference, generations=g, metadata=dict(r.metadata))
-                   for r, g in zip(records, gens)]
+    gens = ctx.generate([r.model_input for r in records])
+    ctx.samples = [SampleRecord(id=r.id, prompt=r.prompt, reference=r.reference, generations=g, metadata=dict(r.metadata),
+                                messages=r.messages) for r, g in zip(records, gens)]
     return ctx
 
 

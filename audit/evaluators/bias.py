@@ -31,8 +31,10 @@ from .. import metrics as M
 from .. import stats
 from ..data import DataError, read_rows
 from ..errors import AuditError
+from ..input_files import read_text
 from ..registry import did_you_mean
 from ..results import MetricInfo, SectionResult
+from ..safe_yaml import load_yaml
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
 from .base import check_generation_overrides, merged_settings
@@ -58,7 +60,7 @@ def load_terms(path: str | Path) -> dict[str, dict[str, list[str]]]:
     if not path.exists():
         raise DataError(f"{path}: bias terms file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(read_text(path, what="bias terms file", error=DataError))
     except yaml.YAMLError as e:
         raise DataError(f"{path}: malformed YAML: {getattr(e, 'problem', None) or e}") from None
     axes = raw.get("axes") if isinstance(raw, dict) else None

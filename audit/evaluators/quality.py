@@ -57,7 +57,8 @@ class QualityEvaluator(Evaluator):
             raise AuditError("quality: no records have a reference; quality metrics need references")
         want = set(self.options.metrics)
         if "perplexity" in want:
-            scores = ctx.loglikelihood([(s.prompt, s.reference) for s in with_ref])
+            # The reference is scored as the answer to the prompt (the assistant's turn under a chat template).
+            scores = ctx.loglikelihood([(s.model_input, s.reference) for s in with_ref])
             nll = [-lp for lp, _ in scores]
             ntok = [n for _, n in scores]
             result.metrics["perplexity"] = M.perplexity(nll, ntok)
