@@ -22,15 +22,15 @@ from typing import Sequence
 
 from . import __version__
 from .errors import first_line
-from .cache import DiskCache
 from .suite import SuiteConfig, load_suite
 from .data import load_records
 from .evaluators import SECTIONS
-from .evaluators.base import Context, cached_generate
+from .evaluators.base import Context
+from .generation import generate_samples, generation_cache
 from .baseline import data_fingerprint
 from .gates import apply_gates
 from .model import LanguageModel
-from .results import AuditResult, SampleRecord, SectionResult
+from .results import AuditResult, SectionResult
 
 log = logging.getLogger("audit")
 
@@ -113,16 +113,13 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
 
     cache_root = Path(cache_dir) if cache_dir else None
     t = time.perf_counter()
-    gen_cache = DiskCache(cache_root, f"gen-{lm.fingerprint}", enabled=use_cache)
-    gens, reused = cached_generate(lm, [r.model_input for r in records], suite.generation, seed=suite.seed, cache=gen_cache,
-                                   progress=progress)
+    gen_cache = generation_cache(lm, cache_root, enabled=use_cache)
+    samples, reused = generate_samples(lm, records, suite.generation, seed=suite.seed, cache=gen_cache, progress=progress)
     total = len(records) * suite.generation.num_samples
     log.info("generation: %d of %d generations reused from cache, %d generated", reused, total, total - reused)
     timings["generate"] = time.perf_counter() - t
-    samples = [SampleRecord(id=r.id, prompt=r.prompt, reference=r.reference, generations=g, metadata=dict(r.metadata),
-                            messages=r.messages) for r, g in zip(records, gens)]
     ctx = Context(model=lm, samples=samples, settings=suite.generation, seed=suite.seed, base_dir=suite.base_dir,
-                  progress=progress, cache_root=cache_root, use_cache=use_cache, _gen_cache=gen_cache)
+                  progress=progress, cache_root=cache_root, use_cache=use_cache, gen_cache=gen_cache)
 
     for name, options in sections.items():
         evaluator = SECTIONS.get(name)(options)
