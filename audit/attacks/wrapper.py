@@ -20,6 +20,7 @@ import dataclasses
 from typing import Sequence
 
 from ..config import GenerationSettings
+from ..generation import cached_generate
 from .offline import import_textattack
 
 textattack = import_textattack()
@@ -95,8 +96,6 @@ class GenerationModelWrapper(textattack.models.wrappers.ModelWrapper):
 
     def _generate_group(self, prompts: list[str]) -> list[str]:
         if self.disk_cache is not None:
-            from ..evaluators.base import cached_generate
-
             gens, reused = cached_generate(self.lm, prompts, self.settings, seed=self.seed, cache=self.disk_cache)
             self.stats["generated"] += len(prompts) - reused
         else:

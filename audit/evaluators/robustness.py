@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..generation import generation_cache
 from ..registry import did_you_mean
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
@@ -134,7 +135,7 @@ class RobustnessEvaluator(Evaluator):
         one = dataclasses.replace(ctx.settings, num_samples=1)
         settings = dataclasses.replace(merged_settings(one, o.generation, "robustness"), num_samples=1)
         wrapper = GenerationModelWrapper(ctx.model, settings, seed=ctx.seed,
-                                         disk_cache=ctx.cache(f"gen-{ctx.model.fingerprint}"))
+                                         disk_cache=generation_cache(ctx.model, ctx.cache_root, enabled=ctx.use_cache))
         records = self._attack(ctx, wrapper, result)
         self._worst_case(ctx, wrapper, result)
         result.records = records
