@@ -20,6 +20,7 @@ import dataclasses
 from typing import Sequence
 
 from ..config import GenerationSettings
+from .lockstep import request
 from .offline import import_textattack
 
 textattack = import_textattack()
@@ -60,13 +61,20 @@ class GenerationModelWrapper(textattack.models.wrappers.ModelWrapper):
         self.disk_cache = disk_cache
         self.bucket_by_length = bucket_by_length
         self._cache: dict[str, str] = {}
-        # queries: prompts asked for; generated: prompts actually decoded; calls: __call__ count.
-        self.stats = {"calls": 0, "queries": 0, "generated": 0, "cache_hits": 0}
+        # queries: prompts asked for; generated: prompts actually decoded; calls: __call__ count;
+        # batches: model passes asked for (fewer than calls when attacks run in lockstep).
+        self.stats = {"calls": 0, "queries": 0, "batches": 0, "generated": 0, "cache_hits": 0}
 
     def __call__(self, text_input_list: Sequence[str], **kwargs) -> list[str]:
         prompts = [t if isinstance(t, str) else " ".join(t) for t in text_input_list]
         self.stats["calls"] += 1
         self.stats["queries"] += len(prompts)
+        # Attacks run by `run_lockstep` park here until every attack has asked; then one call to
+        # `_answer` serves them all (see audit.attacks.lockstep).
+        return request(self._answer, prompts)
+
+    def _answer(self, prompts: list[str]) -> list[str]:
+        self.stats["batches"] += 1
         if not self.use_cache:
             return self._generate(prompts)
         todo = list(dict.fromkeys(p for p in prompts if p not in self._cache))  # unique, in order

@@ -151,7 +151,7 @@ class RobustnessEvaluator(Evaluator):
     def _attack(self, ctx: Context, wrapper, result: SectionResult) -> list[dict]:
         from ..attacks import build_attack
         from ..attacks.goals import make_goal
-        from ..attacks.run import Target, attack_targets
+        from ..attacks.run import Target, attack_lockstep
         from ..metrics import sentence_chrf
 
         o = self.options
@@ -163,10 +163,16 @@ class RobustnessEvaluator(Evaluator):
                         "toxicity": {"scorer": o.toxicity_scorer, "threshold": o.toxicity_threshold}}[o.goal]
         records: list[dict] = []
         table = {}
-        for name in o.recipes:
+
+        def make_attack(name: str):
             goal = make_goal(o.goal, wrapper, query_budget=o.query_budget, **goal_options)
-            attack = build_attack(name, goal, max_words=o.max_words_perturbed, protect=o.protect)
-            recs = attack_targets(attack, targets, recipe=name, seed=ctx.seed, progress=ctx.progress)
+            return build_attack(name, goal, max_words=o.max_words_perturbed, protect=o.protect)
+
+        # Every recipe on every example at once: each search step's candidates from all attacks
+        # go to the model as one batch (same records as attacking one example at a time).
+        by_recipe = attack_lockstep(make_attack, targets, o.recipes, seed=ctx.seed, progress=ctx.progress)
+        for name in o.recipes:
+            recs = by_recipe[name]
             attacked = [r for r in recs if not r["skipped"]]
             rate = mean([float(r["success"]) for r in attacked])
             result.metrics[f"attack_success_rate_{name}"] = rate
