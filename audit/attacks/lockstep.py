@@ -10,7 +10,7 @@ and the threads take turns:
 - only one attack runs Python at any time (it holds the turn); the others are parked;
 - when an attack queries the model it parks: its request is recorded and the turn passes on;
 - once every live attack is parked (or finished), all requests are answered with ONE call
-  (``answer(prompts)``, the union of every attack's prompts, each prompt once), and every
+  (``answer(prompts)``, every attack's prompts one after another), and every
   attack is resumed in a fixed order, one at a time, until it parks again.
 
 Each attack's random state (Python's, NumPy's and torch's global RNGs, which TextAttack's random
@@ -19,10 +19,14 @@ run in a fixed order, so every attack takes exactly the path it takes when run a
 batch-independent model the records are the same, only the batches are larger.
 
 Example:
-    >>> def job(x):
-    ...     return lambda: request(lambda ps: [p.upper() for p in ps], [x, "shared"])
-    >>> run_lockstep([job("a"), job("b")])
-    [['A', 'SHARED'], ['B', 'SHARED']]
+    >>> asked = []
+    >>> def upper(prompts):
+    ...     asked.append(len(prompts))
+    ...     return [p.upper() for p in prompts]
+    >>> run_lockstep([lambda: request(upper, ["a", "b"]), lambda: request(upper, ["c"])])
+    [['A', 'B'], ['C']]
+    >>> asked  # one call for both attacks
+    [3]
 """
 
 from __future__ import annotations
@@ -127,14 +131,19 @@ class _Scheduler:
     def _answer_all(self) -> None:
         """Answer every parked request: one ``answer`` call per distinct answer function."""
         # Keyed by the function itself: bound methods of one object compare (and hash) equal,
-        # though each attribute access makes a new method object.
-        groups: dict[Answer, dict[str, None]] = {}
+        # though each attribute access makes a new method object. The answer function sees every
+        # prompt asked (repeats included) and does its own de-duplication and cache accounting.
+        groups: dict[Answer, list[int]] = {}
         for job in sorted(self.pending):
-            answer, prompts = self.pending[job]
-            groups.setdefault(answer, {}).update(dict.fromkeys(prompts))
-        outputs = {answer: dict(zip(unique, answer(list(unique)))) for answer, unique in groups.items()}
-        for job, (answer, prompts) in self.pending.items():
-            self.replies[job] = [outputs[answer][p] for p in prompts]
+            groups.setdefault(self.pending[job][0], []).append(job)
+        for answer, jobs in groups.items():
+            flat = [p for job in jobs for p in self.pending[job][1]]
+            outs = answer(flat)
+            at = 0
+            for job in jobs:
+                n = len(self.pending[job][1])
+                self.replies[job] = list(outs[at:at + n])
+                at += n
 
 
 def run_lockstep(jobs: Sequence[Callable[[], T]], *, on_finish: Callable[[int, T], None] | None = None) -> list[T]:
