@@ -64,7 +64,8 @@ class GenerationModelWrapper(textattack.models.wrappers.ModelWrapper):
         self.use_cache = cache
         self.disk_cache = disk_cache
         self._cache: dict[str, str] = {}
-        # queries: prompts asked for; generated: prompts actually decoded; calls: __call__ count;
+        # queries: prompts asked for; generated: prompts actually decoded; cache_hits: the others
+        # (answered by this wrapper's cache or the disk cache); calls: __call__ count;
         # batches: model passes asked for (fewer than calls when attacks run in lockstep).
         self.stats = {"calls": 0, "queries": 0, "batches": 0, "generated": 0, "cache_hits": 0}
 
@@ -92,6 +93,7 @@ class GenerationModelWrapper(textattack.models.wrappers.ModelWrapper):
 
             gens, reused = cached_generate(self.lm, prompts, self.settings, seed=self.seed, cache=self.disk_cache)
             self.stats["generated"] += len(prompts) - reused
+            self.stats["cache_hits"] += reused
         else:
             gens = self.lm.generate(prompts, self.settings, seed=self.seed)
             self.stats["generated"] += len(prompts)
