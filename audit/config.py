@@ -23,7 +23,7 @@ from .untrusted import excerpt, one_line
 # Devices torch can be asked for by name (checked before any model loads; availability is checked at load).
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
 # Longest validation reason quoted in an error: messages may quote a value, and values are untrusted.
-_MAX_REASON = 300
+MAX_REASON = 300
 
 
 class ConfigError(AuditError):
@@ -79,7 +79,7 @@ def from_mapping(cls, mapping: Any, where: str):
     try:
         return cls(**mapping)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where}: {one_line(e, limit=_MAX_REASON)}") from None
+        raise ConfigError(f"{where}: {one_line(e, limit=MAX_REASON)}") from None
 
 
 def _type_name(tp) -> str:
@@ -123,10 +123,21 @@ class GenerationSettings:
             raise ValueError("stop must be a list of non-empty strings")
 
     def key(self) -> dict:
-        """The settings that change what is generated (batch_size does not)."""
-        d = dataclasses.asdict(self)
-        d.pop("batch_size")
-        return d
+        """The settings that change what is generated: what generation caches and baselines must match."""
+        return self.key_of(dataclasses.asdict(self))
+
+    @staticmethod
+    def key_of(settings: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`key` of settings given as a plain mapping (e.g. a results.json's ``generation``).
+
+        The one place that says which fields do not change outputs: ``batch_size`` (greedy decoding
+        is per row and sampling is seeded per prompt, so batching changes only the speed).
+
+        Example:
+            >>> GenerationSettings.key_of({"max_new_tokens": 8, "batch_size": 64})
+            {'max_new_tokens': 8}
+        """
+        return {k: v for k, v in settings.items() if k != "batch_size"}
 
 
 @dataclass

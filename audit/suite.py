@@ -1,10 +1,10 @@
 """A suite: model, data, generation, sections and gates, loaded from YAML and validated before any model loads.
 
-A suite file is YAML, read with a ``yaml.SafeLoader`` only (no code in YAML; alias bombs refused, see :mod:`audit.safe_yaml`): it can only name
-registered sections, metrics and components. Every error names the file and the field; unknown
-names suggest the closest valid one. This module sits above :mod:`audit.config` (the plain
-settings) and :mod:`audit.evaluators` (which use those settings), so neither imports the other
-back.
+A suite file is YAML, read with a ``yaml.SafeLoader`` only (no code in YAML; alias bombs refused,
+see :mod:`audit.safe_yaml`): it can only name registered sections, metrics and components. Every
+error names the file and the field; unknown names suggest the closest valid one. This module sits
+above :mod:`audit.config` (the plain settings) and :mod:`audit.evaluators` (which use those
+settings), so neither imports the other back.
 
 Example:
     >>> load_suite("demo").name
@@ -24,16 +24,14 @@ from typing import Any
 import yaml
 
 from . import gates as gates_mod
-from .config import ConfigError, DataSpec, GenerationSettings, ModelSpec, bundled_dir, from_mapping, resolve_data_path
+from .config import (MAX_REASON, ConfigError, DataSpec, GenerationSettings, ModelSpec, bundled_dir, from_mapping,
+                     resolve_data_path)
 from .evaluators import SECTIONS
 from .input_files import read_text
 from .registry import did_you_mean
 from .safe_yaml import load_yaml
 from .stats import ConfidenceSettings
 from .untrusted import excerpt, one_line
-
-# Longest validation reason quoted in an error: messages may quote a value, and values are untrusted.
-_MAX_REASON = 300
 
 
 @dataclass
@@ -141,7 +139,7 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
         try:
             gate = gates_mod.parse_gate(g)
         except ValueError as e:
-            raise ConfigError(f"{where}: gates[{i}]: {one_line(e, limit=_MAX_REASON)}") from None
+            raise ConfigError(f"{where}: gates[{i}]: {one_line(e, limit=MAX_REASON)}") from None
         section, _, metric = gate.metric.partition(".")
         if section not in sections:
             raise ConfigError(f"{where}: gates[{i}]: metric {gate.metric!r} names section {section!r}, which this suite does not run{did_you_mean(section, sections)}")
