@@ -635,3 +635,17 @@ def test_defect1_pickled_pytorch_model_bin_runs_no_code(tmp_path, micro_path):
     with pytest.raises(ModelLoadError) as e:
         LanguageModel.load(str(d))
     assert not marker.exists() and "\n" not in str(e.value) and str(d) in str(e.value)
+
+
+def test_defect6_and_7_baseline_and_results_files_are_read_safely(tmp_path, capsys):
+    """A results file (audit report, --baseline) that is a device, a FIFO or deeply nested JSON: one line, exit 2."""
+    from audit.results import read_results
+    from audit.errors import AuditError
+
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    for name, fragment in [("zero.json", "is a device"), ("fifo.json", "is a FIFO"), ("deep.json", "RecursionError")]:
+        with pytest.raises(AuditError, match=fragment) as e:
+            read_results(tmp_path / name)
+        assert "\n" not in str(e.value) and name in str(e.value)
