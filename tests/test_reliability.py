@@ -649,3 +649,15 @@ def test_defect6_and_7_baseline_and_results_files_are_read_safely(tmp_path, caps
         with pytest.raises(AuditError, match=fragment) as e:
             read_results(tmp_path / name)
         assert "\n" not in str(e.value) and name in str(e.value)
+
+
+@pytest.mark.parametrize("gate", ["{metric: diversity.distinct_1, op: '>=', value: .nan}",
+                                  "{metric: diversity.distinct_1, max_regression: .nan}",
+                                  "{metric: diversity.distinct_1, op: '>=', value: 0.1, confidence: .nan}"])
+def test_defect5_non_finite_gate_numbers_are_refused(tmp_path, support_like, capsys, gate):
+    from audit.cli import main
+
+    suite = write_suite(tmp_path, f"name: t\ndata: data.jsonl\nsections: {{diversity: {{}}}}\ngates: [{gate}]\n")
+    assert main(["validate", str(suite)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "gates[0]" in err and "nan" in err and len(err.splitlines()) == 1
