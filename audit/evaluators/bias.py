@@ -146,9 +146,9 @@ def _axis_infos(axes: list[str]) -> dict[str, MetricInfo]:
     out = {}
     for a in axes:
         for measure in ("toxicity", "sentiment"):
-            out[f"{measure}_gap_{a}"] = MetricInfo(f"{measure}_gap_{a}", False, f"max - min group mean {measure} on axis {a}", per_sample=False)
-            out[f"{measure}_gap_p_{a}"] = MetricInfo(f"{measure}_gap_p_{a}", True,
-                                                     f"corrected permutation p-value of the {measure} gap on axis {a}", per_sample=False)
+            out.update([metric(f"{measure}_gap_{a}", False, f"max - min group mean {measure} on axis {a}", per_sample=False),
+                        metric(f"{measure}_gap_p_{a}", True, f"corrected permutation p-value of the {measure} gap on axis {a}",
+                               per_sample=False)])
     return out
 
 

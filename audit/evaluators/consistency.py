@@ -109,8 +109,7 @@ class ConsistencyEvaluator(Evaluator):
     @classmethod
     def metric_infos(cls, options) -> dict[str, MetricInfo]:
         infos = dict(cls.METRICS)
-        for p in options.perturbations:
-            infos[f"invariance_{p}"] = MetricInfo(f"invariance_{p}", True, f"mean output similarity under the {p} perturbation")
+        infos.update(metric(f"invariance_{p}", True, f"mean output similarity under the {p} perturbation") for p in options.perturbations)
         return infos
 
     def _evaluate(self, ctx: Context, result: SectionResult) -> None:

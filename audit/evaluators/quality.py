@@ -44,7 +44,7 @@ class QualityEvaluator(Evaluator):
 
     @classmethod
     def metric_infos(cls, options) -> dict[str, MetricInfo]:
-        return {m: cls.METRICS[m] for m in options.metrics}
+        return {m: info for m, info in cls.METRICS.items() if m in options.metrics}
 
     @classmethod
     def metric_names(cls, options) -> set[str] | None:

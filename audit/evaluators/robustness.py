@@ -116,9 +116,7 @@ class RobustnessEvaluator(Evaluator):
     @classmethod
     def metric_infos(cls, options) -> dict[str, MetricInfo]:
         infos = dict(cls.METRICS)
-        for r in options.recipes:
-            name = f"attack_success_rate_{r}"
-            infos[name] = MetricInfo(name, False, f"attack success rate of recipe {r}")
+        infos.update(metric(f"attack_success_rate_{r}", False, f"attack success rate of recipe {r}") for r in options.recipes)
         return infos
 
     # ---- evaluation --------------------------------------------------------------------------
