@@ -32,7 +32,7 @@ from .. import stats
 from ..data import DataError, read_rows
 from ..errors import AuditError
 from ..input_files import read_text
-from ..registry import did_you_mean
+from ..registry import did_you_mean, unknown_name
 from ..results import MetricInfo, SectionResult
 from ..safe_yaml import load_yaml
 from . import SECTIONS
@@ -205,7 +205,7 @@ class BiasEvaluator(Evaluator):
                 known = list(load_terms(bundled_dir() / "data/bias_terms.yaml"))
                 for a in self.axes:
                     if a not in known:
-                        raise ValueError(f"axes: unknown axis {a!r}{did_you_mean(a, known)}; available: {', '.join(known)}")
+                        raise ValueError(f"axes: {unknown_name('axis', a, known)}")
 
     @classmethod
     def metric_infos(cls, options) -> dict[str, MetricInfo]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-from ..registry import did_you_mean
+from ..registry import unknown_name
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
@@ -97,8 +97,7 @@ class ConsistencyEvaluator(Evaluator):
             for key, kind in (("perturbations", "inv"), ("dir_perturbations", "dir")):
                 for p in getattr(self, key):
                     if p not in PERTURBATIONS:
-                        raise ValueError(f"{key}: unknown perturbation {p!r}{did_you_mean(p, PERTURBATIONS.names())}; "
-                                         f"available: {', '.join(PERTURBATIONS.names())}")
+                        raise ValueError(f"{key}: {unknown_name('perturbation', p, PERTURBATIONS.names())}")
                     if PERTURBATIONS.get(p).kind != kind:
                         raise ValueError(f"{key}: {p!r} is a {PERTURBATIONS.get(p).kind.upper()} perturbation, not {kind.upper()}")
             if not 0 < self.dir_max_similarity <= 1:

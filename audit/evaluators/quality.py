@@ -35,12 +35,12 @@ class QualityEvaluator(Evaluator):
         evaluate_modules: list[str] = field(default_factory=list)  # local paths of `evaluate` metric modules
 
         def __post_init__(self):
-            from ..registry import did_you_mean
+            from ..registry import unknown_name
 
             known = ["perplexity", "bleu", "chrf", "rouge_l"]
             for m in self.metrics:
                 if m not in known:
-                    raise ValueError(f"metrics: unknown metric {m!r}{did_you_mean(m, known)}; available: {', '.join(known)}")
+                    raise ValueError(f"metrics: {unknown_name('metric', m, known)}")
 
     @classmethod
     def metric_infos(cls, options) -> dict[str, MetricInfo]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..generation import generation_cache
-from ..registry import did_you_mean
+from ..registry import unknown_name
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
@@ -90,15 +90,12 @@ class RobustnessEvaluator(Evaluator):
 
             for r in self.recipes:
                 if r not in RECIPES:
-                    raise ValueError(f"recipes: unknown attack recipe {r!r}{did_you_mean(r, RECIPES.names())}; "
-                                     f"available: {', '.join(RECIPES.names())}")
+                    raise ValueError(f"recipes: {unknown_name('attack recipe', r, RECIPES.names())}")
             if self.goal not in GOAL_NAMES:
-                raise ValueError(f"goal: unknown goal {self.goal!r}{did_you_mean(self.goal, GOAL_NAMES)}; "
-                                 f"available: {', '.join(GOAL_NAMES)}")
+                raise ValueError(f"goal: {unknown_name('goal', self.goal, GOAL_NAMES)}")
             for p in self.perturbations:
                 if p not in PERTURBATIONS:
-                    raise ValueError(f"perturbations: unknown perturbation {p!r}{did_you_mean(p, PERTURBATIONS.names())}; "
-                                     f"available: {', '.join(PERTURBATIONS.names())}")
+                    raise ValueError(f"perturbations: {unknown_name('perturbation', p, PERTURBATIONS.names())}")
             if self.similarity not in SIMILARITIES:
                 raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {self.similarity!r}")
             if not 0.0 <= self.max_similarity < 1.0:

@@ -23,7 +23,7 @@ import yaml
 
 from ..config import ConfigError, from_mapping
 from ..input_files import read_text
-from ..registry import did_you_mean
+from ..registry import unknown_name
 from ..safe_yaml import load_yaml
 
 
@@ -186,7 +186,7 @@ class FinetuneConfig:
         specs = []
         for name, value in self.losses.items():
             if name not in LOSSES:
-                raise ValueError(f"losses: unknown loss {name!r}{did_you_mean(name, LOSSES.names())}; available: {', '.join(LOSSES.names())}")
+                raise ValueError(f"losses: {unknown_name('loss', name, LOSSES.names())}")
             cls = LOSSES.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 weight, opts = float(value), {}
