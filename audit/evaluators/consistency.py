@@ -32,13 +32,7 @@ from ..registry import unknown_name
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
-from .base import check_generation_overrides, merged_settings
-
-
-def _default_protect() -> list[str]:
-    from ..perturb import ROLE_TAGS
-
-    return list(ROLE_TAGS)
+from .base import check_generation_overrides, default_protect, merged_settings
 
 
 def normalize_answer(text: str, max_words: int) -> str:
@@ -80,7 +74,7 @@ class ConsistencyEvaluator(Evaluator):
         generation: dict[str, Any] = field(default_factory=dict)  # overrides of the suite's settings, e.g. {stop: []}
         # Regular expressions for prompt text INV/DIR perturbations never modify; default: role tags at
         # line starts ("Customer:", "Agent:"), so only the user's words change ([] = whole prompt).
-        protect: list[str] = field(default_factory=_default_protect)
+        protect: list[str] = field(default_factory=default_protect)
 
         def __post_init__(self):
             from ..attacks.similarity import SIMILARITIES

@@ -37,15 +37,9 @@ from ..registry import unknown_name
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
-from .base import check_generation_overrides, merged_settings
+from .base import check_generation_overrides, default_protect, merged_settings
 
 _DEFAULT_PERTURBATIONS = ["lowercase", "punctuation", "contractions", "typos", "whitespace"]
-
-
-def _default_protect() -> list[str]:
-    from ..perturb import ROLE_TAGS
-
-    return list(ROLE_TAGS)
 
 
 @SECTIONS.register("robustness")
@@ -79,7 +73,7 @@ class RobustnessEvaluator(Evaluator):
         similarity: str = "chrf"             # chrf | rouge_l: output similarity measure
         # Regular expressions for prompt text that attacks and perturbations never modify; default:
         # role tags at line starts ("Customer:", "Agent:"), so only the user's words change ([] = whole prompt).
-        protect: list[str] = field(default_factory=_default_protect)
+        protect: list[str] = field(default_factory=default_protect)
 
         def __post_init__(self):
             from ..attacks import GOAL_NAMES, RECIPES
