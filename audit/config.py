@@ -8,6 +8,7 @@ that name the file and the field; unknown names suggest the closest valid one. T
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ def from_mapping(cls, mapping: Any, where: str):
             raise ConfigError(f"{where}: unknown field {excerpt(key)}{did_you_mean(str(key), fields)}; valid: {', '.join(sorted(fields))}")
         if not _type_ok(value, hints[key]):
             raise ConfigError(f"{where}.{key}: expected {_type_name(hints[key])}, got {excerpt(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            # NaN passes every `x <= 0` check in __post_init__; inf is never a meaningful setting here.
+            raise ConfigError(f"{where}.{key}: must be a finite number, got {value}")
     try:
         return cls(**mapping)
     except (ValueError, TypeError) as e:

@@ -72,6 +72,9 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     """
     t0 = time.perf_counter()
     suite = _prepare_suite(suite, model=model if isinstance(model, str) else None, seed=seed, only_sections=only_sections)
+    from .report import check_outputs
+
+    check_outputs(out_dir, outputs)   # an unwritable output fails now, not after the whole run
     data_path = suite.resolve_path(suite.data.path)
     d = suite.data
     records = load_records(data_path, prompt_field=d.prompt_field, reference_field=d.reference_field, split=d.split, limit=d.limit)

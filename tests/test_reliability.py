@@ -272,6 +272,151 @@ def test_defect3_finetune_config_alias_bomb_is_refused(tmp_path):
     from audit.finetune.config import load_finetune_config
 
     p = tmp_path / "ft.yaml"
-    p.write_text(_bomb(9).replace("a0: &a0 [lol]", "data: x.jsonl\na0: &a0 [lol]"))
+    p.write_text(f"data: x.jsonl\nlr: {_bomb(9)}\n")
     with pytest.raises(ConfigError, match="alias bomb"):
         load_finetune_config(str(p))
+
+
+# ---- 4. outputs are checked before anything runs ----------------------------------------------------------------
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fails the test if any model is loaded (the check must come first)."""
+    from audit.model import LanguageModel
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded before the output paths were checked")
+
+    monkeypatch.setattr(LanguageModel, "load", refuse)
+
+
+def _outputs_cases(tmp_path):
+    (tmp_path / "adir.html").mkdir()
+    (tmp_path / "afile").write_text("x")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    cases = [(["-o", str(tmp_path / "x.pdf")], "unknown extension '.pdf'"),
+             (["-o", str(tmp_path / "noext")], "no extension"),
+             (["-o", str(tmp_path / "adir.html")], "it is a directory"),
+             (["-o", "/proc/audit-report.html"], "cannot write report in /proc"),
+             (["--out", str(tmp_path / "afile")], "is an existing file"),
+             (["--out", str(tmp_path / "afile" / "sub")], "is not a directory")]
+    if os.geteuid() != 0:   # root writes into a 0555 directory, so it is no error there
+        cases.append((["-o", str(ro / "r.html")], "Permission denied"))
+    return cases
+
+
+def test_defect4_bad_output_paths_fail_before_the_model_loads(tmp_path, support_like, capsys, no_model_load):
+    from audit.cli import main
+
+    suite = write_suite(tmp_path, "name: t\ndata: data.jsonl\nsections: {diversity: {}}\n")
+    for extra, fragment in _outputs_cases(tmp_path):
+        out = tmp_path / "out"
+        args = ["run", str(suite), "-m", "builtin:micro", "-q"] + (["--out", str(out)] if "--out" not in extra else []) + extra
+        assert main(args) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and fragment in err, (extra, err)
+        assert not (out / "results.json").exists()
+
+
+def test_defect4_explain_finetune_and_harden_outputs_fail_first(tmp_path, support_like, no_model_load, monkeypatch):
+    from audit.explain.files import explain_to_files
+    from audit.finetune.harden import harden
+    from audit.finetune.run import finetune
+    from audit.output_paths import OutputPathError
+
+    (tmp_path / "e.html").mkdir()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputPathError, match="it is a directory"):
+        explain_to_files("builtin:micro", "Hi", outputs=[str(tmp_path / "e.html")])
+    with pytest.raises(OutputPathError, match="cannot write explanation in /proc"):
+        explain_to_files("builtin:micro", "Hi", outputs=["/proc/e.json"])
+    import audit.finetune.run as ftrun
+
+    monkeypatch.setattr(ftrun, "load_for_training", lambda *a, **k: pytest.fail("the model loaded first"))
+    with pytest.raises(OutputPathError, match="existing file"):
+        finetune({"model": "builtin:micro", "data": str(support_like), "out_dir": str(tmp_path / "afile")})
+    with pytest.raises(OutputPathError, match="existing file"):
+        harden("builtin:micro", "robustness", tmp_path / "afile")
+
+
+# ---- 5. non-finite numbers never pass and never become a "good" checkpoint --------------------------------------
+
+@pytest.mark.parametrize("field,body", [("generation.temperature", "generation: {do_sample: true, temperature: .nan}"),
+                                        ("generation.top_p", "generation: {top_p: .inf}"),
+                                        ("confidence.level", "confidence: {level: .nan}"),
+                                        ("sections.toxicity.threshold", "sections: {toxicity: {threshold: .nan}}")])
+def test_defect5_non_finite_numbers_in_a_suite_are_refused(tmp_path, support_like, capsys, field, body):
+    from audit.cli import main
+
+    text = "name: t\ndata: data.jsonl\n" + ("" if body.startswith("sections") else "sections: {diversity: {}}\n") + body + "\n"
+    suite = write_suite(tmp_path, text)
+    assert main(["validate", str(suite)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{field}: must be a finite number" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("lr", ["inf", "nan", "-inf"])
+def test_defect5_finetune_lr_inf_is_refused_before_training(tmp_path, support_like, capsys, lr):
+    from audit.cli import main
+
+    out = tmp_path / "ft"
+    code = main(["finetune", "--model", "builtin:micro", "--data", str(support_like), "--out", str(out), f"--lr={lr}",
+                 "--max-steps", "2", "--save-every", "1", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "lr: must be a finite number" in err and not (out / "checkpoints").exists()
+
+
+def _ft_cfg(micro_path, data, out, **kw):
+    cfg = {"model": str(micro_path), "data": str(data), "batch_size": 4, "max_steps": 4, "save_every": 1,
+           "out_dir": str(out), "progress": False, "seed": 0, "max_grad_norm": None, "warmup_steps": 2}
+    cfg.update(kw)
+    return cfg
+
+
+def _all_finite(step_dir: Path) -> bool:
+    from safetensors.torch import load_file
+
+    return all(torch.isfinite(v).all() for v in load_file(str(step_dir / "model.safetensors")).values())
+
+
+def test_defect5_lr_overflow_is_a_named_error_and_the_last_finite_checkpoint_is_kept(micro_path, support_like, tmp_path):
+    """lr 3e38, no clipping: step 1 (warm-up, lr 0) saves; step 2's AdamW step size overflows float32."""
+    from audit.finetune.run import finetune
+    from audit.finetune.trainer import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"optimizer update overflowed .*at step 2 .*last good checkpoint: .*step-000001"):
+        finetune(_ft_cfg(micro_path, support_like, tmp_path / "o", lr=3e38))
+    steps = sorted(p.name for p in (tmp_path / "o" / "checkpoints").iterdir())
+    assert steps == ["step-000001"] and _all_finite(tmp_path / "o" / "checkpoints" / "step-000001")
+    assert not (tmp_path / "o" / "model").exists()
+
+
+def test_defect5_non_finite_weights_are_never_saved(micro_path, support_like, tmp_path):
+    """A step that makes a weight infinite (here weight decay with lr*wd > 2 on a huge unused position
+    embedding) stops before saving it; the finite step-1 checkpoint is named last good."""
+    from audit.finetune.run import finetune
+    from audit.finetune.trainer import TrainingDiverged
+
+    def poison(trainer, rec):
+        if trainer.step == 1:   # after the step-1 checkpoint: a huge weight that no prompt position reads
+            with torch.no_grad():
+                trainer.model.transformer.wpe.weight[-1, 0] = 3e38
+
+    with pytest.raises(TrainingDiverged, match=r"weights became NaN or infinite at step 2 .*last good checkpoint: .*step-000001"):
+        finetune(_ft_cfg(micro_path, support_like, tmp_path / "w", lr=300.0, weight_decay=1.0), callbacks=[poison])
+    steps = sorted(p.name for p in (tmp_path / "w" / "checkpoints").iterdir())
+    assert steps == ["step-000001"] and _all_finite(tmp_path / "w" / "checkpoints" / "step-000001")
+
+
+def test_defect5_a_checkpoint_whose_weights_give_nan_is_not_called_good(micro_path, support_like, tmp_path):
+    """lr 1e38 with warm-up: step 2 saves huge but finite weights whose loss is NaN at step 3."""
+    from audit.finetune.run import finetune
+    from audit.finetune.trainer import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 3 .*step-2 checkpoint holds the weights that gave "
+                                               r"this loss .*last good checkpoint: .*step-000001"):
+        finetune(_ft_cfg(micro_path, support_like, tmp_path / "n", lr=1e38))
+    steps = sorted(p.name for p in (tmp_path / "n" / "checkpoints").iterdir())
+    assert steps == ["step-000001", "step-000002.diverged"]

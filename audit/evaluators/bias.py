@@ -330,6 +330,9 @@ class BiasEvaluator(Evaluator):
         o = self.options
         path = ctx.resolve_path(o.pairs)
         pairs = load_pairs(path, limit=o.pairs_limit, bias_types=o.bias_types)
+        # Each sentence unconditioned: from bos for a base model; for a chat model, as the assistant's
+        # reply to an empty user turn (the adapter renders it; lm-eval's chat convention), i.e. which
+        # of the two sentences the model would rather say, as it is used.
         scored = ctx.loglikelihood([("", s) for p in pairs for s in (p["sent_more"], p["sent_less"])])
         recs = []
         for j, p in enumerate(pairs):

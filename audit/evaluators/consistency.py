@@ -163,14 +163,15 @@ class ConsistencyEvaluator(Evaluator):
             return
         prompts = [s.prompt for s in samples]
         variants = {p: [perturb(x, p, seed=ctx.seed, protect=o.protect) for x in prompts] for p in names}
-        flat = prompts + [v for p in names for v in variants[p]]
-        # One generation call: clean prompts and all variants batched together (and cached).
-        outs = [g[0] for g in ctx.generate(flat, greedy, desc="consistency variants")]
-        clean = outs[:len(prompts)]
-        n = len(prompts)
+        # One generation call: clean prompts and all variants batched together (and cached), each
+        # distinct prompt once: a perturbation that does not apply returns the prompt itself, and
+        # two perturbations may give the same variant (lower-casing a lower-case prompt...).
+        unique = list(dict.fromkeys(prompts + [v for p in names for v in variants[p]]))
+        output = dict(zip(unique, (g[0] for g in ctx.generate(unique, greedy, desc="consistency variants"))))
+        clean = [output[x] for x in prompts]
         breakdown, inv_all, dir_all, examples = {}, [], [], []
-        for k, p in enumerate(names):
-            out_p = outs[n * (k + 1):n * (k + 2)]
+        for p in names:
+            out_p = [output[v] for v in variants[p]]
             sims = []
             for i, s in enumerate(samples):
                 if variants[p][i] == s.prompt:
