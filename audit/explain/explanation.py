@@ -63,6 +63,10 @@ class Explanation:
     target_logprobs: list[float]            # log p(target token t | sources of t), per step
     baseline_logprobs: list[float] | None = None   # IG: the same with every source set to the baseline
     convergence_delta: list[float] | None = None   # IG: sum(attributions[t]) - (f(x) - f(baseline))
+    complete: bool | None = None            # IG: every step within settings["completeness_tolerance"]; False:
+                                            # the refinement hit its cap, scores are approximate (flagged)
+    excluded: list[int] = field(default_factory=list)   # prompt tokens outside the user's words (chat
+                                            # template): never attributed, moved, ablated or deleted
     faithfulness: Faithfulness | None = None
     settings: dict[str, Any] = field(default_factory=dict)   # method, steps, baseline token, ...
     model: dict[str, Any] = field(default_factory=dict)      # spec and weights fingerprint
@@ -78,8 +82,8 @@ class Explanation:
         return self.source_tokens[self.n_prompt:]
 
     def prompt_attribution(self) -> list[float]:
-        """Total attribution of each prompt token, summed over all generated steps."""
-        return [sum(row[j] for row in self.attributions) for j in range(self.n_prompt)]
+        """Total attribution of each prompt token, summed over all generated steps (0 for excluded tokens)."""
+        return [sum(row[j] or 0.0 for row in self.attributions) for j in range(self.n_prompt)]
 
     def top_sources(self, step: int, k: int = 3) -> list[tuple[int, str, float]]:
         """The ``k`` sources with the largest attribution for generated ``step``: (index, token, score)."""

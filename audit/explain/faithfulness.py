@@ -43,19 +43,21 @@ def deletion_check(problem: Problem, scores: torch.Tensor, *, k: int = 3, n_rand
     rows, owners = [], []          # owners[i] = (step, is_top)
     steps, ks = [], []
     base = problem.ids.detach().cpu()
+    allowed = problem.source_positions().cpu()   # template tokens are never deleted
     for t in range(problem.n_target):
-        n = problem.n_sources(t)
+        cand = allowed[allowed < problem.n_sources(t)]
+        n = len(cand)
         if n < 2:
             continue  # one source: top-k and random-k are the same deletion
         kt = min(k, n - 1)
         steps.append(t)
         ks.append(kt)
-        order = torch.argsort(scores[t, :n].detach().float().cpu(), descending=True, stable=True)
-        rows.append(_replaced(base, order[:kt], problem.baseline_id))
+        order = torch.argsort(scores[t, cand].detach().float().cpu(), descending=True, stable=True)
+        rows.append(_replaced(base, cand[order[:kt]], problem.baseline_id))
         owners.append((t, True))
         for _ in range(n_random):
             pick = torch.randperm(n, generator=gen)[:kt]
-            rows.append(_replaced(base, pick, problem.baseline_id))
+            rows.append(_replaced(base, cand[pick], problem.baseline_id))
             owners.append((t, False))
     if not rows:
         return Faithfulness(k=k, n_random=n_random, drop_top=[], drop_random=[], steps=[])

@@ -22,7 +22,15 @@ class Problem:
     ids: torch.Tensor          # (L,) prompt + target token ids, on the model's device
     n_prompt: int              # P: the first P ids are the prompt
     baseline_id: int           # the token that stands for "absent"
-    batch_rows: int            # rows per forward pass
+    batch_rows: int            # rows per forward pass (no gradient kept)
+    grad_rows: int = 0         # rows per pass that keeps activations for backward (0: batch_rows)
+    sources: torch.Tensor | None = None   # (L,) bool: positions that may be attributed (None: all).
+                                          # Chat-template tokens outside the user's words are not: they
+                                          # stay fixed on every path and are never deleted or ablated.
+
+    def __post_init__(self):
+        if not self.grad_rows:
+            self.grad_rows = self.batch_rows
 
     @property
     def length(self) -> int:
@@ -45,7 +53,25 @@ class Problem:
         return self.model.get_input_embeddings()(ids)
 
     def baseline_ids(self) -> torch.Tensor:
-        return torch.full_like(self.ids, self.baseline_id)
+        """The sequence with every source replaced by the baseline token (other positions kept)."""
+        out = torch.full_like(self.ids, self.baseline_id)
+        return out if self.sources is None else torch.where(self.sources, out, self.ids)
+
+    def source_positions(self) -> torch.Tensor:
+        """(S,) indices of the positions that may be attributed."""
+        if self.sources is None:
+            return torch.arange(self.length, device=self.ids.device)
+        return torch.nonzero(self.sources, as_tuple=False)[:, 0]
+
+    def logprobs_from_source_ids(self, sub: torch.Tensor) -> torch.Tensor:
+        """(B, S) ids of the source positions only -> (B, T) log-probabilities (other positions as in ``ids``).
+
+        Perturbation methods (Captum) see only the sources as features, so template tokens are
+        never ablated and cost no rows.
+        """
+        full = self.ids[None].expand(sub.shape[0], -1).clone()
+        full[:, self.source_positions()] = sub.to(full.device)
+        return self.logprobs_from_ids(full)
 
     def _step_logprobs(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, L, V) logits -> (B, T) log-probabilities of each target token at its step."""
@@ -111,7 +137,8 @@ class Problem:
         return torch.cat(out)
 
     def source_mask(self) -> torch.Tensor:
-        """(T, L) bool: True where source j precedes step t (j < n_prompt + t)."""
+        """(T, L) bool: True where source j precedes step t (j < n_prompt + t) and may be attributed."""
         t = torch.arange(self.n_target, device=self.ids.device)[:, None]
         j = torch.arange(self.length, device=self.ids.device)[None, :]
-        return j < self.n_prompt + t
+        mask = j < self.n_prompt + t
+        return mask if self.sources is None else mask & self.sources[None, :]
