@@ -207,3 +207,58 @@ def test_baseline_token_id_outside_the_vocabulary_is_a_clear_error(micro_lm):
     n_vocab = micro_lm.model.get_input_embeddings().num_embeddings
     with pytest.raises(ExplainError, match=f"baseline token id {n_vocab} is outside"):
         explain(micro_lm, "x", target=" y", baseline=str(n_vocab))
+
+
+def test_user_spans_keep_template_tokens_fixed_and_unscored(micro_lm):
+    """A rendered chat prompt: only the user's words (and the generated tokens) are sources."""
+    head, user, tail = "<|system|>Be brief.\n<|user|>", "The function returns a list", "\n<|assistant|>"
+    prompt = head + user + tail
+    spans = [(len(head), len(head) + len(user))]
+    e = explain(micro_lm, prompt, target=TARGET, user_spans=spans, top_k=2)
+    toks = e.prompt_tokens
+    assert e.excluded and all(j < e.n_prompt for j in e.excluded)
+    assert "".join(toks[j] for j in range(e.n_prompt) if j not in e.excluded).strip() == user
+    for row in e.attributions:
+        assert all(row[j] is None for j in e.excluded)
+    for t in range(len(e.target_tokens)):
+        assert all(j not in e.excluded for j, _, _ in e.top_sources(t, k=5))
+    # Template tokens stay at their embedding on the path: completeness holds against the same f(baseline).
+    assert e.complete is True and e.completeness_error() < 0.01
+    assert len(e.baseline_logprobs) == len(e.target_tokens)
+    # Feature ablation only ablates the sources; its score on a user token equals a manual replacement.
+    fa = explain(micro_lm, prompt, target=TARGET, user_spans=spans, method="feature_ablation", faithfulness=False)
+    ids = torch.tensor(e.token_ids)
+    j = next(j for j in range(e.n_prompt) if j not in e.excluded)
+    ablated = ids.clone()
+    ablated[j] = micro_lm.tokenizer.unk_token_id
+    f = _step_fn(micro_lm.model, e.token_ids[e.n_prompt])
+    with torch.no_grad():
+        expected = float(f(ids[:e.n_prompt][None])[0] - f(ablated[:e.n_prompt][None])[0])
+    assert fa.attributions[0][j] == pytest.approx(expected, abs=1e-5)
+    assert all(fa.attributions[0][k] is None for k in e.excluded)
+    # The deletion check never deletes a template token: its top-k drop is the drop of the top user tokens.
+    t = e.faithfulness.steps[0]
+    top = [j for j, _, _ in e.top_sources(t, k=2)]
+    deleted = ids.clone()
+    deleted[top] = micro_lm.tokenizer.unk_token_id
+    n = e.n_prompt + t
+    step = _step_fn(micro_lm.model, e.token_ids[n])
+    with torch.no_grad():
+        drop = float(step(ids[:n][None])[0] - step(deleted[:n][None])[0])
+    assert e.faithfulness.drop_top[0] == pytest.approx(drop, abs=1e-5)
+    from audit.explain.html import render_html
+
+    assert render_html([e]).count(' tpl"') >= len(e.excluded)
+
+
+def test_user_span_outside_the_prompt_is_a_clear_error(micro_lm):
+    with pytest.raises(ExplainError, match=r"user span \(0, 99\) is outside the prompt of 5 characters"):
+        explain(micro_lm, "Hello", target=" world", user_spans=[(0, 99)])
+
+
+def test_rows_per_gradient_pass_follow_the_memory_budget(micro_lm):
+    small = explain(micro_lm, PROMPT, target=TARGET, faithfulness=False, completeness_tolerance=None, grad_memory_mb=1)
+    big = explain(micro_lm, PROMPT, target=TARGET, faithfulness=False, completeness_tolerance=None)
+    assert small.settings["grad_rows"] < big.settings["grad_rows"]
+    for a, b in zip(small.attributions, big.attributions):
+        assert all((x is None and y is None) or x == pytest.approx(y, abs=1e-6) for x, y in zip(a, b))
