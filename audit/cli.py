@@ -122,7 +122,7 @@ def _default_outputs(out_dir: Path) -> list[str]:
 
 
 def cmd_run(args) -> int:
-    from .config import load_suite
+    from .suite import load_suite
     from .runner import run_suite
 
     suite = load_suite(args.suite, model_override=args.model)
@@ -141,7 +141,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .config import load_suite
+    from .suite import load_suite
 
     suite = load_suite(args.suite)
     print(f"ok: {suite.path}: suite {suite.name!r}, model {suite.model.path}, {len(suite.sections)} sections "
@@ -156,19 +156,9 @@ def listings() -> dict[str, list[str]]:
 
     out: dict[str, list[str]] = {}
     for name, cls in SECTIONS.items():
-        try:
-            names = cls.metric_names(cls.Options())
-        except Exception:
-            names = None
-        infos = getattr(cls, "METRICS", {})
-        if hasattr(cls, "_infos"):
-            infos = cls._infos(cls.Options())
-        rows = []
-        for m in sorted(names or infos):
-            info = infos.get(m)
-            arrow = "" if info is None else (" ↑" if info.higher_is_better else " ↓")
-            rows.append(f"{name}.{m}{arrow}" + (f"  {info.description}" if info and info.description else ""))
-        out[f"section {name}"] = rows
+        infos = cls.metric_infos(cls.Options())
+        out[f"section {name}"] = [f"{name}.{m} {'↑' if info.higher_is_better else '↓'}"
+                                  + (f"  {info.description}" if info.description else "") for m, info in sorted(infos.items())]
     out["output formats"] = WRITERS.names()
     for title, registry in _extra_listings():
         out[title] = registry.names()
@@ -214,8 +204,6 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(max(1, args.threads))
-    from .errors import AuditError, first_line
-
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -224,12 +212,28 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if args.debug:
             raise
-        msg = first_line(e, default="")
-        if isinstance(e, AuditError):
-            print(f"audit: error: {msg}", file=sys.stderr)
-        else:
-            print(f"audit: error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(_error_line(e), file=sys.stderr)
         return EXIT_ERROR
+
+
+# Longest error line printed: messages quote untrusted values, and a terminal is no place for megabytes.
+_MAX_ERROR_CHARS = 1000
+
+
+def _error_line(e: BaseException) -> str:
+    """``audit: error: ...`` on one printable line; never raises (a failure here would exit 1, not 2)."""
+    from .errors import AuditError, first_line
+    from .untrusted import one_line
+
+    try:
+        if isinstance(e, MemoryError):
+            return "audit: error: out of memory (rerun with --debug for the traceback)"
+        msg = one_line(first_line(e, default=""), limit=_MAX_ERROR_CHARS)
+        if isinstance(e, AuditError):
+            return f"audit: error: {msg}"
+        return f"audit: error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)"
+    except BaseException:  # noqa: BLE001 - even MemoryError while formatting must end as exit 2
+        return f"audit: error: {type(e).__name__} (rerun with --debug for the traceback)"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,12 +18,22 @@ class DataError(AuditError):
 
 @dataclass
 class Record:
-    """One prompt with an optional reference and free-form metadata."""
+    """One prompt with an optional reference and free-form metadata.
+
+    A record given as ``messages`` (role/content turns ending with a user turn) keeps them here;
+    its ``prompt`` is the final user turn's words, which sections show and perturb.
+    """
 
     id: str
     prompt: str
     reference: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, str]] | None = None
+
+    @property
+    def model_input(self):
+        """What the model adapter renders: the turns when there are any, else the prompt."""
+        return self.messages if self.messages else self.prompt
 
 
 def read_rows(path: str | os.PathLike) -> list[tuple[int, dict]]:
@@ -95,6 +105,11 @@ def load_records(path: str | os.PathLike, *, prompt_field: str = "prompt", refer
     for n, row in read_rows(path):
         if split is not None and str(row.get("split")) != split:
             continue
+        messages = _messages(row.get("messages"), f"{path}:{n}")
+        if messages is not None:
+            if row.get(prompt_field) not in (None, ""):
+                raise DataError(f"{path}:{n}: give either {prompt_field!r} or 'messages', not both")
+            row = {**row, prompt_field: messages[-1]["content"]}
         prompt = row.get(prompt_field)
         if not isinstance(prompt, str):
             got = "missing" if prompt is None else f"a {type(prompt).__name__}"
@@ -110,11 +125,28 @@ def load_records(path: str | os.PathLike, *, prompt_field: str = "prompt", refer
         if rid in seen:
             raise DataError(f"{path}:{n}: duplicate id {rid!r}")
         seen.add(rid)
-        meta = {k: v for k, v in row.items() if k not in (prompt_field, reference_field, "id")}
-        records.append(Record(id=rid, prompt=prompt, reference=ref, metadata=meta))
+        meta = {k: v for k, v in row.items() if k not in (prompt_field, reference_field, "id", "messages")}
+        records.append(Record(id=rid, prompt=prompt, reference=ref, metadata=meta, messages=messages))
         if limit is not None and len(records) >= limit:
             break
     if not records:
         what = f" with split={split!r}" if split is not None else ""
         raise DataError(f"{path}: no records{what}")
     return records
+
+
+def _messages(value: Any, where: str) -> list[dict[str, str]] | None:
+    """A record's ``messages`` turns, validated (a CSV cell holds them as a JSON string)."""
+    from .chat import ChatTemplateError, check_messages
+
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: field 'messages' is not valid JSON ({e.msg})") from None
+    try:
+        return check_messages(value, where)
+    except ChatTemplateError as e:
+        raise DataError(str(e)) from None

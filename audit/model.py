@@ -9,6 +9,7 @@ deterministic per row, and sampling draws from a generator seeded per (seed, pro
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -19,8 +20,10 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
+from .chat import ChatFormat, ChatTemplateError, Prompt, resolve_format
 from .config import GenerationSettings, ModelSpec
 from .errors import AuditError, first_line
+from .fingerprint import fingerprint_path
 
 log = logging.getLogger("audit")
 
@@ -66,23 +69,11 @@ def _load_tokenizer(path: str, *, trust_remote_code: bool, revision: str | None)
 
 
 def weights_fingerprint(path: Path) -> str:
-    """A cheap, stable identity of a model's weights on disk.
+    """Identity of a model directory's weights, config and tokenizer files by full content (see audit.fingerprint)."""
+    return fingerprint_path(path).digest
 
-    Hashing multi-GB weights takes minutes, so we hash each weight file's name, size and its
-    first and last MiB. Two different trainings differ there with overwhelming probability.
-    """
-    h = hashlib.sha256()
-    # Weights, configs and tokenizer files (tokenizer.json, sentencepiece .model, merges/vocab .txt).
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt", ".gguf", ".json", ".model", ".txt"))
-    for f in files:
-        size = f.stat().st_size
-        h.update(f.name.encode() + str(size).encode())
-        with f.open("rb") as fh:
-            h.update(fh.read(1 << 20))
-            if size > 2 << 20:
-                fh.seek(-(1 << 20), os.SEEK_END)
-                h.update(fh.read())
-    return h.hexdigest()[:16]
+
+PARAMS_COVERS = "sha256 of every state_dict tensor (name and float32 bytes) of the in-memory model; first 16 hex digits"
 
 
 def params_fingerprint(model: torch.nn.Module) -> str:
@@ -94,8 +85,10 @@ def params_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def sample_seed(seed: int, prompt: str, index: int) -> int:
+def sample_seed(seed: int, prompt: Prompt, index: int) -> int:
     """Per-sample RNG seed: sampling depends on (seed, prompt, index), never on batch layout."""
+    if not isinstance(prompt, str):  # role/content turns
+        prompt = json.dumps(list(prompt), sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(f"{seed}\x00{index}\x00{prompt}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
@@ -110,6 +103,10 @@ class ModelInfo:
     parameters: int
     architecture: str
     max_length: int
+    chat_template: str | None = None   # "tokenizer", a template file, or None (raw prompts)
+    prompt_format: str | None = None   # hash of the rendered template + system prompt (None: raw prompts)
+    system_prompt: str | None = None
+    fingerprint_covers: str = ""   # what the fingerprint hashed (files, or in-memory parameters)
 
 
 class LanguageModel:
@@ -121,7 +118,8 @@ class LanguageModel:
         1
     """
 
-    def __init__(self, model, tokenizer, *, spec: str = "<in-memory>", path: str | None = None, fingerprint: str | None = None):
+    def __init__(self, model, tokenizer, *, spec: str = "<in-memory>", path: str | None = None, fingerprint: str | None = None,
+                 chat: ChatFormat | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
@@ -130,6 +128,12 @@ class LanguageModel:
         self.spec = spec
         self.path = path
         self._fingerprint = fingerprint
+        # The chat template every prompt is rendered through (None: prompts go in raw, as for base models).
+        self.chat = chat
+        self._prompt_format: str | None = None
+        self.stop_token_ids = _stop_token_ids(model, tokenizer)
+        # What the fingerprint hashed; load() sets the files it covered.
+        self.fingerprint_covers = PARAMS_COVERS
         self.model.eval()
 
     # ---- loading -------------------------------------------------------------------------
@@ -148,6 +152,10 @@ class LanguageModel:
                 path = str(builtin.resolve(path))
             except ValueError as e:
                 raise ModelLoadError(str(e)) from None
+        elif path.lower().endswith(".gguf"):  # llama.cpp checkpoint: converted once, cached as a model directory
+            from .gguf import resolve_gguf
+
+            path = str(resolve_gguf(path))
         elif not Path(path).exists() and (path.startswith((".", "/", "~")) or os.sep in path and path.count("/") > 1):
             raise ModelLoadError(f"model directory {path!r} does not exist")
         if Path(path).is_dir() and not (Path(path) / "config.json").exists():
@@ -169,8 +177,12 @@ class LanguageModel:
             first = first_line(e)
             raise ModelLoadError(f"cannot load model {spec.path!r}: {first}") from None
         model.to(device)
-        fp = weights_fingerprint(Path(path)) if Path(path).is_dir() else None
-        return cls(model, tok, spec=spec.path, path=str(path), fingerprint=fp)
+        fp = fingerprint_path(Path(path)) if Path(path).is_dir() else None
+        chat = resolve_format(tok, spec.chat_template, spec.system_prompt)
+        lm = cls(model, tok, spec=spec.path, path=str(path), fingerprint=fp.digest if fp else None, chat=chat)
+        if fp is not None:
+            lm.fingerprint_covers = fp.covers
+        return lm
 
     # ---- identity ------------------------------------------------------------------------
     @property
@@ -190,6 +202,7 @@ class LanguageModel:
     def invalidate_fingerprint(self) -> None:
         """Call after changing the weights in place (e.g. after fine-tuning)."""
         self._fingerprint = None
+        self.fingerprint_covers = PARAMS_COVERS
 
     @property
     def max_length(self) -> int:
@@ -200,10 +213,26 @@ class LanguageModel:
                 return v
         return 2048
 
+    @property
+    def prompt_format(self) -> str | None:
+        """Identity of the chat template + system prompt prompts are rendered with (None: raw prompts).
+
+        Part of generation cache keys and of a baseline's identity: another template means
+        other model inputs, so its generations are never reused.
+        """
+        if self.chat is None:
+            return None
+        if self._prompt_format is None:
+            self._prompt_format = self.chat.identity(self.tokenizer)
+        return self._prompt_format
+
     def info(self) -> ModelInfo:
         return ModelInfo(spec=self.spec, path=str(self.path), fingerprint=self.fingerprint, dtype=str(self.dtype).replace("torch.", ""),
                          device=str(self.device), parameters=sum(p.numel() for p in self.model.parameters()),
-                         architecture=type(self.model).__name__, max_length=self.max_length)
+                         architecture=type(self.model).__name__, max_length=self.max_length,
+                         chat_template=self.chat.source if self.chat else None, prompt_format=self.prompt_format,
+                         system_prompt=self.chat.system_prompt if self.chat else None,
+                         fingerprint_covers=self.fingerprint_covers)
 
     def input_embeddings(self) -> torch.nn.Module:
         """The token embedding layer (for attribution and embedding-space adversarial training)."""
@@ -213,8 +242,40 @@ class LanguageModel:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _prompt_ids(self, prompt: str, budget: int) -> list[int]:
-        ids = self.encode(prompt)
+    def render(self, prompt: Prompt) -> str:
+        """The exact text the model reads for ``prompt`` (the user's words, or role/content turns).
+
+        With a chat template: the rendered conversation ending with the assistant's generation
+        prompt (as ``tokenizer.apply_chat_template(..., add_generation_prompt=True)``); without
+        one: the prompt itself (a lone user turn's words).
+        """
+        if self.chat is not None:
+            return self.chat.render(self.tokenizer, prompt)
+        if isinstance(prompt, str):
+            return prompt
+        if len(prompt) == 1:
+            return prompt[0]["content"]
+        raise ChatTemplateError(f"a prompt of {len(prompt)} role/content turns needs a chat template, and model "
+                                f"{self.spec} has none (set model.chat_template to a template file)")
+
+    def chat_prompt(self, user_text: str, *, system: str | None = None) -> tuple[str, list[tuple[int, int]]]:
+        """The model text for ``user_text`` and the (start, end) character spans of the user's words in it.
+
+        For attribution and any tool that must tell the user's words from template tokens. With
+        no chat template the text is ``user_text`` itself and the span covers all of it.
+        ``system`` overrides the model's system prompt for this call.
+
+        Example:
+            >>> lm = LanguageModel.load("builtin:micro")
+            >>> lm.chat_prompt("Hello there")
+            ('Hello there', [(0, 11)])
+        """
+        if self.chat is None:
+            return user_text, [(0, len(user_text))] if user_text else []
+        return self.chat.render_with_spans(self.tokenizer, user_text, system=system)
+
+    def _prompt_ids(self, prompt: Prompt, budget: int) -> list[int]:
+        ids = self.encode(self.render(prompt))
         if not ids:  # an empty prompt: condition on the bos/eos token
             ids = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id]
         if len(ids) > budget:
@@ -235,13 +296,14 @@ class LanguageModel:
 
     # ---- generation ----------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings | None = None, *, seed: int = 0,
+    def generate(self, prompts: Sequence[Prompt], settings: GenerationSettings | None = None, *, seed: int = 0,
                  progress: bool = False, on_batch: Callable[[list[tuple[int, int, str]]], None] | None = None,
                  skip: Iterable[tuple[int, int]] = (), desc: str = "generate") -> list[list[str]]:
         """Generate ``settings.num_samples`` continuations for each prompt.
 
         Args:
-            prompts: prompt strings.
+            prompts: the user's words (rendered through the chat template, if any), or lists of
+                role/content turns ending with a user turn.
             settings: decoding settings (greedy by default).
             seed: run seed; sampling is seeded per (seed, prompt, sample index).
             progress: show a tqdm bar.
@@ -290,7 +352,9 @@ class LanguageModel:
     def _generate_batch(self, rows: list[list[int]], seeds: list[int], s: GenerationSettings) -> list[str]:
         ids, mask = self._left_pad(rows)
         B = ids.shape[0]
-        eos = self.tokenizer.eos_token_id
+        # Stop on any end token, as transformers does: the tokenizer's eos and the generation config's.
+        stops = torch.tensor(sorted(self.stop_token_ids), dtype=torch.long, device=self.device)
+        eos = stops if len(stops) else None
         gens = [torch.Generator(device="cpu").manual_seed(sd) for sd in seeds] if s.do_sample else None
         finished = torch.zeros(B, dtype=torch.bool, device=self.device)
         new_tokens: list[torch.Tensor] = []
@@ -309,7 +373,7 @@ class LanguageModel:
             nxt = self._pick(logits, s, gens)
             if eos is not None:
                 nxt = torch.where(finished, torch.full_like(nxt, self.tokenizer.pad_token_id), nxt)
-                finished |= nxt == eos
+                finished |= torch.isin(nxt, eos)
             new_tokens.append(nxt)
             if eos is not None and bool(finished.all()):
                 break
@@ -319,8 +383,9 @@ class LanguageModel:
         gen = torch.stack(new_tokens, dim=1).tolist()  # (B, T)
         texts = []
         for row in gen:
-            if eos is not None and eos in row:
-                row = row[:row.index(eos)]
+            end = next((j for j, t in enumerate(row) if t in self.stop_token_ids), None)
+            if end is not None:
+                row = row[:end]
             text = self.tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             texts.append(_cut_at_stop(text, s.stop))
         return texts
@@ -372,11 +437,17 @@ class LanguageModel:
 
     # ---- scoring -------------------------------------------------------------------------
     @torch.no_grad()
-    def loglikelihood(self, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16, progress: bool = False) -> list[tuple[float, int]]:
+    def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]], *, batch_size: int = 16, progress: bool = False) -> list[tuple[float, int]]:
         """Sum of log p(continuation | context) and its token count, for each (context, continuation).
 
-        An empty context scores the continuation from the bos/eos token. Contexts are truncated
-        from the left to fit the model's window (continuations are kept whole when possible).
+        Context and continuation are tokenized together and the tokens after the context's are
+        scored (the lm-eval-harness convention): a token that straddles the boundary, such as
+        " It" after "Agent: ", belongs to the continuation, as it would when the model wrote it.
+        Without a chat template an empty context scores the continuation from the bos/eos token.
+        With one, the context is a user turn (an empty context an empty user turn, as lm-eval does
+        for likelihood tasks) and the continuation, whitespace-stripped, is the assistant's turn:
+        it follows the rendered generation prompt. Contexts are truncated from the left to fit the
+        model's window (continuations are kept whole when possible).
 
         Example:
             >>> lm = LanguageModel.load("builtin:micro")
@@ -384,13 +455,9 @@ class LanguageModel:
             >>> n > 0 and lp < 0
             True
         """
-        bos = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
         rows = []
         for ctx, cont in pairs:
-            c_ids = self.encode(ctx) if ctx else []
-            t_ids = self.encode(cont)
-            if not c_ids:
-                c_ids = [bos]
+            c_ids, t_ids = self._pair_ids(ctx, cont)
             if len(t_ids) >= self.max_length:
                 warnings.warn(f"continuation of {len(t_ids)} tokens exceeds the context window; scoring its first {self.max_length - 1}")
                 t_ids = t_ids[:self.max_length - 1]
@@ -423,6 +490,43 @@ class LanguageModel:
         if bar:
             bar.close()
         return results
+
+    def _pair_ids(self, ctx: Prompt, cont: str) -> tuple[list[int], list[int]]:
+        """Token ids of (context, continuation), split where the context's own tokens end."""
+        bos = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+        if self.chat is not None:
+            ctx_text, cont = self.render(ctx), cont.strip()
+        else:
+            ctx_text = self.render(ctx)
+            # lm-eval: the context's trailing whitespace moves to the continuation, whose first
+            # word carries it in BPE vocabularies (" It", not " " + "It").
+            n = len(ctx_text) - len(ctx_text.rstrip())
+            if n:
+                ctx_text, cont = ctx_text[:-n], ctx_text[-n:] + cont
+            if not ctx_text:
+                return [bos], self.encode(cont)
+        whole = self.encode(ctx_text + cont)
+        c_ids = self.encode(ctx_text)
+        k = 0  # longest common prefix: where the joint tokenization still agrees with the context's
+        while k < min(len(c_ids), len(whole)) and c_ids[k] == whole[k]:
+            k += 1
+        return (whole[:k] or [bos]), whole[k:]
+
+
+def _stop_token_ids(model, tokenizer) -> set[int]:
+    """End-of-generation ids: the tokenizer's eos plus the generation config's (an int or a list).
+
+    Chat models often end a turn with a token other than the tokenizer's eos (``<|im_end|>``,
+    ``<|eot_id|>``); transformers stops on the generation config's, so we do too.
+    """
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    gen_cfg = getattr(model, "generation_config", None)
+    extra = getattr(gen_cfg, "eos_token_id", None)
+    if isinstance(extra, int):
+        ids.add(extra)
+    elif isinstance(extra, (list, tuple)):
+        ids.update(i for i in extra if isinstance(i, int))
+    return ids
 
 
 def _cut_at_stop(text: str, stops: Sequence[str]) -> str:

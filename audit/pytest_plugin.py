@@ -111,7 +111,7 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     spec = config.getoption("audit_suite", default=None)
     if not spec:
         return
-    from .config import load_suite
+    from .suite import load_suite
     from .errors import AuditError
 
     try:

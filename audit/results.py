@@ -40,6 +40,19 @@ class SampleRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     # "section.score" -> value for this sample (e.g. "quality.chrf"); plain numbers.
     scores: dict[str, float] = field(default_factory=dict)
+    # Role/content turns when the record was given as a conversation (``prompt`` is its last user turn).
+    messages: list[dict[str, str]] | None = None
+
+    @property
+    def model_input(self):
+        """What the model adapter renders: the turns when there are any, else the prompt."""
+        return self.messages if self.messages else self.prompt
+
+    def with_user_text(self, text: str):
+        """The model input with the final user turn's words replaced (history kept), for perturbations."""
+        if not self.messages:
+            return text
+        return [dict(m) for m in self.messages[:-1]] + [{"role": "user", "content": text}]
 
 
 @dataclass
@@ -122,7 +135,7 @@ class AuditResult:
         d = asdict(self)
         if not include_samples:
             d.pop("samples")
-        return _clean(d)
+        return json_safe(d)
 
     def to_json(self, *, include_samples: bool = True, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(include_samples=include_samples), indent=indent, allow_nan=False, ensure_ascii=False)
@@ -158,7 +171,7 @@ class AuditResult:
         """Write ``results.json`` (samples apart, in ``samples.jsonl``) atomically; return its path."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        lines = "".join(json.dumps(_clean(asdict(s)), ensure_ascii=False) + "\n" for s in self.samples)
+        lines = "".join(json.dumps(json_safe(asdict(s)), ensure_ascii=False) + "\n" for s in self.samples)
         atomic_write(out / "samples.jsonl", lines)
         atomic_write(out / "results.json", self.to_json(include_samples=False) + "\n")
         return out / "results.json"
@@ -201,12 +214,21 @@ def read_results(path: str | os.PathLike, *, label: str = "", error: type[Except
         raise error(f"{prefix}: not a readable audit results file ({type(e).__name__}: {e})") from None
 
 
-def _clean(obj):
-    """JSON-safe copy: NaN/inf become None (JSON has no NaN), numpy scalars become floats."""
+def json_safe(obj):
+    """A JSON-safe copy of plain data: NaN/inf become None (JSON has no NaN), numpy scalars become
+    numbers, tuples lists, keys strings and anything else its ``str``.
+
+    What every writer of our JSON (results, samples, reports' script data, comparisons) passes
+    its data through, so ``json.dumps(..., allow_nan=False)`` never fails.
+
+    Example:
+        >>> json_safe({"a": float("nan"), 1: (2, float("inf"))})
+        {'a': None, '1': [2, None]}
+    """
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, bool) or obj is None or isinstance(obj, str):
         return obj
     if isinstance(obj, int) and not hasattr(obj, "dtype"):

@@ -92,7 +92,7 @@ HARDEN_VARIANTS = {
 
 
 def part_b(args, data: Path, work: Path) -> dict:
-    from audit.config import parse_suite
+    from audit.suite import parse_suite
     from audit.finetune import finetune
     from audit.finetune.data import write_pairs_jsonl
     from audit.finetune.harden import HARDEN_DEFAULTS, training_pairs

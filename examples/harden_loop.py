@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from audit.config import bundled_dir, parse_suite
+from audit.config import bundled_dir
+from audit.suite import parse_suite
 from audit.finetune import harden
 
 

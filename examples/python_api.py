@@ -9,7 +9,8 @@ import argparse
 import sys
 
 from audit import LanguageModel, run_suite
-from audit.config import GenerationSettings, load_suite
+from audit.config import GenerationSettings
+from audit.suite import load_suite
 from audit.metrics import distinct_n, self_bleu
 
 

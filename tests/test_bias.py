@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from audit.config import ConfigError, GenerationSettings, bundled_dir, load_suite
+from audit.config import ConfigError, GenerationSettings, bundled_dir
+from audit.suite import load_suite
 from audit.data import DataError
-from audit.evaluators import safety_metrics as SM
+from audit import stats
+from audit.metrics import stereotype_preference
 from audit.evaluators.base import Context
 from audit.evaluators.bias import BiasEvaluator, load_pairs, load_templates, load_terms
 from audit.model import LanguageModel
@@ -26,21 +28,21 @@ CROWS = Path(__file__).resolve().parents[2] / "shared" / "data" / "crows_pairs_a
 def test_planted_gap_is_significant_and_no_gap_is_not():
     rng = np.random.default_rng(1)
     a, b = rng.normal(0.30, 0.1, 40), rng.normal(0.45, 0.1, 40)
-    planted = SM.group_gap_test({"a": a, "b": b}, n_permutations=2000)
+    planted = stats.group_gap_test({"a": a, "b": b}, n_permutations=2000)
     assert planted.gap == pytest.approx(b.mean() - a.mean())
     assert planted.high == "b" and planted.low == "a"
     assert planted.p_value < 0.001
     same = rng.normal(0.3, 0.1, 80)
-    none = SM.group_gap_test({"a": same[:40], "b": same[40:]}, n_permutations=2000)
+    none = stats.group_gap_test({"a": same[:40], "b": same[40:]}, n_permutations=2000)
     assert none.p_value > 0.2
     # A gap of the planted size on a handful of samples is not called bias.
-    few = SM.group_gap_test({"a": [0.3, 0.2, 0.4], "b": [0.45, 0.3, 0.55]}, n_permutations=2000)
+    few = stats.group_gap_test({"a": [0.3, 0.2, 0.4], "b": [0.45, 0.3, 0.55]}, n_permutations=2000)
     assert few.gap > 0.1 and few.p_value > 0.05
 
 
 def test_p_values_are_calibrated_under_the_null():
     rng = np.random.default_rng(7)
-    ps = [SM.group_gap_test({g: rng.random(15) for g in "abc"}, n_permutations=199, seed=i).p_value for i in range(200)]
+    ps = [stats.group_gap_test({g: rng.random(15) for g in "abc"}, n_permutations=199, seed=i).p_value for i in range(200)]
     assert 0.01 <= np.mean(np.array(ps) < 0.05) <= 0.10
     assert 0.4 <= np.mean(ps) <= 0.6
 
@@ -52,46 +54,46 @@ def test_two_group_p_value_matches_exact_enumeration():
     splits = list(itertools.combinations(range(8), 4))
     exact = np.mean([abs(np.mean([x[i] for i in s]) - np.mean([x[i] for i in range(8) if i not in s])) >= obs - 1e-12
                      for s in splits])
-    assert SM.permutation_test(a, b, n_permutations=20000, seed=3) == pytest.approx(exact, abs=0.01)
+    assert stats.permutation_test(a, b, n_permutations=20000, seed=3) == pytest.approx(exact, abs=0.01)
 
 
 def test_strata_stop_a_template_effect_from_faking_a_gap():
     # Scores depend only on the template; group a sits mostly on the provoking one.
     a, sa = [1.0] * 10 + [0.0] * 2, ["hot"] * 10 + ["cold"] * 2
     b, sb = [1.0] * 2 + [0.0] * 10, ["hot"] * 2 + ["cold"] * 10
-    naive = SM.group_gap_test({"a": a, "b": b}, n_permutations=2000)
-    strat = SM.group_gap_test({"a": a, "b": b}, strata={"a": sa, "b": sb}, n_permutations=2000)
+    naive = stats.group_gap_test({"a": a, "b": b}, n_permutations=2000)
+    strat = stats.group_gap_test({"a": a, "b": b}, strata={"a": sa, "b": sb}, n_permutations=2000)
     assert naive.p_value < 0.01
     assert strat.p_value == 1.0
 
 
 def test_nan_values_are_dropped_not_read_as_a_significant_gap():
     """A NaN score made the observed gap NaN, no permutation reached it, and p came out 1/(n+1)."""
-    t = SM.group_gap_test({"a": [0.3, math.nan, 0.2, 0.4], "b": [0.35, 0.3, 0.3]}, strata={"a": list("xyzw"), "b": list("xyz")},
+    t = stats.group_gap_test({"a": [0.3, math.nan, 0.2, 0.4], "b": [0.35, 0.3, 0.3]}, strata={"a": list("xyzw"), "b": list("xyz")},
                           n_permutations=500)
-    clean = SM.group_gap_test({"a": [0.3, 0.2, 0.4], "b": [0.35, 0.3, 0.3]}, strata={"a": list("xzw"), "b": list("xyz")},
+    clean = stats.group_gap_test({"a": [0.3, 0.2, 0.4], "b": [0.35, 0.3, 0.3]}, strata={"a": list("xzw"), "b": list("xyz")},
                               n_permutations=500)
     assert t.gap == pytest.approx(clean.gap) and t.p_value == clean.p_value > 0.05
     assert t.counts == {"a": 3, "b": 3}
     # A group of one value: a gap, but no evidence; an all-NaN group leaves too few groups for a test.
-    one = SM.group_gap_test({"a": [0.9], "b": [0.1]}, n_permutations=200)
+    one = stats.group_gap_test({"a": [0.9], "b": [0.1]}, n_permutations=200)
     assert one.gap == pytest.approx(0.8) and one.p_value == 1.0
-    none = SM.group_gap_test({"a": [math.nan], "b": [0.1, 0.2]}, strata={"a": ["x"], "b": ["x", "y"]}, n_permutations=200)
+    none = stats.group_gap_test({"a": [math.nan], "b": [0.1, 0.2]}, strata={"a": ["x"], "b": ["x", "y"]}, n_permutations=200)
     assert math.isnan(none.gap) and math.isnan(none.p_value)
 
 
 def test_multiple_testing_corrections():
-    assert SM.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert SM.holm([0.5, math.nan, 0.01])[1] != SM.holm([0.5, math.nan, 0.01])[1]   # NaN stays NaN
-    assert SM.bonferroni([0.01, 0.3, math.nan])[:2] == [0.02, 0.6]
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.5, math.nan, 0.01])[1] != stats.holm([0.5, math.nan, 0.01])[1]   # NaN stays NaN
+    assert stats.bonferroni([0.01, 0.3, math.nan])[:2] == [0.02, 0.6]
 
 
 def test_stereotype_preference_definition():
-    assert SM.stereotype_preference([-1, -2, -3, -4], [-2, -1, -4, -3]) == 0.5
-    assert SM.stereotype_preference([-1.0, -1.0], [-1.0, -2.0]) == 0.5   # a tie is no preference
+    assert stereotype_preference([-1, -2, -3, -4], [-2, -1, -4, -3]) == 0.5
+    assert stereotype_preference([-1.0, -1.0], [-1.0, -2.0]) == 0.5   # a tie is no preference
     from scipy.stats import binomtest
 
-    assert SM.sign_test_p(30, 38) == pytest.approx(binomtest(30, 38).pvalue)
+    assert stats.sign_test_p(30, 38) == pytest.approx(binomtest(30, 38).pvalue)
 
 
 # ---- data -------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from audit.config import ConfigError, GenerationSettings, load_suite, parse_suite
+from audit.config import ConfigError, GenerationSettings
+from audit.suite import load_suite, parse_suite
 
 BASE = {"name": "s", "model": "builtin:micro", "data": {"path": "d.jsonl"}, "sections": {"quality": {}}}
 

@@ -123,7 +123,8 @@ def test_word_to_token_mapping(micro_lm):
 
 
 def test_suite_validation_and_run(tmp_path, support_like, micro_path):
-    from audit.config import ConfigError, load_suite
+    from audit.config import ConfigError
+    from audit.suite import load_suite
     from audit.runner import run_suite
 
     bad = write_suite(tmp_path, f"name: s\nmodel: {micro_path}\ndata: {support_like}\n"

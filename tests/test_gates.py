@@ -7,7 +7,8 @@ import math
 import pytest
 
 from audit.baseline import BaselineError, check_baseline, identity, incompatibilities
-from audit.config import ConfigError, parse_suite
+from audit.config import ConfigError
+from audit.suite import parse_suite
 from audit.gates import Gate, apply_gates, evaluate_gate, parse_gate
 from audit.results import AuditResult, MetricInfo, SectionResult
 

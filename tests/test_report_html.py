@@ -159,3 +159,49 @@ def test_failed_section_renders_as_markup_not_escaped_source(payload_result):
     assert '<p class="note bad"><b>This section failed</b>' in note
     assert "&lt;p class=" not in note and "&amp;lt;script" not in note
     assert "model said &lt;script&gt;window.__pwned=1&lt;/script&gt;" in note
+
+
+def _without_nonce(html: str) -> str:
+    """The page minus its Content-Security-Policy nonce, which is new in every page by design."""
+    nonces = set(re.findall(r"'nonce-([A-Za-z0-9_-]+)'", html))
+    assert len(nonces) == 1 and html.count(next(iter(nonces))) == 2
+    return html.replace(next(iter(nonces)), "NONCE")
+
+
+def test_render_html_is_pure_and_reentrant(payload_result, monkeypatch, request):
+    """Rendering reads the result only, and gives the same page twice, or from two threads at once."""
+    import copy
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from audit.report.compare import write_comparison
+
+    old = copy.deepcopy(payload_result)
+    old.intervals = {}                          # a results.json written before intervals existed
+    before = old.to_dict()
+    first = render_html(old)
+    assert old.intervals == {} and old.to_dict() == before          # nothing written into the result
+    assert _without_nonce(render_html(old)) == _without_nonce(first)
+    assert 'id="records-1-data"' in first and first.count('data-records="records-1-data"') == 1
+
+    # Two renders at once: both threads stop inside the page (at their first interactive table)
+    # until the other is there too, so a counter shared between them would number them wrong.
+    environment.cache_clear()   # a fresh environment: compiled templates keep the globals they saw
+    env = environment()
+    barrier = threading.Barrier(2, timeout=30)
+    waited: set[int] = set()
+    real = env.globals["table_data"]
+
+    def table_data_meeting(*args, **kwargs):
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            barrier.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setitem(env.globals, "table_data", table_data_meeting)
+    request.addfinalizer(environment.cache_clear)   # later tests get templates without the patch
+    with ThreadPoolExecutor(2) as pool:
+        pages = list(pool.map(render_html, [old, old]))
+    assert len(waited) == 2
+    assert [_without_nonce(p) for p in pages] == [_without_nonce(first)] * 2
+    assert old.to_dict() == before

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from audit.config import ConfigError, load_suite
+from audit.config import ConfigError
+from audit.suite import load_suite
 from audit.runner import run_suite
 
 from audit.perturb import ROLE_TAGS

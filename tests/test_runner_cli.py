@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from audit.cli import main
-from audit.config import load_suite
+from audit.suite import load_suite
 from audit.results import AuditResult
 from audit.runner import run_suite
 

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from audit.config import ConfigError, GenerationSettings, bundled_dir, load_suite
+from audit.config import ConfigError, GenerationSettings, bundled_dir
+from audit.suite import load_suite
 from audit.data import DataError
-from audit.evaluators import safety_metrics as SM
+from audit import metrics as M
 from audit.evaluators.base import make_context
 from audit.evaluators.toxicity import ToxicityEvaluator, load_toxicity_prompts
 from audit.scorers import get_scorer
@@ -22,21 +23,21 @@ SCORES = [[0.1, 0.9, 0.3],     # one toxic sample of three
 
 
 def test_expected_max_toxicity_is_mean_of_per_prompt_max():
-    assert SM.per_prompt_max(SCORES) == [0.9, 0.2, 0.6]
-    assert SM.expected_max_toxicity(SCORES) == pytest.approx((0.9 + 0.2 + 0.6) / 3, abs=1e-15)
+    assert M.per_prompt_max(SCORES) == [0.9, 0.2, 0.6]
+    assert M.expected_max_toxicity(SCORES) == pytest.approx((0.9 + 0.2 + 0.6) / 3, abs=1e-15)
 
 
 def test_toxicity_probability_counts_prompts_with_any_toxic_sample():
-    assert SM.toxicity_probability(SCORES) == pytest.approx(2 / 3)
-    assert SM.toxicity_probability(SCORES, threshold=0.95) == 0.0
-    assert SM.toxicity_probability([[0.49999], [0.5]]) == 0.5   # >= threshold, as RealToxicityPrompts
+    assert M.toxicity_probability(SCORES) == pytest.approx(2 / 3)
+    assert M.toxicity_probability(SCORES, threshold=0.95) == 0.0
+    assert M.toxicity_probability([[0.49999], [0.5]]) == 0.5   # >= threshold, as RealToxicityPrompts
 
 
 def test_toxic_rate_weights_every_generation():
-    assert SM.toxic_rate(SCORES) == pytest.approx(3 / 9)
+    assert M.toxic_rate(SCORES) == pytest.approx(3 / 9)
     # Unequal k: the rate is over generations, not a mean of per-prompt rates (that would be 0.5).
-    assert SM.toxic_rate([[0.9], [0.1, 0.1, 0.1]]) == 0.25
-    assert SM.mean_score([[1.0], [0.0, 0.0, 0.0]]) == 0.25
+    assert M.toxic_rate([[0.9], [0.1, 0.1, 0.1]]) == 0.25
+    assert M.mean_score([[1.0], [0.0, 0.0, 0.0]]) == 0.25
 
 
 def test_metrics_match_a_float64_loop_on_random_arrays():
@@ -47,11 +48,11 @@ def test_metrics_match_a_float64_loop_on_random_arrays():
         emt = sum(max(row) for row in s.tolist()) / n
         prob = sum(any(v >= 0.5 for v in row) for row in s.tolist()) / n
         rate = sum(v >= 0.5 for row in s.tolist() for v in row) / (n * k)
-        assert SM.expected_max_toxicity(s.tolist()) == pytest.approx(emt, abs=1e-12)
-        assert SM.toxicity_probability(s.tolist()) == prob
-        assert SM.toxic_rate(s.tolist()) == pytest.approx(rate, abs=1e-12)
+        assert M.expected_max_toxicity(s.tolist()) == pytest.approx(emt, abs=1e-12)
+        assert M.toxicity_probability(s.tolist()) == prob
+        assert M.toxic_rate(s.tolist()) == pytest.approx(rate, abs=1e-12)
     with pytest.raises(ValueError, match="at least one"):
-        SM.expected_max_toxicity([[0.1], []])
+        M.expected_max_toxicity([[0.1], []])
 
 
 # ---- prompt formats ---------------------------------------------------------------------------
@@ -98,9 +99,9 @@ def test_section_on_micro_model(micro_lm, tmp_path):
     ref = get_scorer("profanity").score([r["generation"] for r in res.records])
     assert [r["score"] for r in res.records] == pytest.approx(ref, abs=1e-12)
     rows = [[r["score"] for r in res.records if r["id"] == pid] for pid in dict.fromkeys(r["id"] for r in res.records)]
-    assert res.metrics["expected_max_toxicity"] == pytest.approx(SM.expected_max_toxicity(rows))
-    assert res.metrics["toxicity_probability"] == pytest.approx(SM.toxicity_probability(rows))
-    assert res.metrics["toxic_rate"] == pytest.approx(SM.toxic_rate(rows))
+    assert res.metrics["expected_max_toxicity"] == pytest.approx(M.expected_max_toxicity(rows))
+    assert res.metrics["toxicity_probability"] == pytest.approx(M.toxicity_probability(rows))
+    assert res.metrics["toxic_rate"] == pytest.approx(M.toxic_rate(rows))
     assert len(res.sample_values["expected_max_toxicity"]) == 6 and len(res.sample_values["toxic_rate"]) == 18
     assert res.details["backend"]["backend"] == "profanity"
     assert res.details["samples_per_prompt"] == 3 and sum(res.details["histogram"]["counts"]) == 18

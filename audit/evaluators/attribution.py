@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from ..results import SectionResult
+from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
 
@@ -82,11 +82,12 @@ class AttributionEvaluator(Evaluator):
                                   n_samples=self.n_samples, faithfulness=True, top_k=self.top_k, n_random=self.n_random)
 
     @classmethod
-    def metric_names(cls, options) -> set[str] | None:
-        names = {"faithfulness", "faithfulness_win_rate", "attack_perturbed_share"}
-        if options.method == "integrated_gradients":
-            names |= {"completeness_error", "completeness_met"}
-        return names
+    def metric_infos(cls, options) -> dict[str, MetricInfo]:
+        infos = dict(cls.METRICS)
+        if options.method != "integrated_gradients":
+            for name in ("completeness_error", "completeness_met"):   # properties of integrated gradients only
+                infos.pop(name)
+        return infos
 
     # ---- selection -------------------------------------------------------------------------
     def _select(self, ctx: Context) -> tuple[list[dict[str, Any]], dict[str, str]]:

@@ -2,7 +2,8 @@
 
 Evaluators never load models or write files: they receive a :class:`Context` that owns the model
 adapter, the shared (cached) generation pass and the caches, and return a :class:`SectionResult`.
-Subclasses declare ``name``, an ``Options`` dataclass, their ``METRICS`` and fill ``_evaluate``.
+Subclasses declare ``name``, an ``Options`` dataclass, their ``METRICS`` (or :meth:`Evaluator.metric_infos`
+when options change them) and fill ``_evaluate``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
-from ..cache import DiskCache, make_key
+from ..cache import DiskCache
 from ..config import GenerationSettings
 from ..errors import AuditError
+from ..generation import cached_generate, generate_samples, generation_cache
 from ..results import MetricInfo, SampleRecord, SectionResult
 
 log = logging.getLogger("audit")
@@ -36,7 +38,7 @@ class Context:
     cache_root: Path | None = None
     use_cache: bool = True
     sections: dict[str, SectionResult] = field(default_factory=dict)   # finished sections, in order
-    _gen_cache: DiskCache | None = None
+    gen_cache: DiskCache | None = None           # the model's generation cache (the runner's; else made on first use)
 
     def resolve_path(self, p: str) -> Path:
         """A path from section options: absolute, relative to the suite file, or ``audit:...`` bundled."""
@@ -48,34 +50,25 @@ class Context:
         """A disk cache for this namespace (e.g. scores keyed by backend + text); honours ``--no-cache``."""
         return DiskCache(self.cache_root, f"{namespace}", enabled=self.use_cache)
 
-    def generate(self, prompts: Sequence[str], settings: GenerationSettings | None = None, *, desc: str = "generate") -> list[list[str]]:
-        """Cached generation: a prompt already generated with these settings and seed is not redone."""
+    def generate(self, prompts: Sequence[Any], settings: GenerationSettings | None = None, *, desc: str = "generate") -> list[list[str]]:
+        """Cached generation: a prompt already generated with these settings and seed is not redone.
+
+        A prompt is the user's words (the model renders its chat template around them) or a list
+        of role/content turns (``SampleRecord.with_user_text`` builds one from a perturbed prompt).
+        """
         settings = settings or self.settings
-        if self._gen_cache is None:
-            self._gen_cache = DiskCache(self.cache_root, f"gen-{self.model.fingerprint}", enabled=self.use_cache)
-        return cached_generate(self.model, prompts, settings, seed=self.seed, cache=self._gen_cache,
+        return cached_generate(self.model, prompts, settings, seed=self.seed, cache=self.generation_cache(),
                                progress=self.progress, desc=desc)[0]
 
-    def loglikelihood(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[float, int]]:
+    def generation_cache(self) -> DiskCache:
+        """The model's generation cache, shared by the main pass and every section (honours ``--no-cache``)."""
+        if self.gen_cache is None:
+            self.gen_cache = generation_cache(self.model, self.cache_root, enabled=self.use_cache)
+        return self.gen_cache
+
+    def loglikelihood(self, pairs: Sequence[tuple[Any, str]]) -> list[tuple[float, int]]:
+        """log p(continuation | context) per pair; with a chat template the context is a user turn."""
         return self.model.loglikelihood(pairs, batch_size=self.settings.batch_size, progress=self.progress)
-
-
-def cached_generate(model, prompts: Sequence[str], settings: GenerationSettings, *, seed: int, cache: DiskCache,
-                    progress: bool = False, desc: str = "generate") -> tuple[list[list[str]], int]:
-    """Generate through ``cache``; returns (generations, number reused from the cache)."""
-    skey = settings.key()
-    # The weights fingerprint names the cache; dtype and device change generations too (bf16 vs fp32).
-    where = [str(getattr(model, "dtype", "")), str(getattr(getattr(model, "device", None), "type", ""))]
-    keys = [[make_key(p, skey, seed, k, *where) for k in range(settings.num_samples)] for p in prompts]
-    skip = {(i, k) for i, row in enumerate(keys) for k, key in enumerate(row) if key in cache}
-
-    def persist(triples):
-        cache.put_many((keys[i][k], text) for i, k, text in triples)
-
-    out = model.generate(prompts, settings, seed=seed, progress=progress, on_batch=persist, skip=skip, desc=desc)
-    for i, k in skip:
-        out[i][k] = cache.get(keys[i][k])
-    return out, len(skip)
 
 
 class Evaluator:
@@ -92,9 +85,23 @@ class Evaluator:
         self.options = options if options is not None else self.Options()
 
     @classmethod
+    def metric_infos(cls, options: Any) -> dict[str, MetricInfo]:
+        """The metrics this section reports with ``options``, each with its direction and description.
+
+        The one place a section declares its metrics: suites check gates against it, ``audit ls``
+        lists it and :meth:`evaluate` attaches it to the result. The default is the static
+        ``METRICS``; override it when options add or remove metrics (one per n-gram order, recipe, ...).
+        """
+        return dict(cls.METRICS)
+
+    @classmethod
     def metric_names(cls, options: Any) -> set[str] | None:
-        """Metric names a suite may gate on with these options (None: not known in advance)."""
-        return set(cls.METRICS)
+        """Metric names a suite may gate on with these options (None: not known in advance).
+
+        Override only to return None, for a section that can also report metrics it cannot name
+        before it runs (e.g. ``evaluate`` modules, axes of a custom terms file).
+        """
+        return set(cls.metric_infos(options))
 
     def evaluate(self, ctx: Context) -> SectionResult:
         """Run the section and time it (the runner records an exception as the section's error)."""
@@ -102,9 +109,11 @@ class Evaluator:
         start = time.perf_counter()
         self._evaluate(ctx, result)
         result.seconds = time.perf_counter() - start
-        for m in result.metrics:
-            if m not in result.metric_info and m in self.METRICS:
-                result.metric_info[m] = self.METRICS[m]
+        # Declared metrics the section reported get their info; infos the section attached itself
+        # (metrics only known at run time) stay as they are.
+        for m, info in self.metric_infos(self.options).items():
+            if m in result.metrics:
+                result.metric_info.setdefault(m, info)
         result.metrics = {k: float(v) if v is not None else math.nan for k, v in result.metrics.items()}
         return result
 
@@ -148,9 +157,7 @@ def make_context(model, records, settings: GenerationSettings | None = None, *, 
     settings = settings or GenerationSettings()
     ctx = Context(model=model, samples=[], settings=settings, seed=seed, progress=progress, cache_root=cache_root,
                   use_cache=use_cache, base_dir=base_dir or Path.cwd())
-    gens = ctx.generate([r.prompt for r in records])
-    ctx.samples = [SampleRecord(id=r.id, prompt=r.prompt, reference=r.reference, generations=g, metadata=dict(r.metadata))
-                   for r, g in zip(records, gens)]
+    ctx.samples = generate_samples(model, records, settings, seed=seed, cache=ctx.generation_cache(), progress=progress)[0]
     return ctx
 
 

@@ -27,12 +27,15 @@ from typing import Any
 
 import yaml
 
+from .. import metrics as M
+from .. import stats
 from ..data import DataError, read_rows
 from ..errors import AuditError
+from ..input_files import read_text
 from ..registry import did_you_mean
 from ..results import MetricInfo, SectionResult
+from ..safe_yaml import load_yaml
 from . import SECTIONS
-from . import safety_metrics as SM
 from .base import Context, Evaluator, mean, metric
 from .base import check_generation_overrides, merged_settings
 from .toxicity import check_scorer_spec
@@ -57,7 +60,7 @@ def load_terms(path: str | Path) -> dict[str, dict[str, list[str]]]:
     if not path.exists():
         raise DataError(f"{path}: bias terms file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(read_text(path, what="bias terms file", error=DataError))
     except yaml.YAMLError as e:
         raise DataError(f"{path}: malformed YAML: {getattr(e, 'problem', None) or e}") from None
     axes = raw.get("axes") if isinstance(raw, dict) else None
@@ -205,7 +208,7 @@ class BiasEvaluator(Evaluator):
                         raise ValueError(f"axes: unknown axis {a!r}{did_you_mean(a, known)}; available: {', '.join(known)}")
 
     @classmethod
-    def _infos(cls, options) -> dict[str, MetricInfo]:
+    def metric_infos(cls, options) -> dict[str, MetricInfo]:
         infos: dict[str, MetricInfo] = {}
         if options.counterfactual:
             infos.update(_STATIC["counterfactual"])
@@ -224,16 +227,13 @@ class BiasEvaluator(Evaluator):
         # Per-axis metrics are known in advance for the bundled terms or an explicit axes list.
         if options.counterfactual and options.axes is None and options.terms != DEFAULT_TERMS:
             return None
-        return set(cls._infos(options))
+        return set(cls.metric_infos(options))
 
     def _evaluate(self, ctx: Context, result: SectionResult) -> None:
         if self.options.counterfactual:
             self._counterfactual(ctx, result)
         if self.options.pairs is not None:
             self._pairs(ctx, result)
-        for k, info in self._infos(self.options).items():
-            if k in result.metrics:
-                result.metric_info[k] = info
 
     # ---- counterfactual generation ------------------------------------------------------------
     def _counterfactual(self, ctx: Context, result: SectionResult) -> None:
@@ -278,7 +278,7 @@ class BiasEvaluator(Evaluator):
             for measure in ("toxicity", "sentiment"):
                 values = {g: [r[measure] for r in recs if r["group"] == g] for g in terms[axis]}
                 strata = {g: [r["template_id"] for r in recs if r["group"] == g] for g in terms[axis]}
-                test = SM.group_gap_test(values, strata=strata, n_permutations=o.permutations, seed=ctx.seed)
+                test = stats.group_gap_test(values, strata=strata, n_permutations=o.permutations, seed=ctx.seed)
                 tests.append((axis, measure, test))
             for g in terms[axis]:
                 grec = [r for r in recs if r["group"] == g]
@@ -287,7 +287,7 @@ class BiasEvaluator(Evaluator):
                                                   "toxic_rate": mean([float(r["toxicity"] >= 0.5) for r in grec]),
                                                   "terms": terms[axis][g][:o.terms_per_group]}
         raw_p = [t.p_value for _, _, t in tests]
-        adjusted = {"holm": SM.holm, "bonferroni": SM.bonferroni, "none": list}[o.correction](raw_p)
+        adjusted = {"holm": stats.holm, "bonferroni": stats.bonferroni, "none": list}[o.correction](raw_p)
         significant = 0
         best = {"toxicity": 0.0, "sentiment": 0.0}
         worst_gap = {"toxicity": math.nan, "sentiment": math.nan}
@@ -330,6 +330,9 @@ class BiasEvaluator(Evaluator):
         o = self.options
         path = ctx.resolve_path(o.pairs)
         pairs = load_pairs(path, limit=o.pairs_limit, bias_types=o.bias_types)
+        # Each sentence unconditioned: from bos for a base model; for a chat model, as the assistant's
+        # reply to an empty user turn (the adapter renders it; lm-eval's chat convention), i.e. which
+        # of the two sentences the model would rather say, as it is used.
         scored = ctx.loglikelihood([("", s) for p in pairs for s in (p["sent_more"], p["sent_less"])])
         recs = []
         for j, p in enumerate(pairs):
@@ -338,9 +341,9 @@ class BiasEvaluator(Evaluator):
                 lm, ll = lm / max(nm, 1), ll / max(nl, 1)
             recs.append({**p, "logp_more": lm, "logp_less": ll, "tokens_more": nm, "tokens_less": nl,
                          "prefers_stereotype": lm > ll})
-        pref = SM.stereotype_preference([r["logp_more"] for r in recs], [r["logp_less"] for r in recs])
+        pref = M.stereotype_preference([r["logp_more"] for r in recs], [r["logp_less"] for r in recs])
         result.metrics["stereotype_preference"] = pref
-        result.metrics["stereotype_preference_p"] = SM.sign_test_p(sum(r["prefers_stereotype"] for r in recs), len(recs))
+        result.metrics["stereotype_preference_p"] = stats.sign_test_p(sum(r["prefers_stereotype"] for r in recs), len(recs))
         result.sample_values["stereotype_preference"] = [float(r["prefers_stereotype"]) for r in recs]
         by_type: dict[str, list[dict]] = {}
         for r in recs:

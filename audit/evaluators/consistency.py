@@ -107,11 +107,7 @@ class ConsistencyEvaluator(Evaluator):
                 raise ValueError("short_answer_words and examples must be >= 1")
 
     @classmethod
-    def metric_names(cls, options) -> set[str]:
-        return set(cls._infos(options))
-
-    @classmethod
-    def _infos(cls, options) -> dict[str, MetricInfo]:
+    def metric_infos(cls, options) -> dict[str, MetricInfo]:
         infos = dict(cls.METRICS)
         for p in options.perturbations:
             infos[f"invariance_{p}"] = MetricInfo(f"invariance_{p}", True, f"mean output similarity under the {p} perturbation")
@@ -120,7 +116,6 @@ class ConsistencyEvaluator(Evaluator):
     def _evaluate(self, ctx: Context, result: SectionResult) -> None:
         o = self.options
         samples = ctx.samples[:o.examples] if o.examples else list(ctx.samples)
-        result.metric_info.update(self._infos(o))
         # INV, DIR and paraphrase comparisons use greedy outputs: with sampling, a changed prompt
         # changes the sampling seed too, and we would measure the dice instead of the model.
         # One output per prompt unless sampling seeds (set below): the suite's num_samples must not
@@ -176,14 +171,15 @@ class ConsistencyEvaluator(Evaluator):
             return
         prompts = [s.prompt for s in samples]
         variants = {p: [perturb(x, p, seed=ctx.seed, protect=o.protect) for x in prompts] for p in names}
-        flat = prompts + [v for p in names for v in variants[p]]
-        # One generation call: clean prompts and all variants batched together (and cached).
-        outs = [g[0] for g in ctx.generate(flat, greedy, desc="consistency variants")]
-        clean = outs[:len(prompts)]
-        n = len(prompts)
+        # One generation call: clean prompts and all variants batched together (and cached), each
+        # distinct prompt once: a perturbation that does not apply returns the prompt itself, and
+        # two perturbations may give the same variant (lower-casing a lower-case prompt...).
+        unique = list(dict.fromkeys(prompts + [v for p in names for v in variants[p]]))
+        output = dict(zip(unique, (g[0] for g in ctx.generate(unique, greedy, desc="consistency variants"))))
+        clean = [output[x] for x in prompts]
         breakdown, inv_all, dir_all, examples = {}, [], [], []
-        for k, p in enumerate(names):
-            out_p = outs[n * (k + 1):n * (k + 2)]
+        for p in names:
+            out_p = [output[v] for v in variants[p]]
             sims = []
             for i, s in enumerate(samples):
                 if variants[p][i] == s.prompt:

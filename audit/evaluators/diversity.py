@@ -31,24 +31,19 @@ class DiversityEvaluator(Evaluator):
                 if not isinstance(n, int) or n < 1:
                     raise ValueError(f"n-gram orders must be integers >= 1, got {n!r}")
 
-    @staticmethod
-    def _infos(o) -> dict[str, MetricInfo]:
+    @classmethod
+    def metric_infos(cls, o) -> dict[str, MetricInfo]:
         infos = {f"distinct_{n}": MetricInfo(f"distinct_{n}", True, f"unique {n}-grams / total {n}-grams over all generations", per_sample=False) for n in o.distinct}
         infos.update({f"rep_{n}": MetricInfo(f"rep_{n}", False, f"mean over generations of 1 - unique/total {n}-grams") for n in o.repetition})
         infos["self_bleu"] = MetricInfo("self_bleu", False, f"mean BLEU-{o.self_bleu_max_n} of each generation against all others (nltk method1)", per_sample=False)
         infos[f"entropy_{o.entropy_n}"] = MetricInfo(f"entropy_{o.entropy_n}", True, f"Shannon entropy (bits) of the {o.entropy_n}-gram distribution", per_sample=False)
         return infos
 
-    @classmethod
-    def metric_names(cls, options) -> set[str]:
-        return set(cls._infos(options))
-
     def _evaluate(self, ctx: Context, result: SectionResult) -> None:
         o = self.options
         texts = [g for s in ctx.samples for g in s.generations]
         if len(texts) < 2:
             raise AuditError("diversity: needs at least 2 generations")
-        result.metric_info.update(self._infos(o))
         for n in o.distinct:
             result.metrics[f"distinct_{n}"] = M.distinct_n(texts, n)
         for n in o.repetition:

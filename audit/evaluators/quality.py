@@ -43,8 +43,13 @@ class QualityEvaluator(Evaluator):
                     raise ValueError(f"metrics: unknown metric {m!r}{did_you_mean(m, known)}; available: {', '.join(known)}")
 
     @classmethod
+    def metric_infos(cls, options) -> dict[str, MetricInfo]:
+        return {m: cls.METRICS[m] for m in options.metrics}
+
+    @classmethod
     def metric_names(cls, options) -> set[str] | None:
-        return None if options.evaluate_modules else set(options.metrics)
+        # `evaluate` modules report keys known only once they ran.
+        return None if options.evaluate_modules else set(cls.metric_infos(options))
 
     def _evaluate(self, ctx: Context, result: SectionResult) -> None:
         with_ref = [s for s in ctx.samples if s.reference]
@@ -52,7 +57,8 @@ class QualityEvaluator(Evaluator):
             raise AuditError("quality: no records have a reference; quality metrics need references")
         want = set(self.options.metrics)
         if "perplexity" in want:
-            scores = ctx.loglikelihood([(s.prompt, s.reference) for s in with_ref])
+            # The reference is scored as the answer to the prompt (the assistant's turn under a chat template).
+            scores = ctx.loglikelihood([(s.model_input, s.reference) for s in with_ref])
             nll = [-lp for lp, _ in scores]
             ntok = [n for _, n in scores]
             result.metrics["perplexity"] = M.perplexity(nll, ntok)

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import metrics as M
 from ..data import DataError, read_rows
 from ..results import SectionResult
 from . import SECTIONS
-from . import safety_metrics as SM
 from .base import Context, Evaluator, check_generation_overrides, merged_settings, metric
 
 DEFAULT_PROMPTS = "audit:data/toxicity_prompts.jsonl"
@@ -159,11 +159,11 @@ class ToxicityEvaluator(Evaluator):
             scores.append([next(it) for _ in row])
 
         t = o.threshold
-        result.metrics["expected_max_toxicity"] = SM.expected_max_toxicity(scores)
-        result.metrics["toxicity_probability"] = SM.toxicity_probability(scores, t)
-        result.metrics["toxic_rate"] = SM.toxic_rate(scores, t)
-        result.metrics["mean_toxicity"] = SM.mean_score(scores)
-        maxima = SM.per_prompt_max(scores)
+        result.metrics["expected_max_toxicity"] = M.expected_max_toxicity(scores)
+        result.metrics["toxicity_probability"] = M.toxicity_probability(scores, t)
+        result.metrics["toxic_rate"] = M.toxic_rate(scores, t)
+        result.metrics["mean_toxicity"] = M.mean_score(scores)
+        maxima = M.per_prompt_max(scores)
         result.sample_values["expected_max_toxicity"] = maxima
         result.sample_values["toxicity_probability"] = [float(m >= t) for m in maxima]
         result.sample_values["toxic_rate"] = [float(v >= t) for v in flat_scores]
@@ -190,8 +190,8 @@ class ToxicityEvaluator(Evaluator):
             "generation": dataclasses.asdict(settings),
             "histogram": histogram(flat_scores),
             "max_histogram": histogram(maxima),
-            "by_category": {c: {"prompts": len(rows), "expected_max_toxicity": SM.expected_max_toxicity(rows),
-                                "toxicity_probability": SM.toxicity_probability(rows, t), "toxic_rate": SM.toxic_rate(rows, t),
-                                "mean_toxicity": SM.mean_score(rows)} for c, rows in sorted(by_cat.items())},
+            "by_category": {c: {"prompts": len(rows), "expected_max_toxicity": M.expected_max_toxicity(rows),
+                                "toxicity_probability": M.toxicity_probability(rows, t), "toxic_rate": M.toxic_rate(rows, t),
+                                "mean_toxicity": M.mean_score(rows)} for c, rows in sorted(by_cat.items())},
             "most_toxic": sorted(result.records, key=lambda r: (-r["score"], r["id"], r["sample"]))[:o.top_n],
         }

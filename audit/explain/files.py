@@ -70,8 +70,11 @@ def explain_to_files(model, prompt: str, *, target: str | None = None, outputs: 
         >>> paths[0].name
         'e.json'
     """
+    from ..output_paths import check_output_file
+
     for p in outputs:  # fail before the (possibly slow) attribution, not after it
         if Path(p).suffix.lower() not in FORMATS:
             raise ExplainError(f"explain: cannot write {p}: unknown extension {Path(p).suffix or '(none)'!r}; use .json or .html")
+        check_output_file(p, what="explanation")   # a directory, read-only or missing location
     e = explain(model, prompt, target=target, **options)
     return e, [write_explanations([e], p) for p in outputs]

@@ -28,7 +28,10 @@ import numpy as np
 import torch
 import yaml
 
-from ..errors import AuditError
+from ..errors import AuditError, first_line
+from ..input_files import read_text
+from ..safe_yaml import load_yaml
+from ..tensor_files import load_tensors
 
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -39,15 +42,31 @@ class CheckpointError(AuditError):
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state as tensors, ints and lists only, so resuming reads it with ``weights_only``.
+
+    numpy's state holds an ndarray, which the weights-only unpickler refuses: its key is stored as an
+    int64 tensor instead (MT19937 keys are uint32, so this is exact).
+    """
+    version, words, gauss = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    state = {"python": [version, list(words), gauss],
+             "numpy": {"bit_generator": np_state["bit_generator"],
+                       "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                       "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                       "gauss": float(np_state["gauss"])},
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(words), gauss))
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": n["bit_generator"],
+                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -98,6 +117,21 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> None:
         raise CheckpointError(f"{path}: weights do not match this model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
 
 
+def holds_weights_of(model: torch.nn.Module, path: Path) -> bool:
+    """True when checkpoint ``path`` stores exactly ``model``'s current (trainable) weights."""
+    from safetensors.torch import load_file
+
+    if (path / "adapter_model.safetensors").exists():
+        from peft import get_peft_model_state_dict
+
+        saved, current = load_file(str(path / "adapter_model.safetensors")), get_peft_model_state_dict(model)
+    elif (path / "model.safetensors").exists():
+        saved, current = load_file(str(path / "model.safetensors")), model.state_dict()
+    else:
+        return False
+    return all(k in current and torch.equal(v, current[k].detach().cpu()) for k, v in saved.items())
+
+
 def _is_tied(model: torch.nn.Module, key: str) -> bool:
     params = dict(model.named_parameters(remove_duplicate=False))
     p = params.get(key)
@@ -133,8 +167,8 @@ def write_checkpoint(root: Path, step: int, *, model: torch.nn.Module, tokenizer
 def config_diff(path: Path, config: dict[str, Any], fields: tuple[str, ...]) -> str:
     """``field=saved (this run: value)`` for each of ``fields`` where the checkpoint's config differs."""
     try:
-        saved = yaml.safe_load((path / "finetune.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        saved = load_yaml(read_text(path / "finetune.yaml", what="saved finetune config")) or {}
+    except (AuditError, yaml.YAMLError):
         return ""
     return ", ".join(f"{k}={saved.get(k)!r} (this run: {config.get(k)!r})" for k in fields
                      if k in saved and saved.get(k) != config.get(k))
@@ -149,10 +183,16 @@ def read_checkpoint(path: Path, *, model: torch.nn.Module, optimizer, scheduler,
         raise CheckpointError(f"{path}: saved with {state.get('world_size')} processes, resuming with "
                               f"{accelerator.num_processes}; exact resume needs the same number")
     load_model_weights(model, path)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+    # A checkpoint directory is input too (copied from elsewhere, shared): tensors and plain data only.
+    optimizer.load_state_dict(load_tensors(path / "optimizer.pt", error=CheckpointError, what="optimizer state"))
+    scheduler.load_state_dict(load_tensors(path / "scheduler.pt", error=CheckpointError, what="scheduler state"))
     rng_file = path / f"rng-rank{accelerator.process_index}.pt"
     if not rng_file.exists():
         raise CheckpointError(f"{path}: {rng_file.name} missing")
-    set_rng_state(torch.load(rng_file, weights_only=False))
+    rng = load_tensors(rng_file, error=CheckpointError, what="RNG state")
+    try:
+        set_rng_state(rng)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+        raise CheckpointError(f"{rng_file}: not an RNG state this version writes ({type(e).__name__}: "
+                              f"{first_line(e, default='')}); resume from a checkpoint written by this version") from None
     return state

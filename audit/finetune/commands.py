@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ..errors import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_PASS
+from ..safe_yaml import load_yaml
 
 
 def _value(text: str, tp: Any = None) -> Any:
@@ -30,7 +31,7 @@ def _value(text: str, tp: Any = None) -> Any:
         except ValueError:
             raise ConfigError(f"expected {tp.__name__}, got {text!r}") from None
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError:
         return text
     if isinstance(value, str):  # YAML 1.1 reads "3e-3" as a string; a number was meant
@@ -122,11 +123,15 @@ def cmd_harden(args, fields) -> int:
     if args.config:
         from ..config import ConfigError
 
+        from ..input_files import read_text
+        from ..safe_yaml import load_yaml
+
         try:
-            with open(args.config, encoding="utf-8") as f:
-                config = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise ConfigError(f"{args.config}: {e.strerror}") from None
+            config = load_yaml(read_text(args.config, what="finetune config", error=ConfigError)) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{args.config}:{at} malformed YAML: {getattr(e, 'problem', None) or e}") from None
         if not isinstance(config, dict):
             raise ConfigError(f"{args.config}: a finetune config must be a YAML mapping")
     from .config import _set_dotted

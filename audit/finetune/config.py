@@ -22,7 +22,9 @@ from typing import Any
 import yaml
 
 from ..config import ConfigError, from_mapping
+from ..input_files import read_text
 from ..registry import did_you_mean
+from ..safe_yaml import load_yaml
 
 
 @dataclass
@@ -254,7 +256,7 @@ def load_finetune_config(source: str | os.PathLike | dict | None = None, overrid
             raise ConfigError(f"{source}: config file not found")
         where, base = str(p), p.parent
         try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            raw = load_yaml(read_text(p, what="finetune config", error=ConfigError)) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

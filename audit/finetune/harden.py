@@ -113,7 +113,7 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     """
     import copy
 
-    from ..config import SuiteConfig, load_suite
+    from ..suite import SuiteConfig, load_suite
     from ..model import LanguageModel
     from ..runner import run_suite
     from .data import write_pairs_jsonl
@@ -121,7 +121,9 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
 
     if target not in ("target", "reference"):
         raise AuditError(f"harden: target must be 'target' or 'reference', got {target!r}")
-    out = Path(out_dir)
+    from ..output_paths import check_output_dir
+
+    out = check_output_dir(out_dir)   # before the first audit, not after it
     if not isinstance(suite, SuiteConfig):
         suite = load_suite(suite, model_override=model if isinstance(model, (str, os.PathLike)) else None)
     if "robustness" not in suite.sections:
@@ -196,8 +198,8 @@ def _summary(out: Path, before, after, trained, n_adv: int, n_train: int, model_
         "passed_before": before.passed,
         "passed_after": after.passed,
     }
-    from ..results import _clean, atomic_write
+    from ..results import json_safe, atomic_write
 
     path = out / "harden.json"
-    atomic_write(path, json.dumps(_clean(summary), indent=2) + "\n")
+    atomic_write(path, json.dumps(json_safe(summary), indent=2) + "\n")
     return path

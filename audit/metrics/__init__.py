@@ -1,5 +1,5 @@
-"""Pure-function text metrics: diversity (Self-BLEU, distinct-n, rep-n, entropy),
-reference-based quality (BLEU, chrF, ROUGE-L) and perplexity.
+"""Pure-function metrics: diversity (Self-BLEU, distinct-n, rep-n, entropy), reference-based
+quality (BLEU, chrF, ROUGE-L), perplexity, toxicity rates and stereotype preference.
 
 Every function takes plain Python data and returns floats (or lists of floats
 for the per-sample variants); none loads a model or touches the network.
@@ -17,6 +17,7 @@ from audit.metrics.evaluate_modules import MODULE_NAMES, module_path
 from audit.metrics.perplexity import perplexity
 from audit.metrics.repetition import rep_n, rep_n_per_text
 from audit.metrics.self_bleu import self_bleu, self_bleu_per_text
+from audit.metrics.stereotype import stereotype_preference
 from audit.metrics.text_quality import (
     corpus_bleu,
     corpus_chrf,
@@ -25,14 +26,18 @@ from audit.metrics.text_quality import (
     sentence_chrf,
     sentence_rouge_l,
 )
+from audit.metrics.toxicity import expected_max_toxicity, mean_score, per_prompt_max, toxic_rate, toxicity_probability
 
 __all__ = [
     "MODULE_NAMES",
     "corpus_bleu",
     "corpus_chrf",
     "distinct_n",
+    "expected_max_toxicity",
+    "mean_score",
     "module_path",
     "ngram_entropy",
+    "per_prompt_max",
     "perplexity",
     "rep_n",
     "rep_n_per_text",
@@ -42,4 +47,7 @@ __all__ = [
     "sentence_bleu",
     "sentence_chrf",
     "sentence_rouge_l",
+    "stereotype_preference",
+    "toxic_rate",
+    "toxicity_probability",
 ]

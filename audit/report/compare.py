@@ -19,9 +19,8 @@ from typing import Any, Callable
 
 from ..baseline import identity, incompatibilities
 from ..registry import Registry
-from ..results import AuditResult, _clean, atomic_write
-from ..stats import compute_intervals
-from .view import change, finite, fmt, fmt_delta, verdict
+from ..results import AuditResult, json_safe, atomic_write
+from .view import change, finite, fmt, fmt_delta, verdict, with_intervals
 
 COMPARE_WRITERS: Registry[Callable[[dict[str, Any]], str]] = Registry("comparison format")
 
@@ -41,9 +40,7 @@ def _separated(a: dict | None, b: dict | None) -> bool | None:
 def comparison(old: AuditResult, new: AuditResult, *, labels: tuple[str, str] = ("before", "after"),
                max_samples: int = 200) -> dict[str, Any]:
     """The comparison as plain data (what every format renders; ``.json`` writes it as is)."""
-    for r in (old, new):
-        if not r.intervals and r.metrics:
-            r.intervals = compute_intervals(r)
+    old, new = with_intervals(old), with_intervals(new)
     keys = list(dict.fromkeys([*old.metrics, *new.metrics]))
     metrics = []
     for key in keys:
@@ -113,18 +110,17 @@ def _sample_changes(old: AuditResult, new: AuditResult, limit: int) -> dict[str,
 
 @COMPARE_WRITERS.register(".json")
 def _json(data: dict[str, Any]) -> str:
-    return json.dumps(_clean(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return json.dumps(json_safe(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 @COMPARE_WRITERS.register(".html")
 def _html(data: dict[str, Any]) -> str:
     import secrets
 
-    from .html import environment
+    from .html import environment, fresh_ids
 
-    env = environment()
-    env.globals["uid"].n = 0
-    return env.get_template("compare.html.j2").render(c=data, nonce=secrets.token_urlsafe(16))
+    with fresh_ids():
+        return environment().get_template("compare.html.j2").render(c=data, nonce=secrets.token_urlsafe(16))
 
 
 @COMPARE_WRITERS.register(".md")

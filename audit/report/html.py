@@ -21,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import json
 import logging
@@ -31,10 +33,9 @@ from typing import Any, Sequence
 from jinja2 import Environment, FileSystemLoader, TemplateNotFound
 from markupsafe import Markup
 
-from ..results import AuditResult, SectionResult, _clean
-from ..stats import compute_intervals
+from ..results import AuditResult, SectionResult, json_safe
 from . import WRITERS, charts
-from .view import fmt, fmt_delta, is_num, metric_rows, sample_rows, sort_spec, verdict
+from .view import fmt, fmt_delta, is_num, metric_rows, sample_rows, sort_spec, verdict, with_intervals
 
 log = logging.getLogger("audit")
 
@@ -43,11 +44,11 @@ ASSETS = Path(__file__).parent / "assets"
 
 def _dumps(obj: Any, **kwargs) -> str:
     # JSON has no NaN/inf: JSON.parse would throw on them, so they become null first.
-    return json.dumps(_clean(obj), allow_nan=False, ensure_ascii=False, **kwargs)
+    return json.dumps(json_safe(obj), allow_nan=False, ensure_ascii=False, **kwargs)
 
 
 class _Ids:
-    """Element ids unique within one rendered report (reset per render: output is reproducible)."""
+    """Element ids unique within one rendered report (numbered afresh per render: output is reproducible)."""
 
     def __init__(self):
         self.n = 0
@@ -55,6 +56,29 @@ class _Ids:
     def __call__(self, prefix: str = "el") -> str:
         self.n += 1
         return f"{prefix}-{self.n}"
+
+
+# The counter of the page being rendered. Per render, not in the (shared, cached) environment:
+# two renders at once (threads) or one inside another each number their own ids from 1.
+_IDS: contextvars.ContextVar[_Ids] = contextvars.ContextVar("audit_report_ids")
+
+
+def uid(prefix: str = "el") -> str:
+    """The next element id of the page being rendered (the templates' ``uid()``)."""
+    ids = _IDS.get(None)
+    if ids is None:
+        raise RuntimeError("uid() numbers the elements of one page: call it while rendering, inside fresh_ids()")
+    return ids(prefix)
+
+
+@contextlib.contextmanager
+def fresh_ids():
+    """Number element ids from 1 for the page rendered inside this block."""
+    token = _IDS.set(_Ids())
+    try:
+        yield
+    finally:
+        _IDS.reset(token)
 
 
 @functools.lru_cache(maxsize=None)
@@ -81,7 +105,7 @@ def table_data(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = N
     def cell(v):
         if v is None or isinstance(v, (str, bool)) or is_num(v):
             return v
-        return json.dumps(_clean(v), ensure_ascii=False)
+        return json.dumps(json_safe(v), ensure_ascii=False)
 
     body = [[cell(r.get(c)) for c in columns] for r in rows]
     if sort in columns and higher_is_better is not None:
@@ -164,7 +188,7 @@ def interval_note(result: AuditResult) -> str:
 
 
 def pretty_json(value: Any) -> str:
-    return json.dumps(_clean(value), indent=2, ensure_ascii=False)
+    return json.dumps(json_safe(value), indent=2, ensure_ascii=False)
 
 
 @functools.lru_cache(maxsize=None)
@@ -176,7 +200,7 @@ def environment() -> Environment:
     env.filters.update(num=fmt, delta=fmt_delta)
     env.globals.update(asset=_asset, bar_geometry=charts.bar_chart, hist_geometry=charts.histogram, table_data=table_data,
                        classify=classify, table_bars=table_bars, bar_items=bar_items, table_rows=table_rows,
-                       failed_sections=failed_sections, all_samples=all_samples, interval_note=interval_note, pretty_json=pretty_json, is_num=is_num, uid=_Ids())
+                       failed_sections=failed_sections, all_samples=all_samples, interval_note=interval_note, pretty_json=pretty_json, is_num=is_num, uid=uid)
     return env
 
 
@@ -217,6 +241,9 @@ def render_section(result: AuditResult, section: SectionResult, rows) -> Markup:
     A bug in a section's template must not cost the whole report: it falls back to the generic
     rendering with a visible note.
     """
+    if _IDS.get(None) is None:  # rendered on its own, not as part of a page: number its ids from 1
+        with fresh_ids():
+            return render_section(result, section, rows)
     env = environment()
     if section.error:
         # Markup: our own template's output (section.error is escaped inside it), not text to escape again.
@@ -233,17 +260,20 @@ def render_section(result: AuditResult, section: SectionResult, rows) -> Markup:
 
 
 def render_html(result: AuditResult) -> str:
-    """The report as one HTML document (writer for ``.html``)."""
+    """The report as one HTML document (writer for ``.html``).
+
+    Pure: ``result`` is only read, and the same result renders to the same page (but for the
+    Content-Security-Policy nonce, new in every page), also when several render at once.
+    """
     env = environment()
-    env.globals["uid"].n = 0
-    if not result.intervals and result.metrics:
-        # Results written before intervals existed: compute them (seeded, so reproducible).
-        result.intervals = compute_intervals(result)
-    rows = metric_rows(result)
-    sections = [{"name": name, "section": sec, "html": render_section(result, sec, rows.get(name, []))}
-                for name, sec in result.sections.items()]
-    return env.get_template("report.html.j2").render(result=result, verdict=verdict(result), sections=sections,
-                                                    rows=rows, nonce=secrets.token_urlsafe(16))
+    # Results written before intervals existed get them here (seeded, so reproducible), on a copy.
+    result = with_intervals(result)
+    with fresh_ids():
+        rows = metric_rows(result)
+        sections = [{"name": name, "section": sec, "html": render_section(result, sec, rows.get(name, []))}
+                    for name, sec in result.sections.items()]
+        return env.get_template("report.html.j2").render(result=result, verdict=verdict(result), sections=sections,
+                                                        rows=rows, nonce=secrets.token_urlsafe(16))
 
 
 WRITERS.register(".html")(render_html)

@@ -7,11 +7,13 @@ Everything here is plain data; escaping is the renderers' job.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..results import AuditResult, GateResult
+from ..stats import compute_intervals
 
 
 def is_num(v: Any) -> bool:
@@ -115,6 +117,15 @@ class MetricRow:
         if self.low is None or self.high is None:
             return "corpus-level" if not self.per_sample else (self.why or "—")
         return f"[{fmt(self.low)}, {fmt(self.high)}]"
+
+
+def with_intervals(result: AuditResult) -> AuditResult:
+    """``result`` itself, or for results written before intervals existed, a shallow copy with them
+    computed (seeded, so reproducible). Renderers only read: the caller's result is left as it is.
+    """
+    if result.intervals or not result.metrics:
+        return result
+    return dataclasses.replace(result, intervals=compute_intervals(result))
 
 
 def metric_rows(result: AuditResult, baseline_metrics: dict[str, float] | None = None) -> dict[str, list[MetricRow]]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import first_line
+from ..tensor_files import load_tensors
 from . import SCORERS
 from .base import Scorer, ScorerError, file_fingerprint
 
@@ -63,19 +64,20 @@ class DetoxifyScorer(Scorer):
         self.name = f"detoxify:{variant}"
         self.variant = variant
         self.checkpoint = self._find_checkpoint(variant, checkpoint, dx.MODEL_URLS)
-        try:
-            loaded = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise ScorerError(f"{self.name}: cannot read checkpoint {self.checkpoint}: {type(e).__name__}: "
-                              f"{first_line(e, default='')}") from None
+        # Weights and plain data only: the checkpoint path comes from a suite, and suites carry no code.
+        # Detoxify's released checkpoints are {"config": dict, "state_dict": tensors}, so they load.
+        loaded = load_tensors(self.checkpoint, error=ScorerError, what=f"{self.name} checkpoint")
         try:
             args = dict(loaded["config"]["arch"]["args"])
             classes = list(loaded["config"]["dataset"]["args"]["classes"])
             state_dict = loaded["state_dict"]
             model_type = args["model_type"]
-        except (KeyError, TypeError):
+            if not isinstance(state_dict, dict) or not all(isinstance(c, str) for c in classes):
+                raise TypeError
+        except (KeyError, TypeError, ValueError):
             raise ScorerError(f"{self.name}: {self.checkpoint} is not a Detoxify checkpoint (needs config.arch.args, "
                               f"config.dataset.args.classes and state_dict)") from None
+        args = self._checked_args(args)
         self.class_names = [_CLASS_RENAMES.get(c, c) for c in classes]
         if label not in self.class_names:
             raise ScorerError(f"{self.name}: label {label!r} is not a class of this checkpoint; classes: {', '.join(self.class_names)}")
@@ -106,6 +108,21 @@ class DetoxifyScorer(Scorer):
         self._detox.model.eval()
         self.device = device
         self._fp = file_fingerprint(self.checkpoint)
+
+    def _checked_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint's ``arch.args`` as data: the four fields detoxify reads, each of the expected kind.
+
+        detoxify looks ``model_name`` and ``tokenizer_name`` up as attributes of ``transformers``;
+        only sequence-classifier and tokenizer classes are accepted, and no other keyword passes through.
+        """
+        name, tok, n = args.get("model_name"), args.get("tokenizer_name"), args.get("num_classes")
+        ok = (isinstance(args.get("model_type"), str) and isinstance(name, str) and name.isidentifier()
+              and name.endswith("ForSequenceClassification") and isinstance(tok, str) and tok.isidentifier()
+              and tok.endswith(("Tokenizer", "TokenizerFast")) and isinstance(n, int) and not isinstance(n, bool) and n > 0)
+        if not ok:
+            raise ScorerError(f"{self.name}: {self.checkpoint}: config.arch.args must name model_type, a "
+                              f"*ForSequenceClassification model_name, a *Tokenizer tokenizer_name and num_classes > 0")
+        return {k: args[k] for k in ("model_type", "model_name", "tokenizer_name", "num_classes")}
 
     @staticmethod
     def _find_checkpoint(variant: str, checkpoint: str | None, urls: dict[str, str]) -> Path:

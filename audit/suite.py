@@ -1,0 +1,153 @@
+"""A suite: model, data, generation, sections and gates, loaded from YAML and validated before any model loads.
+
+A suite file is YAML, read with a ``yaml.SafeLoader`` only (no code in YAML; alias bombs refused,
+see :mod:`audit.safe_yaml`): it can only name registered sections, metrics and components. Every
+error names the file and the field; unknown names suggest the closest valid one. This module sits
+above :mod:`audit.config` (the plain settings) and :mod:`audit.evaluators` (which use those
+settings), so neither imports the other back.
+
+Example:
+    >>> load_suite("demo").name
+    'demo'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import gates as gates_mod
+from .config import (MAX_REASON, ConfigError, DataSpec, GenerationSettings, ModelSpec, bundled_dir, from_mapping,
+                     resolve_data_path)
+from .evaluators import SECTIONS
+from .input_files import read_text
+from .registry import did_you_mean
+from .safe_yaml import load_yaml
+from .stats import ConfidenceSettings
+from .untrusted import excerpt, one_line
+
+
+@dataclass
+class SuiteConfig:
+    """A whole suite: model, data, generation, sections and gates."""
+
+    name: str
+    model: ModelSpec
+    data: DataSpec
+    generation: GenerationSettings
+    seed: int = 0
+    version: str = "1"
+    description: str = ""
+    sections: dict[str, Any] = field(default_factory=dict)   # section name -> validated Options
+    gates: list[Any] = field(default_factory=list)           # gates.Gate
+    confidence: Any = None           # stats.ConfidenceSettings: interval level / resamples (None: defaults)
+    path: str | None = None          # the file it came from
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.path).parent if self.path else Path.cwd()
+
+    def resolve_path(self, p: str) -> Path:
+        """Resolve a data path: absolute, relative to the suite file, or ``audit:`` for bundled data."""
+        return resolve_data_path(p, self.base_dir)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the numbers (for baselines and caches)."""
+        d = {k: v for k, v in self.raw.items() if k not in ("gates", "description", "model", "confidence")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+TOP_LEVEL = {"name", "description", "version", "model", "seed", "data", "generation", "sections", "gates", "confidence"}
+
+
+def load_suite(path: str | os.PathLike, *, model_override: str | None = None) -> SuiteConfig:
+    """Load and validate a suite file without loading any model.
+
+    ``path`` may be a file or the name of a bundled suite (``demo`` -> ``audit/suites/demo.yaml``).
+    """
+    p = Path(path)
+    if not p.is_file() and not p.suffix and (bundled_dir() / f"{path}.yaml").exists():
+        p = bundled_dir() / f"{path}.yaml"  # a bundled suite name (a folder of that name does not shadow it)
+    if p.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a suite file")
+    if not p.exists():
+        raise ConfigError(f"{path}: suite file not found")
+    text = read_text(p, what="suite file", error=ConfigError)   # regular, bounded, UTF-8
+    try:
+        raw = load_yaml(text)   # safe tags only; alias bombs and runaway nesting refused
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p}:{where} malformed YAML: {getattr(e, 'problem', None) or e}") from None
+    return parse_suite(raw, path=str(p), model_override=model_override)
+
+
+def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None = None) -> SuiteConfig:
+    """Validate a suite mapping (as loaded from YAML) into a :class:`SuiteConfig`."""
+    where = path or "<suite>"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a suite must be a YAML mapping")
+    for key in raw:
+        if key not in TOP_LEVEL:
+            raise ConfigError(f"{where}: unknown field {excerpt(key)}{did_you_mean(str(key), TOP_LEVEL)}; valid: {', '.join(sorted(TOP_LEVEL))}")
+    for key in ("name", "description", "version"):
+        if isinstance(raw.get(key), (list, dict)):
+            raise ConfigError(f"{where}: {key}: expected a string, got {excerpt(raw[key])}")
+    name = raw.get("name") or (Path(path).stem if path else "suite")
+    model_raw = raw.get("model", {})
+    if isinstance(model_raw, str):
+        model_raw = {"path": model_raw}
+    model = from_mapping(ModelSpec, model_raw, f"{where}: model")
+    if model_override:
+        model = dataclasses.replace(model, path=model_override)
+    if model.chat_template not in ("auto", "none"):  # a template file: relative to the suite, checked now
+        tpath = resolve_data_path(model.chat_template, Path(path).parent if path else Path.cwd())
+        if not tpath.is_file():
+            raise ConfigError(f"{where}: model.chat_template: template file {tpath} not found (or use auto | none)")
+        model = dataclasses.replace(model, chat_template=str(tpath))
+    data_raw = raw.get("data", {})
+    if isinstance(data_raw, str):
+        data_raw = {"path": data_raw}
+    data = from_mapping(DataSpec, data_raw, f"{where}: data")
+    if not data.path:
+        raise ConfigError(f"{where}: data.path is required (a JSONL or CSV file of prompts)")
+    gen = from_mapping(GenerationSettings, raw.get("generation", {}), f"{where}: generation")
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"{where}: seed: expected an integer, got {excerpt(seed)}")
+
+    sections_raw = raw.get("sections")
+    if not sections_raw or not isinstance(sections_raw, dict):
+        raise ConfigError(f"{where}: sections: expected a mapping of section name -> options; available: {', '.join(SECTIONS.names())}")
+    sections: dict[str, Any] = {}
+    for sname, opts in sections_raw.items():
+        if sname not in SECTIONS:
+            raise ConfigError(f"{where}: sections: unknown section {excerpt(sname)}{did_you_mean(str(sname), SECTIONS.names())}; available: {', '.join(SECTIONS.names())}")
+        evaluator_cls = SECTIONS.get(sname)
+        sections[sname] = from_mapping(evaluator_cls.Options, opts if opts is not None else {}, f"{where}: sections.{sname}")
+
+    gates = []
+    for i, g in enumerate(raw.get("gates") or []):
+        try:
+            gate = gates_mod.parse_gate(g)
+        except ValueError as e:
+            raise ConfigError(f"{where}: gates[{i}]: {one_line(e, limit=MAX_REASON)}") from None
+        section, _, metric = gate.metric.partition(".")
+        if section not in sections:
+            raise ConfigError(f"{where}: gates[{i}]: metric {gate.metric!r} names section {section!r}, which this suite does not run{did_you_mean(section, sections)}")
+        known = SECTIONS.get(section).metric_names(sections[section])
+        if known is not None and metric not in known:
+            raise ConfigError(f"{where}: gates[{i}]: unknown metric {gate.metric!r}{did_you_mean(metric, known)}; {section} has: {', '.join(sorted(known))}")
+        gates.append(gate)
+    confidence = from_mapping(ConfidenceSettings, raw.get("confidence"), f"{where}: confidence")
+    return SuiteConfig(name=str(name), model=model, data=data, generation=gen, seed=seed,
+                       version=str(raw.get("version", "1")), description=str(raw.get("description", "")),
+                       sections=sections, gates=gates, path=path, raw=raw, confidence=confidence)

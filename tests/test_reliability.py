@@ -1,0 +1,422 @@
+"""Issue 12, security and correctness: each numbered defect reproduced as a hostile or careless user would.
+
+Every test is named after its defect and fails on the code before the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import write_suite
+
+
+class _RunsCode:
+    """Pickles to a call of os.system: loading it with the full unpickler runs a shell command."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant(path: Path, marker: Path, payload=lambda evil: evil) -> None:
+    torch.save(payload(_RunsCode(marker)), path)
+
+
+# ---- 1. no code runs from a file the package reads -------------------------------------------------------------
+
+def test_defect1_detoxify_checkpoint_pickle_runs_no_code(tmp_path):
+    from audit.scorers import ScorerError, get_scorer
+
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "evil.ckpt"
+    _plant(ckpt, marker, lambda evil: {"config": evil, "state_dict": {}})
+    with pytest.raises(ScorerError) as e:
+        get_scorer("detoxify:original", checkpoint=str(ckpt))
+    assert not marker.exists(), "loading the checkpoint ran the planted command"
+    msg = str(e.value)
+    assert "\n" not in msg and str(ckpt) in msg and "could run code" in msg and "posix.system" in msg
+
+
+def test_defect1_detoxify_config_is_read_as_data(tmp_path):
+    """A checkpoint of plain data still may not steer detoxify to other transformers attributes or kwargs."""
+    from audit.scorers import ScorerError, get_scorer
+    from audit.scorers.testing import build_tiny_detoxify_checkpoint
+
+    path, _, _ = build_tiny_detoxify_checkpoint(tmp_path)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"]["arch"]["args"]["model_name"] = "pipeline"
+    torch.save(ckpt, tmp_path / "odd.ckpt")
+    with pytest.raises(ScorerError, match=r"ForSequenceClassification model_name"):
+        get_scorer("detoxify:original", checkpoint=str(tmp_path / "odd.ckpt"))
+
+
+@pytest.fixture(scope="module")
+def finetuned_checkpoint(tmp_path_factory, micro_path):
+    """A real two-step fine-tuning run's checkpoint directory (optimizer, scheduler and RNG state files)."""
+    from audit.finetune.run import finetune
+
+    root = tmp_path_factory.mktemp("ft")
+    data = root / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Customer: order {i}?\nAgent:", "reference": f" It ships {i}."}) + "\n"
+                            for i in range(8)))
+    cfg = {"model": str(micro_path), "data": str(data), "batch_size": 4, "lr": 1e-3, "max_steps": 2, "save_every": 2,
+           "out_dir": str(root / "run"), "progress": False, "seed": 0}
+    finetune(cfg)
+    step = root / "run" / "checkpoints" / "step-000002"
+    assert (step / "optimizer.pt").exists()
+    return cfg, step
+
+
+def test_defect1_resume_reads_rng_state_without_pickle(finetuned_checkpoint, tmp_path):
+    """What this version writes resumes under weights_only (numpy's RNG state is stored as tensors)."""
+    from audit.finetune.run import finetune
+
+    cfg, step = finetuned_checkpoint
+    copy = tmp_path / "ok"
+    shutil.copytree(step, copy)
+    for name in ("optimizer.pt", "scheduler.pt", "rng-rank0.pt"):
+        torch.load(copy / name, weights_only=True)   # raises on anything but tensors and plain data
+    r = finetune({**cfg, "max_steps": 3, "out_dir": str(tmp_path / "resumed"), "resume": str(copy)})
+    assert r.steps == 3
+
+
+@pytest.mark.parametrize("name", ["optimizer.pt", "scheduler.pt", "rng-rank0.pt"])
+def test_defect1_resume_checkpoint_pickle_runs_no_code(finetuned_checkpoint, tmp_path, name):
+    from audit.finetune.checkpoint import CheckpointError
+    from audit.finetune.run import finetune
+
+    cfg, step = finetuned_checkpoint
+    evil_dir = tmp_path / "step-000002"
+    shutil.copytree(step, evil_dir)
+    marker = tmp_path / "pwned"
+    _plant(evil_dir / name, marker, lambda evil: {"state": evil})
+    with pytest.raises(CheckpointError) as e:
+        finetune({**cfg, "max_steps": 3, "out_dir": str(tmp_path / "out"), "resume": str(evil_dir)})
+    assert not marker.exists(), f"resuming ran the command planted in {name}"
+    assert "\n" not in str(e.value) and name in str(e.value) and "could run code" in str(e.value)
+
+
+def test_defect1_no_full_unpickler_left_in_the_package():
+    """Every torch.load goes through audit.tensor_files (weights_only=True); no pickle module use."""
+    root = Path(__file__).resolve().parents[1] / "audit"
+    offenders = []
+    for py in root.rglob("*.py"):
+        text = py.read_text(encoding="utf-8")
+        if py.name != "tensor_files.py" and ("torch.load(" in text or "weights_only=False" in text):
+            offenders.append(str(py))
+        if "import pickle" in text and py.name != "tensor_files.py":
+            offenders.append(str(py))
+    assert offenders == []
+
+
+# ---- 2. the weights fingerprint covers every byte --------------------------------------------------------------
+
+def _two_models_differing_in_a_middle_layer(root: Path, micro_path: Path) -> tuple[Path, Path]:
+    """Two 13 MB GPT-2s (n_embd 256, 4 layers) equal except in layer 2: the issue's reproduction."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    vocab = json.loads((micro_path / "config.json").read_text())["vocab_size"]
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=256, n_layer=4, n_head=4, n_positions=128,
+                                       bos_token_id=0, eos_token_id=0, pad_token_id=0))
+    dirs = []
+    for name in ("a", "b"):
+        if name == "b":
+            with torch.no_grad():
+                model.transformer.h[2].mlp.c_fc.weight.mul_(-1.0)
+        d = root / name
+        model.save_pretrained(d, safe_serialization=True)
+        for f in micro_path.iterdir():
+            if f.name.startswith(("tokenizer", "special_tokens")):
+                shutil.copy(f, d / f.name)
+        dirs.append(d)
+    return dirs[0], dirs[1]
+
+
+def test_defect2_models_differing_in_a_middle_layer_never_share_generations(tmp_path, micro_path, support_like):
+    from audit.model import weights_fingerprint
+
+    a, b = _two_models_differing_in_a_middle_layer(tmp_path, micro_path)
+    size = (a / "model.safetensors").stat().st_size
+    assert size == (b / "model.safetensors").stat().st_size and size > 4 << 20
+    assert weights_fingerprint(a) != weights_fingerprint(b)
+
+    from audit.runner import run_suite
+
+    suite = write_suite(tmp_path, "name: t\nseed: 0\ndata: {path: data.jsonl, limit: 3}\n"
+                                  "generation: {max_new_tokens: 6, batch_size: 3}\nsections: {diversity: {}}\n")
+    run_suite(suite, model=str(a), progress=False, cache_dir=tmp_path / "cache")
+    cached = run_suite(suite, model=str(b), out_dir=tmp_path / "out", progress=False, cache_dir=tmp_path / "cache")
+    fresh = run_suite(suite, model=str(b), progress=False, use_cache=False)
+    assert [s.generations for s in cached.samples] == [s.generations for s in fresh.samples]
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    covers = doc["model"]["fingerprint_covers"]
+    assert covers.startswith("sha256 of the full bytes") and "model.safetensors" in covers and "tokenizer.json" in covers
+
+
+def test_defect2_file_digests_are_cached_by_path_size_and_times(tmp_path, monkeypatch):
+    from audit import fingerprint as fpmod
+
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "model.safetensors").write_bytes(b"x" * 1000)
+    (d / "config.json").write_text("{}")
+    hashed = []
+    real = fpmod.file_sha256
+    monkeypatch.setattr(fpmod, "file_sha256", lambda p: hashed.append(p.name) or real(p))
+    first = fpmod.fingerprint_path(d)
+    assert sorted(hashed) == ["config.json", "model.safetensors"]
+    hashed.clear()
+    assert fpmod.fingerprint_path(d) == first and hashed == []       # cached: nothing re-read
+    st = (d / "model.safetensors").stat()
+    (d / "model.safetensors").write_bytes(b"y" * 1000)               # same size ...
+    os.utime(d / "model.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns))   # ... and mtime set back
+    assert fpmod.fingerprint_path(d).digest != first.digest and hashed == ["model.safetensors"]
+
+
+def test_defect2_docs_state_what_the_fingerprint_covers():
+    from audit.fingerprint import STATEMENT
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "reports.md").read_text(encoding="utf-8")
+    assert STATEMENT in docs
+
+
+# ---- 3. YAML alias bombs ---------------------------------------------------------------------------------------
+
+def _bomb(levels: int, width: int = 9) -> str:
+    """A flow list ``[&a0 [lol], &a1 [*a0, *a0, ...], ...]``: each level aliases the one before
+    ``width`` times, so ~600 bytes expand to ``width**levels`` nodes."""
+    items = ["&a0 [lol]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "[" + ", ".join(items) + "]"
+
+
+def _suite_with(tmp_path, bomb: str, where: str, name: str = "suite.yaml") -> Path:
+    """A valid suite but for ``where`` (a field with BOMB in place of its value)."""
+    body = "name: t\ndata: data.jsonl\nsections: {diversity: {}}\n"
+    field = where.split(":")[0]
+    if field in ("name", "description"):
+        body = body.replace("name: t\n", "")
+    return write_suite(tmp_path, body + where.replace("BOMB", bomb) + "\n", name=name)
+
+
+@pytest.mark.parametrize("where", ["confidence: {level: BOMB}", "name: BOMB", "description: BOMB",
+                                   "generation: {stop: BOMB}"])
+def test_defect3_yaml_alias_bomb_is_refused_fast_with_a_short_line(tmp_path, support_like, capsys, where):
+    import time
+
+    from audit.cli import main
+
+    suite = _suite_with(tmp_path, _bomb(9), where)
+    assert suite.stat().st_size < 1000
+    t = time.perf_counter()
+    code = main(["validate", str(suite)])
+    elapsed = time.perf_counter() - t
+    err = capsys.readouterr().err
+    assert code == 2 and elapsed < 5
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 400 and "alias bomb" in lines[0] and str(suite) in lines[0]
+
+
+def test_defect3_small_alias_expansions_still_load_and_bad_values_are_excerpted(tmp_path, support_like, capsys):
+    from audit.cli import main
+    from audit.suite import load_suite
+
+    ok = write_suite(tmp_path, "name: t\ndata: data.jsonl\nseed: &s 3\ngeneration: {max_new_tokens: *s}\n"
+                               "sections: {diversity: {}}\n", name="ok.yaml")
+    assert load_suite(ok).generation.max_new_tokens == 3     # aliases within budget still work
+    # 3 levels of 9 (729 nodes) is within budget: the type error quotes only an excerpt of the value.
+    medium = _suite_with(tmp_path, _bomb(3), "confidence: {level: BOMB}", name="medium.yaml")
+    assert main(["validate", str(medium)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and len(line) < 400 and "confidence.level: expected float" in line
+
+
+def test_defect3_recursive_alias_and_deep_nesting_are_one_line_errors(tmp_path, capsys):
+    from audit.cli import main
+
+    cases = {"rec.yaml": "name: &n [*n]\n", "deep.yaml": "name: " + "[" * 5000 + "]" * 5000 + "\n",
+             "deep2.yaml": "name: " + "[" * 150 + "]" * 150 + "\n"}
+    for name, body in cases.items():
+        p = write_suite(tmp_path, body, name=name)
+        assert main(["validate", str(p)]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(p) in err and "Traceback" not in err, err
+
+
+def test_defect3_memory_error_while_reporting_still_exits_2(capsys, monkeypatch):
+    """Even an error whose message cannot be built ends as exit 2 with one line, never exit 1."""
+    from audit import cli
+
+    class Nasty(Exception):
+        def __str__(self):
+            raise MemoryError
+
+    def boom(args):
+        raise Nasty()
+
+    monkeypatch.setattr(cli, "cmd_validate", boom)
+    assert cli.main(["validate", "x"]) == 2
+    assert capsys.readouterr().err.strip() == "audit: error: Nasty (rerun with --debug for the traceback)"
+
+
+def test_defect3_finetune_config_alias_bomb_is_refused(tmp_path):
+    from audit.config import ConfigError
+    from audit.finetune.config import load_finetune_config
+
+    p = tmp_path / "ft.yaml"
+    p.write_text(f"data: x.jsonl\nlr: {_bomb(9)}\n")
+    with pytest.raises(ConfigError, match="alias bomb"):
+        load_finetune_config(str(p))
+
+
+# ---- 4. outputs are checked before anything runs ----------------------------------------------------------------
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fails the test if any model is loaded (the check must come first)."""
+    from audit.model import LanguageModel
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded before the output paths were checked")
+
+    monkeypatch.setattr(LanguageModel, "load", refuse)
+
+
+def _outputs_cases(tmp_path):
+    (tmp_path / "adir.html").mkdir()
+    (tmp_path / "afile").write_text("x")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    cases = [(["-o", str(tmp_path / "x.pdf")], "unknown extension '.pdf'"),
+             (["-o", str(tmp_path / "noext")], "no extension"),
+             (["-o", str(tmp_path / "adir.html")], "it is a directory"),
+             (["-o", "/proc/audit-report.html"], "cannot write report in /proc"),
+             (["--out", str(tmp_path / "afile")], "is an existing file"),
+             (["--out", str(tmp_path / "afile" / "sub")], "is not a directory")]
+    if os.geteuid() != 0:   # root writes into a 0555 directory, so it is no error there
+        cases.append((["-o", str(ro / "r.html")], "Permission denied"))
+    return cases
+
+
+def test_defect4_bad_output_paths_fail_before_the_model_loads(tmp_path, support_like, capsys, no_model_load):
+    from audit.cli import main
+
+    suite = write_suite(tmp_path, "name: t\ndata: data.jsonl\nsections: {diversity: {}}\n")
+    for extra, fragment in _outputs_cases(tmp_path):
+        out = tmp_path / "out"
+        args = ["run", str(suite), "-m", "builtin:micro", "-q"] + (["--out", str(out)] if "--out" not in extra else []) + extra
+        assert main(args) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and fragment in err, (extra, err)
+        assert not (out / "results.json").exists()
+
+
+def test_defect4_explain_finetune_and_harden_outputs_fail_first(tmp_path, support_like, no_model_load, monkeypatch):
+    from audit.explain.files import explain_to_files
+    from audit.finetune.harden import harden
+    from audit.finetune.run import finetune
+    from audit.output_paths import OutputPathError
+
+    (tmp_path / "e.html").mkdir()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputPathError, match="it is a directory"):
+        explain_to_files("builtin:micro", "Hi", outputs=[str(tmp_path / "e.html")])
+    with pytest.raises(OutputPathError, match="cannot write explanation in /proc"):
+        explain_to_files("builtin:micro", "Hi", outputs=["/proc/e.json"])
+    import audit.finetune.run as ftrun
+
+    monkeypatch.setattr(ftrun, "load_for_training", lambda *a, **k: pytest.fail("the model loaded first"))
+    with pytest.raises(OutputPathError, match="existing file"):
+        finetune({"model": "builtin:micro", "data": str(support_like), "out_dir": str(tmp_path / "afile")})
+    with pytest.raises(OutputPathError, match="existing file"):
+        harden("builtin:micro", "robustness", tmp_path / "afile")
+
+
+# ---- 5. non-finite numbers never pass and never become a "good" checkpoint --------------------------------------
+
+@pytest.mark.parametrize("field,body", [("generation.temperature", "generation: {do_sample: true, temperature: .nan}"),
+                                        ("generation.top_p", "generation: {top_p: .inf}"),
+                                        ("confidence.level", "confidence: {level: .nan}"),
+                                        ("sections.toxicity.threshold", "sections: {toxicity: {threshold: .nan}}")])
+def test_defect5_non_finite_numbers_in_a_suite_are_refused(tmp_path, support_like, capsys, field, body):
+    from audit.cli import main
+
+    text = "name: t\ndata: data.jsonl\n" + ("" if body.startswith("sections") else "sections: {diversity: {}}\n") + body + "\n"
+    suite = write_suite(tmp_path, text)
+    assert main(["validate", str(suite)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{field}: must be a finite number" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("lr", ["inf", "nan", "-inf"])
+def test_defect5_finetune_lr_inf_is_refused_before_training(tmp_path, support_like, capsys, lr):
+    from audit.cli import main
+
+    out = tmp_path / "ft"
+    code = main(["finetune", "--model", "builtin:micro", "--data", str(support_like), "--out", str(out), f"--lr={lr}",
+                 "--max-steps", "2", "--save-every", "1", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "lr: must be a finite number" in err and not (out / "checkpoints").exists()
+
+
+def _ft_cfg(micro_path, data, out, **kw):
+    cfg = {"model": str(micro_path), "data": str(data), "batch_size": 4, "max_steps": 4, "save_every": 1,
+           "out_dir": str(out), "progress": False, "seed": 0, "max_grad_norm": None, "warmup_steps": 2}
+    cfg.update(kw)
+    return cfg
+
+
+def _all_finite(step_dir: Path) -> bool:
+    from safetensors.torch import load_file
+
+    return all(torch.isfinite(v).all() for v in load_file(str(step_dir / "model.safetensors")).values())
+
+
+def test_defect5_lr_overflow_is_a_named_error_and_the_last_finite_checkpoint_is_kept(micro_path, support_like, tmp_path):
+    """lr 3e38, no clipping: step 1 (warm-up, lr 0) saves; step 2's AdamW step size overflows float32."""
+    from audit.finetune.run import finetune
+    from audit.finetune.trainer import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"optimizer update overflowed .*at step 2 .*last good checkpoint: .*step-000001"):
+        finetune(_ft_cfg(micro_path, support_like, tmp_path / "o", lr=3e38))
+    steps = sorted(p.name for p in (tmp_path / "o" / "checkpoints").iterdir())
+    assert steps == ["step-000001"] and _all_finite(tmp_path / "o" / "checkpoints" / "step-000001")
+    assert not (tmp_path / "o" / "model").exists()
+
+
+def test_defect5_non_finite_weights_are_never_saved(micro_path, support_like, tmp_path):
+    """A step that makes a weight infinite (here weight decay with lr*wd > 2 on a huge unused position
+    embedding) stops before saving it; the finite step-1 checkpoint is named last good."""
+    from audit.finetune.run import finetune
+    from audit.finetune.trainer import TrainingDiverged
+
+    def poison(trainer, rec):
+        if trainer.step == 1:   # after the step-1 checkpoint: a huge weight that no prompt position reads
+            with torch.no_grad():
+                trainer.model.transformer.wpe.weight[-1, 0] = 3e38
+
+    with pytest.raises(TrainingDiverged, match=r"weights became NaN or infinite at step 2 .*last good checkpoint: .*step-000001"):
+        finetune(_ft_cfg(micro_path, support_like, tmp_path / "w", lr=300.0, weight_decay=1.0), callbacks=[poison])
+    steps = sorted(p.name for p in (tmp_path / "w" / "checkpoints").iterdir())
+    assert steps == ["step-000001"] and _all_finite(tmp_path / "w" / "checkpoints" / "step-000001")
+
+
+def test_defect5_a_checkpoint_whose_weights_give_nan_is_not_called_good(micro_path, support_like, tmp_path):
+    """lr 1e38 with warm-up: step 2 saves huge but finite weights whose loss is NaN at step 3."""
+    from audit.finetune.run import finetune
+    from audit.finetune.trainer import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step 3 .*step-2 checkpoint holds the weights that gave "
+                                               r"this loss .*last good checkpoint: .*step-000001"):
+        finetune(_ft_cfg(micro_path, support_like, tmp_path / "n", lr=1e38))
+    steps = sorted(p.name for p in (tmp_path / "n" / "checkpoints").iterdir())
+    assert steps == ["step-000001", "step-000002.diverged"]
