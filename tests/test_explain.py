@@ -262,3 +262,25 @@ def test_rows_per_gradient_pass_follow_the_memory_budget(micro_lm):
     assert small.settings["grad_rows"] < big.settings["grad_rows"]
     for a, b in zip(small.attributions, big.attributions):
         assert all((x is None and y is None) or x == pytest.approx(y, abs=1e-6) for x, y in zip(a, b))
+
+
+def test_chat_model_explains_the_rendered_prompt_and_only_the_users_words(micro_lm):
+    """A model with a chat template: explain() renders the prompt as generation does, and the
+    template's tokens (role tags, system prompt) are excluded without being asked."""
+    from audit.chat import ChatFormat
+    from audit.model import LanguageModel
+
+    fmt = ChatFormat(template="{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}"
+                              "{% if add_generation_prompt %}<assistant>{% endif %}", source="inline")
+    chat_lm = LanguageModel(micro_lm.model, micro_lm.tokenizer, spec="micro+chat", chat=fmt)
+    user = "The function returns a list"
+    e = explain(chat_lm, user, max_new_tokens=4)
+    rendered, spans = chat_lm.chat_prompt(user)
+    assert e.prompt == rendered and e.prompt != user and e.user_spans == [list(sp) for sp in spans]
+    # The generation explained is the one the audit saw for this user text.
+    assert e.target == chat_lm.generate([user])[0][0][:len(e.target)]
+    kept = "".join(t for j, t in enumerate(e.prompt_tokens) if j not in e.excluded)
+    assert kept.strip() == user and "<assistant>" in "".join(e.prompt_tokens[j] for j in e.excluded)
+    assert all(row[j] is None for row in e.attributions for j in e.excluded)
+    with pytest.raises(ExplainError, match="already rendered"):
+        explain(chat_lm, rendered, user_spans=spans)

@@ -97,10 +97,11 @@ class AttributionEvaluator(Evaluator):
         skipped: dict[str, str] = {}
         seen: set[tuple[str, str]] = set()
 
-        def add(kind: str, sid: Any, prompt: str, target: str, **extra) -> bool:
-            if not target or not target.strip() or (prompt, target) in seen:
+        def add(kind: str, sid: Any, prompt, target: str, **extra) -> bool:
+            key = (prompt if isinstance(prompt, str) else repr(prompt), target)   # role/content turns are lists
+            if not target or not target.strip() or key in seen:
                 return False
-            seen.add((prompt, target))
+            seen.add(key)
             items.append({"kind": kind, "id": str(sid), "prompt": prompt, "target": target, **extra})
             return True
 
@@ -140,7 +141,7 @@ class AttributionEvaluator(Evaluator):
                         n += 1
         if o.random:
             pool = [s for s in ctx.samples if s.generations and s.generations[0].strip()
-                    and (s.prompt, s.generations[0]) not in seen]
+                    and (s.prompt if isinstance(s.prompt, str) else repr(s.prompt), s.generations[0]) not in seen]
             rng = random.Random(ctx.seed)
             for s in rng.sample(pool, min(o.random, len(pool))):
                 add("random", s.id, s.prompt, s.generations[0])
@@ -236,16 +237,19 @@ def perturbed_token_indices(tokenizer, e, word_indices: list[int]) -> list[int]:
         return []
     from ..attacks.offline import import_textattack
 
-    # The robustness section's indices count TextAttack's words: split the same way.
-    words = import_textattack().shared.AttackedText(e.prompt).words
+    # The robustness section's indices count TextAttack's words of the user's text: split the same
+    # way. A chat-rendered prompt holds that text at its (first) user span.
+    lo, hi = (e.user_spans[0] if getattr(e, "user_spans", None) else (0, len(e.prompt)))
+    text = e.prompt[lo:hi]
+    words = import_textattack().shared.AttackedText(text).words
     spans, pos = [], 0
     for i, w in enumerate(words):  # words appear in order in the text; find their character spans
-        at = e.prompt.find(w, pos)
+        at = text.find(w, pos)
         if at < 0:
             continue
         pos = at + len(w)
         if i in set(word_indices):
-            spans.append((at, pos))
+            spans.append((lo + at, lo + pos))
     tok_spans = _prompt_token_spans(tokenizer, e)
     return [j for j, (a, b) in enumerate(tok_spans) if any(a < y and x < b for x, y in spans)]
 

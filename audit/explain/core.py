@@ -112,9 +112,31 @@ def explain(model, prompt: str, *, target: str | None = None, method: str | None
     if target is None:
         from ..config import GenerationSettings
 
+        if user_spans is not None and getattr(lm, "chat", None) is not None:
+            raise ExplainError("explain: with user_spans the prompt is already rendered; give the target to explain "
+                               "(generation would render it through the chat template again)")
         target = lm.generate([prompt], GenerationSettings(max_new_tokens=opts.max_new_tokens, do_sample=False),
                              seed=opts.seed)[0][0]
     return explain_many(lm, [(prompt, target, user_spans)], options=opts)[0]
+
+
+def model_text(lm, prompt, user_spans=None) -> tuple[str, list[tuple[int, int]] | None]:
+    """The text the model reads for ``prompt`` and the spans of the user's words in it.
+
+    Given spans, ``prompt`` is taken as already rendered. Otherwise a model with a chat template
+    renders the user's words (or role/content turns) as generation does, and the template's
+    tokens are kept out of the explanation; a model without one reads the prompt as it is.
+    """
+    if user_spans is not None:
+        return prompt, [tuple(sp) for sp in user_spans]
+    chat = getattr(lm, "chat", None)
+    if chat is not None:
+        if isinstance(prompt, str):
+            return lm.chat_prompt(prompt)
+        return chat.render_with_spans(lm.tokenizer, prompt)
+    if not isinstance(prompt, str):
+        return lm.render(prompt), None
+    return prompt, None
 
 
 def explain_many(model, pairs: Sequence[tuple], *, options: ExplainOptions | None = None,
@@ -131,6 +153,7 @@ def explain_many(model, pairs: Sequence[tuple], *, options: ExplainOptions | Non
         items = tqdm(pairs, desc=f"explain ({opts.method})", unit="gen", leave=False)
     for item in items:
         prompt, target, spans = (tuple(item) + (None,))[:3]
+        prompt, spans = model_text(lm, prompt, spans)
         out.append(_explain_one(lm, prompt, target, method, opts, spans))
     return out
 
@@ -253,7 +276,8 @@ def _explain_one(lm, prompt: str, target: str, method, opts: ExplainOptions, spa
         prompt=prompt, target=target if opts.max_target_tokens is None else "".join(tokens[len(p_ids):]),
         method=opts.method, source_tokens=tokens, n_prompt=len(p_ids), token_ids=p_ids + t_ids,
         attributions=matrix, target_logprobs=fx, baseline_logprobs=fb, convergence_delta=delta, complete=complete,
-        excluded=excluded, faithfulness=faith, settings=settings,
+        excluded=excluded, user_spans=[list(sp) for sp in spans] if spans is not None else None,
+        faithfulness=faith, settings=settings,
         model={"spec": getattr(lm, "spec", None), "fingerprint": lm.fingerprint},
         seconds=time.perf_counter() - t0,
     )

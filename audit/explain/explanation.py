@@ -67,6 +67,7 @@ class Explanation:
                                             # the refinement hit its cap, scores are approximate (flagged)
     excluded: list[int] = field(default_factory=list)   # prompt tokens outside the user's words (chat
                                             # template): never attributed, moved, ablated or deleted
+    user_spans: list[list[int]] | None = None   # [start, end) of the user's words in ``prompt`` (rendered)
     faithfulness: Faithfulness | None = None
     settings: dict[str, Any] = field(default_factory=dict)   # method, steps, baseline token, ...
     model: dict[str, Any] = field(default_factory=dict)      # spec and weights fingerprint
