@@ -284,3 +284,17 @@ def test_chat_model_explains_the_rendered_prompt_and_only_the_users_words(micro_
     assert all(row[j] is None for row in e.attributions for j in e.excluded)
     with pytest.raises(ExplainError, match="already rendered"):
         explain(chat_lm, rendered, user_spans=spans)
+
+
+def test_auto_method_is_integrated_gradients_on_small_models_and_ablation_on_large(micro_lm):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from audit.explain.core import resolve_method
+    from audit.model import LanguageModel
+
+    e = explain(micro_lm, PROMPT, target=TARGET, method="auto", faithfulness=False)
+    assert e.method == "integrated_gradients" and e.complete is True
+    big = GPT2LMHeadModel(GPT2Config(vocab_size=2048, n_positions=64, n_embd=512, n_layer=7, n_head=8))
+    assert sum(p.numel() for p in big.parameters()) > 20_000_000
+    assert resolve_method("auto", LanguageModel(big, micro_lm.tokenizer, spec="big")) == "feature_ablation"
+    assert resolve_method("saliency", micro_lm) == "saliency"

@@ -41,8 +41,25 @@ def _options(options: ExplainOptions | None, overrides: dict[str, Any]) -> Expla
         opts = dataclasses.replace(base, **overrides)
     except ValueError as e:
         raise ExplainError(f"explain: {e}") from None
-    METHODS.get(opts.method)  # an unknown name fails here, before any model loads
+    if opts.method != "auto":
+        METHODS.get(opts.method)  # an unknown name fails here, before any model loads
     return opts
+
+
+def resolve_method(name: str, lm) -> str:
+    """``auto``: integrated gradients on small models, feature ablation from 20M parameters up.
+
+    Per-token integrated gradients costs one forward and one backward per generated token for
+    every integration point, and on a pretrained LM the straight path needs hundreds of points to
+    be complete (SmolLM2-135M: 1,100% off at 20 points, still 300% at 400). Feature ablation
+    costs one forward row per attributed token (the user's words and the generated tokens), is
+    exact by construction (each score is a measured drop), and answers "which tokens drove this
+    answer" in seconds on a CPU. Integrated gradients stays one option away.
+    """
+    if name != "auto":
+        return name
+    small = sum(p.numel() for p in lm.model.parameters()) < _SMALL_MODEL
+    return "integrated_gradients" if small else "feature_ablation"
 
 
 def _baseline_id(tokenizer, baseline: str) -> int:
@@ -144,6 +161,7 @@ def explain_many(model, pairs: Sequence[tuple], *, options: ExplainOptions | Non
     """Explain several ``(prompt, target)`` or ``(prompt, target, user_spans)`` with the same settings."""
     opts = _options(options, overrides)
     lm = _load(model)
+    opts = dataclasses.replace(opts, method=resolve_method(opts.method, lm))
     method = METHODS.get(opts.method)()
     out = []
     items = pairs

@@ -18,7 +18,8 @@ class ExplainOptions:
     points in all. An explanation still short of the tolerance is flagged (``complete = False``).
     """
 
-    method: str = "integrated_gradients"   # a name in audit.explain.METHODS (`audit ls` lists them)
+    method: str = "integrated_gradients"   # a name in audit.explain.METHODS (`audit ls` lists them), or auto:
+                                           # integrated gradients under 20M parameters, else feature_ablation
     max_new_tokens: int = 16               # tokens generated (greedy) when no target is given
     max_target_tokens: int | None = None   # explain at most this many target tokens (None: all)
     n_steps: int = 20                      # integrated gradients: Gauss-Legendre points (doubled as needed)
