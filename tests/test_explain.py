@@ -138,7 +138,7 @@ def test_faithfulness_drops_are_real_deletions(micro_lm):
     ids = torch.tensor(p_ids + t_ids)
     t = f.steps[-1]
     n = len(p_ids) + t
-    top = sorted(range(n), key=lambda j: -e.attributions[t][j])[:2]
+    top = sorted(range(len(p_ids)), key=lambda j: -e.attributions[t][j])[:2]   # prompt tokens only
     ablated = ids[:n].clone()
     ablated[top] = micro_lm.tokenizer.pad_token_id
     step = _step_fn(micro_lm.model, t_ids[t])
@@ -147,6 +147,7 @@ def test_faithfulness_drops_are_real_deletions(micro_lm):
     assert f.drop_top[-1] == pytest.approx(expected, abs=1e-5)
     again = explain(micro_lm, PROMPT, target=TARGET, top_k=2, n_random=5, seed=3).faithfulness
     assert again.drop_random == f.drop_random  # seeded
+    assert f.steps == list(range(len(t_ids)))
 
 
 def test_tokens_are_readable_text(micro_lm):

@@ -19,6 +19,7 @@ from .tokens import readable_tokens
 
 # Rows per forward pass when internal_batch_size is not given: about this many tokens.
 _TOKENS_PER_PASS = 8192
+_LOGITS_PER_PASS = 64 * 2**20   # floats of (rows, T, vocab) log-probabilities per forward pass
 # Below this many parameters a CPU op is too small to gain from threads; spinning threads cost
 # several times the work on a busy 2-core machine.
 _SMALL_MODEL = 20_000_000
@@ -228,7 +229,9 @@ def _explain_one(lm, prompt: str, target: str, method, opts: ExplainOptions, spa
     cut = max(0, len(p_ids) - (lm.max_length - len(t_ids)))   # keep the prompt's end if the window is short
     p_ids, excluded = p_ids[cut:], [j - cut for j in excluded if j >= cut]
     ids = torch.tensor(p_ids + t_ids, dtype=torch.long, device=lm.device)
-    rows = opts.internal_batch_size or max(1, _TOKENS_PER_PASS // len(ids))
+    # Forward-only rows: ~8k tokens per pass, and at most ~256 MB of (rows, T, vocab) logits.
+    n_vocab_out = getattr(lm.model.config, "vocab_size", None) or 50_000
+    rows = opts.internal_batch_size or max(1, min(_TOKENS_PER_PASS // len(ids), _LOGITS_PER_PASS // (len(t_ids) * n_vocab_out)))
     grad_rows = opts.internal_batch_size or _grad_rows(lm.model, len(ids), opts.grad_memory_mb)
     sources = None
     if excluded:

@@ -19,16 +19,17 @@ from typing import Any
 class Faithfulness:
     """Does removing what the explanation calls important hurt more than removing random tokens?
 
-    For each generated step, the ``k`` top-attributed sources are replaced with the baseline token
-    and the drop in that step's target log-probability is compared with the mean drop when ``k``
-    random sources are replaced instead (``n_random`` draws). Drops are in nats.
+    For each generated step, its ``k`` top-attributed prompt tokens are replaced with the baseline
+    token and the drop in that step's target log-probability is compared with the mean drop when
+    ``k`` random prompt tokens are replaced instead (``n_random`` draws, shared by all steps).
+    Template tokens are never replaced. Drops are in nats.
     """
 
-    k: int                                  # sources replaced per step (capped at sources - 1)
-    n_random: int                           # random draws per step
+    k: int                                  # tokens replaced per row (capped at the prompt's tokens - 1)
+    n_random: int                           # random draws, shared by all steps
     drop_top: list[float]                   # per evaluated step: log p(x) - log p(x without top-k)
     drop_random: list[float]                # per evaluated step: mean drop over the random draws
-    steps: list[int]                        # which generated steps were evaluated (>= 2 sources)
+    steps: list[int]                        # which generated steps were evaluated (all, if >= 2 prompt tokens)
 
     @property
     def score(self) -> float:
