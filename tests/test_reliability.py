@@ -661,3 +661,15 @@ def test_defect5_non_finite_gate_numbers_are_refused(tmp_path, support_like, cap
     assert main(["validate", str(suite)]) == 2
     err = capsys.readouterr().err.strip()
     assert "gates[0]" in err and "nan" in err and len(err.splitlines()) == 1
+
+
+def test_defect2_scorer_checkpoints_differing_after_the_first_mib_get_different_score_caches(tmp_path):
+    """Toxicity scores are cached by the classifier's fingerprint: it must cover the whole checkpoint."""
+    from audit.scorers.base import file_fingerprint
+
+    a, b = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
+    body = os.urandom(3 << 20)
+    a.write_bytes(body)
+    b.write_bytes(body[: 2 << 20] + bytes([body[2 << 20] ^ 1]) + body[(2 << 20) + 1:])   # one byte in the middle
+    assert a.stat().st_size == b.stat().st_size
+    assert file_fingerprint(a) != file_fingerprint(b)
