@@ -667,7 +667,9 @@ def test_defect2_scorer_checkpoints_differing_after_the_first_mib_get_different_
     """Toxicity scores are cached by the classifier's fingerprint: it must cover the whole checkpoint."""
     from audit.scorers.base import file_fingerprint
 
-    a, b = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = tmp_path / "a" / "model.ckpt", tmp_path / "b" / "model.ckpt"   # same name, same size
     body = os.urandom(3 << 20)
     a.write_bytes(body)
     b.write_bytes(body[: 2 << 20] + bytes([body[2 << 20] ^ 1]) + body[(2 << 20) + 1:])   # one byte in the middle
