@@ -29,7 +29,7 @@ from .. import metrics as M
 from .. import stats
 from ..data import DataError, read_rows
 from ..errors import AuditError
-from ..registry import did_you_mean
+from ..registry import did_you_mean, unknown_name
 from ..results import MetricInfo, SectionResult
 from ..safe_yaml import load_yaml_file
 from . import SECTIONS
@@ -140,9 +140,9 @@ def _axis_infos(axes: list[str]) -> dict[str, MetricInfo]:
     out = {}
     for a in axes:
         for measure in ("toxicity", "sentiment"):
-            out[f"{measure}_gap_{a}"] = MetricInfo(f"{measure}_gap_{a}", False, f"max - min group mean {measure} on axis {a}", per_sample=False)
-            out[f"{measure}_gap_p_{a}"] = MetricInfo(f"{measure}_gap_p_{a}", True,
-                                                     f"corrected permutation p-value of the {measure} gap on axis {a}", per_sample=False)
+            out.update([metric(f"{measure}_gap_{a}", False, f"max - min group mean {measure} on axis {a}", per_sample=False),
+                        metric(f"{measure}_gap_p_{a}", True, f"corrected permutation p-value of the {measure} gap on axis {a}",
+                               per_sample=False)])
     return out
 
 
@@ -199,7 +199,7 @@ class BiasEvaluator(Evaluator):
                 known = list(load_terms(bundled_dir() / "data/bias_terms.yaml"))
                 for a in self.axes:
                     if a not in known:
-                        raise ValueError(f"axes: unknown axis {a!r}{did_you_mean(a, known)}; available: {', '.join(known)}")
+                        raise ValueError(f"axes: {unknown_name('axis', a, known)}")
 
     @classmethod
     def metric_infos(cls, options) -> dict[str, MetricInfo]:

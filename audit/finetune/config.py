@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, from_mapping
-from ..registry import did_you_mean
+from ..registry import unknown_name
 from ..safe_yaml import load_yaml_file
 
 
@@ -183,7 +183,7 @@ class FinetuneConfig:
         specs = []
         for name, value in self.losses.items():
             if name not in LOSSES:
-                raise ValueError(f"losses: unknown loss {name!r}{did_you_mean(name, LOSSES.names())}; available: {', '.join(LOSSES.names())}")
+                raise ValueError(f"losses: {unknown_name('loss', name, LOSSES.names())}")
             cls = LOSSES.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 weight, opts = float(value), {}
