@@ -675,3 +675,23 @@ def test_defect2_scorer_checkpoints_differing_after_the_first_mib_get_different_
     b.write_bytes(body[: 2 << 20] + bytes([body[2 << 20] ^ 1]) + body[(2 << 20) + 1:])   # one byte in the middle
     assert a.stat().st_size == b.stat().st_size
     assert file_fingerprint(a) != file_fingerprint(b)
+
+
+def test_defect1_old_pickled_numpy_rng_state_is_refused_with_a_hint(finetuned_checkpoint, tmp_path):
+    """Checkpoints from before this fix pickled numpy's RNG array: refused (numpy's reconstructor is
+    not plain data), with a one-line hint instead of a bare unpickling error."""
+    import random
+
+    import numpy as np
+
+    from audit.finetune.checkpoint import CheckpointError
+    from audit.finetune.run import finetune
+
+    cfg, step = finetuned_checkpoint
+    old = tmp_path / "step-000002"
+    shutil.copytree(step, old)
+    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+               old / "rng-rank0.pt")
+    with pytest.raises(CheckpointError, match=r"rng-rank0.pt: refusing .*written by an older audit") as e:
+        finetune({**cfg, "max_steps": 3, "out_dir": str(tmp_path / "out"), "resume": str(old)})
+    assert "\n" not in str(e.value)
