@@ -695,3 +695,12 @@ def test_defect1_old_pickled_numpy_rng_state_is_refused_with_a_hint(finetuned_ch
     with pytest.raises(CheckpointError, match=r"rng-rank0.pt: refusing .*written by an older audit") as e:
         finetune({**cfg, "max_steps": 3, "out_dir": str(tmp_path / "out"), "resume": str(old)})
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("losses", [{"ce": float("nan")}, {"ce": 1.0, "pgd": {"weight": float("inf")}}])
+def test_defect5_non_finite_loss_weights_are_refused(losses):
+    from audit.config import ConfigError
+    from audit.finetune.config import load_finetune_config
+
+    with pytest.raises(ConfigError, match=r"weight must be a finite number >= 0"):
+        load_finetune_config({"data": "x.jsonl", "losses": losses})
