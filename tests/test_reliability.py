@@ -704,3 +704,16 @@ def test_defect5_non_finite_loss_weights_are_refused(losses):
 
     with pytest.raises(ConfigError, match=r"weight must be a finite number >= 0"):
         load_finetune_config({"data": "x.jsonl", "losses": losses})
+
+
+@pytest.mark.parametrize("sections,field", [
+    ("{bias: {generation: {do_sample: true, temperature: .nan}}}", "sections.bias.generation.temperature"),
+    ("{toxicity: {scorer_options: {threshold: .inf}}}", "sections.toxicity.scorer_options.threshold"),
+])
+def test_defect5_non_finite_numbers_nested_anywhere_in_a_suite_are_refused(tmp_path, support_like, capsys, sections, field):
+    from audit.cli import main
+
+    suite = write_suite(tmp_path, f"name: t\ndata: data.jsonl\nsections: {sections}\n")
+    assert main(["validate", str(suite)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{field}: must be a finite number" in err and len(err.splitlines()) == 1
