@@ -717,3 +717,17 @@ def test_defect5_non_finite_numbers_nested_anywhere_in_a_suite_are_refused(tmp_p
     assert main(["validate", str(suite)]) == 2
     err = capsys.readouterr().err.strip()
     assert f"{field}: must be a finite number" in err and len(err.splitlines()) == 1
+
+
+def test_defect3_a_suite_of_a_million_tiny_values_is_refused_fast(tmp_path, capsys):
+    """No aliases, just many nodes: 2 MB of '[],' took ~90 s to parse; now it stops after 20,000 values."""
+    import time
+
+    from audit.cli import main
+
+    suite = write_suite(tmp_path, "name: [" + "[]," * 700_000 + "]\n")
+    t = time.perf_counter()
+    assert main(["validate", str(suite)]) == 2
+    assert time.perf_counter() - t < 20
+    err = capsys.readouterr().err.strip()
+    assert "more than 20,000 values" in err and str(suite) in err and len(err.splitlines()) == 1
