@@ -25,16 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .. import metrics as M
 from .. import stats
 from ..data import DataError, read_rows
 from ..errors import AuditError
-from ..input_files import read_text
 from ..registry import did_you_mean, unknown_name
 from ..results import MetricInfo, SectionResult
-from ..safe_yaml import load_yaml
+from ..safe_yaml import load_yaml_file
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
 from .base import check_generation_overrides, merged_settings
@@ -59,10 +56,7 @@ def load_terms(path: str | Path) -> dict[str, dict[str, list[str]]]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: bias terms file not found")
-    try:
-        raw = load_yaml(read_text(path, what="bias terms file", error=DataError))
-    except yaml.YAMLError as e:
-        raise DataError(f"{path}: malformed YAML: {getattr(e, 'problem', None) or e}") from None
+    raw = load_yaml_file(path, what="bias terms file", error=DataError)
     axes = raw.get("axes") if isinstance(raw, dict) else None
     if not isinstance(axes, dict) or not axes:
         raise DataError(f"{path}: expected a mapping 'axes: {{axis: {{group: [terms]}}}}'")
