@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from .errors import AuditError
 from .registry import did_you_mean
 from .untrusted import excerpt, one_line
 
+# Devices torch can be asked for by name (checked before any model loads; availability is checked at load).
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
 # Longest validation reason quoted in an error: messages may quote a value, and values are untrusted.
 MAX_REASON = 300
 
@@ -83,6 +86,9 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+MAX_NEW_TOKENS = 1 << 20   # above any context window; the model's own window is checked before loading weights
+
+
 @dataclass
 class GenerationSettings:
     """How prompts are turned into generations (one shared pass for all sections)."""
@@ -99,6 +105,8 @@ class GenerationSettings:
     def __post_init__(self):
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be >= 1")
+        if self.max_new_tokens > MAX_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens must be <= {MAX_NEW_TOKENS:,} (no model has a longer context), got {self.max_new_tokens}")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0")
         if not 0 < self.top_p <= 1:
@@ -149,6 +157,8 @@ class ModelSpec:
     system_prompt: str | None = None  # a system turn before every prompt (needs a chat template)
 
     def __post_init__(self):
+        if not _DEVICE.match(self.device):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N, mps or xpu[:N], got {excerpt(self.device)}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if not self.chat_template:

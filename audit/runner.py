@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from . import __version__
 from .errors import AuditError, first_line
 from .suite import SuiteConfig, load_suite
-from .data import load_records
+from .preflight import preflight
 from .evaluators import SECTIONS
 from .evaluators.base import Context
 from .generation import generate_samples, generation_cache
@@ -76,8 +76,8 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
 
     check_outputs(out_dir, outputs)   # an unwritable output fails now, not after the whole run
     data_path = suite.resolve_path(suite.data.path)
-    d = suite.data
-    records = load_records(data_path, prompt_field=d.prompt_field, reference_field=d.reference_field, split=d.split, limit=d.limit)
+    # The data, and the model as far as knowable without its weights (one line naming the file or field).
+    records = preflight(suite, check_model=not isinstance(model, LanguageModel))
     # The result's identity is known before anything runs: a baseline that measured something else
     # is refused now, not after generation.
     result = _new_result(suite, records, data_path)
@@ -88,6 +88,11 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
 
     t = time.perf_counter()
     lm = model if isinstance(model, LanguageModel) else LanguageModel.load(suite.model)
+    if suite.generation.max_new_tokens >= lm.max_length:   # else an IndexError deep inside generation
+        from .preflight import PreflightError
+
+        raise PreflightError(f"{suite.path or '<suite>'}: generation.max_new_tokens: {suite.generation.max_new_tokens} "
+                             f"does not fit the context window of {lm.spec} ({lm.max_length} tokens)")
     timings["load_model"] = time.perf_counter() - t
     if baseline is not None:  # the chat template is known once the tokenizer is loaded
         check_baseline_prompt_format(baseline, base_summary, lm.prompt_format, force=force_baseline)

@@ -21,15 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import gates as gates_mod
 from .config import (MAX_REASON, ConfigError, DataSpec, GenerationSettings, ModelSpec, bundled_dir, from_mapping,
                      resolve_data_path)
 from .evaluators import SECTIONS
-from .input_files import read_text
 from .registry import did_you_mean
-from .safe_yaml import load_yaml
+from .safe_yaml import load_yaml_file
 from .stats import ConfidenceSettings
 from .untrusted import excerpt, one_line
 
@@ -80,13 +77,8 @@ def load_suite(path: str | os.PathLike, *, model_override: str | None = None) ->
         raise ConfigError(f"{path}: is a directory, not a suite file")
     if not p.exists():
         raise ConfigError(f"{path}: suite file not found")
-    text = read_text(p, what="suite file", error=ConfigError)   # regular, bounded, UTF-8
-    try:
-        raw = load_yaml(text)   # safe tags only; alias bombs and runaway nesting refused
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}:{where} malformed YAML: {getattr(e, 'problem', None) or e}") from None
+    # A regular, bounded UTF-8 file; safe tags only; alias bombs and runaway nesting refused.
+    raw = load_yaml_file(p, what="suite file", error=ConfigError)
     return parse_suite(raw, path=str(p), model_override=model_override)
 
 

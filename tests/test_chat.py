@@ -10,12 +10,11 @@ import shutil
 import pytest
 import torch
 
-from audit.cache import DiskCache
 from audit.chat import ChatTemplateError
 from audit.cli import main
 from audit.config import GenerationSettings, ModelSpec
 from audit.data import DataError, load_records
-from audit.evaluators.base import cached_generate
+from audit.generation import cached_generate, generation_cache
 from audit.model import LanguageModel
 
 from .chat_models import CHATML, build_chat_llama
@@ -210,7 +209,7 @@ def test_cache_keys_and_identity_include_the_rendered_template(chat_dir, tmp_pat
     formats = {auto.prompt_format, system.prompt_format, raw.prompt_format}
     assert auto.fingerprint == system.fingerprint == raw.fingerprint and len(formats) == 3
     s = GenerationSettings(max_new_tokens=4)
-    cache = DiskCache(tmp_path, f"gen-{auto.fingerprint}")
+    cache = generation_cache(auto, tmp_path)
     assert cached_generate(auto, PROMPTS, s, seed=0, cache=cache)[1] == 0
     assert cached_generate(auto, PROMPTS, s, seed=0, cache=cache)[1] == len(PROMPTS)
     assert cached_generate(system, PROMPTS, s, seed=0, cache=cache)[1] == 0

@@ -63,14 +63,13 @@ class AttributionEvaluator(Evaluator):
 
         def __post_init__(self):
             from ..explain import METHODS
-            from ..registry import did_you_mean
+            from ..registry import unknown_name
 
             for name in ("most_toxic", "attacks", "worst_quality", "random"):
                 if getattr(self, name) < 0:
                     raise ValueError(f"{name} must be >= 0")
             if self.method not in METHODS:
-                raise ValueError(f"method: unknown attribution method {self.method!r}{did_you_mean(self.method, METHODS.names())}; "
-                                 f"available: {', '.join(METHODS.names())}")
+                raise ValueError(f"method: {unknown_name('attribution method', self.method, METHODS.names())}")
             self.explain_options()  # validates the shared fields (n_steps, integration, baseline, ...)
 
         def explain_options(self):

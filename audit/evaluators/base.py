@@ -141,6 +141,14 @@ def check_generation_overrides(overrides: dict[str, Any]) -> None:
             raise ValueError(f"generation: unknown field {key!r}{did_you_mean(key, valid)}; valid: {', '.join(valid)}")
 
 
+def default_protect() -> list[str]:
+    """The ``protect`` default of sections that perturb prompts: role tags at line starts
+    (:data:`audit.perturb.ROLE_TAGS`), so only the user's words change."""
+    from ..perturb import ROLE_TAGS
+
+    return list(ROLE_TAGS)
+
+
 def merged_settings(base: GenerationSettings, overrides: dict[str, Any], section: str) -> GenerationSettings:
     """The suite's generation settings with a section's overrides applied (validated)."""
     if not overrides:

@@ -32,19 +32,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..registry import did_you_mean
+from ..registry import unknown_name
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
-from .base import check_generation_overrides, merged_settings
+from .base import check_generation_overrides, default_protect, merged_settings
 
 _DEFAULT_PERTURBATIONS = ["lowercase", "punctuation", "contractions", "typos", "whitespace"]
-
-
-def _default_protect() -> list[str]:
-    from ..perturb import ROLE_TAGS
-
-    return list(ROLE_TAGS)
 
 
 @SECTIONS.register("robustness")
@@ -78,7 +72,7 @@ class RobustnessEvaluator(Evaluator):
         similarity: str = "chrf"             # chrf | rouge_l: output similarity measure
         # Regular expressions for prompt text that attacks and perturbations never modify; default:
         # role tags at line starts ("Customer:", "Agent:"), so only the user's words change ([] = whole prompt).
-        protect: list[str] = field(default_factory=_default_protect)
+        protect: list[str] = field(default_factory=default_protect)
 
         def __post_init__(self):
             from ..attacks import GOAL_NAMES, RECIPES
@@ -89,15 +83,12 @@ class RobustnessEvaluator(Evaluator):
 
             for r in self.recipes:
                 if r not in RECIPES:
-                    raise ValueError(f"recipes: unknown attack recipe {r!r}{did_you_mean(r, RECIPES.names())}; "
-                                     f"available: {', '.join(RECIPES.names())}")
+                    raise ValueError(f"recipes: {unknown_name('attack recipe', r, RECIPES.names())}")
             if self.goal not in GOAL_NAMES:
-                raise ValueError(f"goal: unknown goal {self.goal!r}{did_you_mean(self.goal, GOAL_NAMES)}; "
-                                 f"available: {', '.join(GOAL_NAMES)}")
+                raise ValueError(f"goal: {unknown_name('goal', self.goal, GOAL_NAMES)}")
             for p in self.perturbations:
                 if p not in PERTURBATIONS:
-                    raise ValueError(f"perturbations: unknown perturbation {p!r}{did_you_mean(p, PERTURBATIONS.names())}; "
-                                     f"available: {', '.join(PERTURBATIONS.names())}")
+                    raise ValueError(f"perturbations: {unknown_name('perturbation', p, PERTURBATIONS.names())}")
             if self.similarity not in SIMILARITIES:
                 raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {self.similarity!r}")
             if not 0.0 <= self.max_similarity < 1.0:
@@ -115,9 +106,7 @@ class RobustnessEvaluator(Evaluator):
     @classmethod
     def metric_infos(cls, options) -> dict[str, MetricInfo]:
         infos = dict(cls.METRICS)
-        for r in options.recipes:
-            name = f"attack_success_rate_{r}"
-            infos[name] = MetricInfo(name, False, f"attack success rate of recipe {r}")
+        infos.update(metric(f"attack_success_rate_{r}", False, f"attack success rate of recipe {r}") for r in options.recipes)
         return infos
 
     # ---- evaluation --------------------------------------------------------------------------
