@@ -79,6 +79,11 @@ def chat_pairs(lm, n_tokens: int):
     out = []
     for user, answer in CHAT_PAIRS:
         rendered, _ = lm.chat_prompt(user)
+        # inseq tokenizes with add_special_tokens=True: its BOS (= <|im_start|>) lands before the
+        # rendered one, and its doubled-BOS fix does not reach the target side (measured: ids
+        # [1, 1, 9690, ...]); give explain the same sequence.
+        if lm.tokenizer.bos_token and getattr(lm.tokenizer, "add_bos_token", False):
+            rendered = lm.tokenizer.bos_token + rendered
         cuts = [(m.start(), m.end()) for m in re.finditer(re.escape(marker), rendered)]
         spans, pos = [], 0
         for a, b in cuts:
@@ -189,7 +194,7 @@ def main() -> None:
           f"internal_batch_size={args.batch}")
 
     # Warm up every tool once (imports, first-call allocations) on the first pair.
-    warm = [(p, lm.tokenizer.decode(lm.encode(t)[:2]), *rest) for p, t, *rest in pairs[:1]]  # short: a warm-up
+    warm = [(p, lm.tokenizer.decode(lm.encode(t)[:1]), *rest) for p, t, *rest in pairs[:1]]  # short: a warm-up
     run_ours(lm, warm, args.steps, args.batch)
     run_inseq(lm, warm, args.steps, args.batch)
     use_captum = not args.no_captum and not args.chat   # Captum's LLM wrapper would move the template tokens
