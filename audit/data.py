@@ -118,6 +118,20 @@ def read_rows(path: str | os.PathLike) -> list[tuple[int, dict]]:
     return rows
 
 
+def unique_id(row: dict, path: str | os.PathLike, n: int, seen: set[str]) -> str:
+    """A row's ``id`` (default ``FILESTEM-LINE``), added to ``seen``; a repeat is an error naming the line.
+
+    Example:
+        >>> seen = set(); unique_id({}, "d.jsonl", 3, seen), unique_id({"id": 7}, "d.jsonl", 4, seen)
+        ('d-3', '7')
+    """
+    rid = str(row.get("id", f"{Path(path).stem}-{n}"))
+    if rid in seen:
+        raise DataError(f"{path}:{n}: duplicate id {rid!r}")
+    seen.add(rid)
+    return rid
+
+
 def load_records(path: str | os.PathLike, *, prompt_field: str = "prompt", reference_field: str = "reference",
                  split: str | None = None, limit: int | None = None, require_reference: bool = False) -> list[Record]:
     """Load and validate prompt records.
@@ -159,10 +173,7 @@ def load_records(path: str | os.PathLike, *, prompt_field: str = "prompt", refer
             ref = None
         if require_reference and not ref:
             raise DataError(f"{path}:{n}: field {reference_field!r} is required")
-        rid = str(row.get("id", f"{Path(path).stem}-{n}"))
-        if rid in seen:
-            raise DataError(f"{path}:{n}: duplicate id {rid!r}")
-        seen.add(rid)
+        rid = unique_id(row, path, n, seen)
         meta = {k: v for k, v in row.items() if k not in (prompt_field, reference_field, "id", "messages")}
         records.append(Record(id=rid, prompt=prompt, reference=ref, metadata=meta, messages=messages))
         if limit is not None and len(records) >= limit:
