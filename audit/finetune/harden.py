@@ -153,7 +153,8 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
                progress=progress, seed=cfg.get("seed", suite.seed))
     cfg.pop("adversarial", None)
     # Train a copy: the caller's model object stays the "before" model.
-    work = LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, spec=lm.spec, path=lm.path)
+    # The chat format travels with it: an instruct model trains through its template.
+    work = LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, spec=lm.spec, path=lm.path, chat=lm.chat)
     trained = finetune(cfg, model=work)
 
     log.info("harden 3/4: re-auditing the hardened model (same suite, same seed)")
