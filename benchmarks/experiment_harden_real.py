@@ -69,8 +69,9 @@ SETTINGS = {
     "gpu": Settings(n_test=51, n_train_attack=120, task_steps=300, harden_steps=200, lora_r=16, max_length=192,
                     max_new_tokens=48, query_budget=40, batch_size=32, lr=2e-4, device="cuda"),
     # the plumbing only: minutes on a busy box, numbers meaningless.
-    "pilot": Settings(n_test=4, n_train_attack=4, task_steps=3, harden_steps=2, lora_r=4, max_length=64,
-                      max_new_tokens=10, query_budget=4, batch_size=4, lr=3e-4),
+    # (a small margin, so some attack succeeds and the attack-found-prompts path runs too).
+    "pilot": Settings(n_test=4, n_train_attack=6, task_steps=3, harden_steps=2, lora_r=4, max_length=64,
+                      max_new_tokens=10, query_budget=6, batch_size=4, lr=3e-4, margin=0.02),
 }
 
 
