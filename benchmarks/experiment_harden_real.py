@@ -62,9 +62,11 @@ class Settings:
 
 
 SETTINGS = {
-    # 2 quiet CPU cores, <= 30 min: the estimate is from the pilot's per-query cost, not a measured run.
-    "cpu": Settings(n_test=24, n_train_attack=24, task_steps=40, harden_steps=30, lora_r=8, max_length=96,
-                    max_new_tokens=24, query_budget=12, batch_size=8, lr=3e-4),
+    # 2 quiet CPU cores, ~25-30 min: an ESTIMATE scaled from the pilot's cost (queries x tokens; ~1.5 min per
+    # evaluation x 8, ~1 min per training run x 8), not yet a measured run. n=20 gives Wilson intervals
+    # about +-0.2 wide: only a large effect (e.g. 0.6 -> 0.2) can show disjoint intervals at this size.
+    "cpu": Settings(n_test=20, n_train_attack=24, task_steps=40, harden_steps=24, lora_r=8, max_length=96,
+                    max_new_tokens=16, query_budget=8, batch_size=8, lr=3e-4),
     # a lent H200, < 10 min: every test prompt, more attack queries, longer training.
     "gpu": Settings(n_test=51, n_train_attack=120, task_steps=300, harden_steps=200, lora_r=16, max_length=192,
                     max_new_tokens=48, query_budget=40, batch_size=32, lr=2e-4, device="cuda"),
