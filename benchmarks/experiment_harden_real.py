@@ -271,7 +271,8 @@ def table(results: dict) -> str:
         rel = (a["rate"] - z["rate"]) / a["rate"] if a["n"] and z["n"] and a["rate"] > 0 else math.nan
         disjoint = bool(a["n"] and z["n"] and (z["high"] < a["low"]))
         kept = abs(m["chrf"] - b["chrf"]) <= 0.02 * b["chrf"] and m["perplexity"] <= 1.02 * b["perplexity"]
-        lines.append(f"- {name}: relative drop {rel:+.0%}, intervals disjoint: {disjoint}, clean quality kept: {kept} "
+        drop = "n/a (no success before)" if math.isnan(rel) else f"{rel:+.0%}"
+        lines.append(f"- {name}: relative drop {drop}, intervals disjoint: {disjoint}, clean quality kept: {kept} "
                      f"-> {'MET' if rel >= 0.3 and disjoint and kept else 'not met'}")
     return "\n".join(lines)
 
