@@ -74,7 +74,9 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
         suite = load_suite(suite, model_override=model if isinstance(model, str) else None)
     suite = dataclasses.replace(suite)  # the caller's SuiteConfig is never modified
     if isinstance(model, str):
-        suite.model = dataclasses.replace(suite.model, path=model)
+        from .served import override_model
+
+        suite.model = override_model(suite.model, model)
     if seed is not None:
         suite.seed = seed
     sections = dict(suite.sections)
@@ -101,7 +103,12 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     timings = {"validate_and_load_data": time.perf_counter() - t0}
 
     t = time.perf_counter()
-    lm = model if isinstance(model, LanguageModel) else LanguageModel.load(suite.model)
+    if model is not None and not isinstance(model, str):
+        lm = model   # an adapter the caller loaded: LanguageModel or audit.served.ServedModel
+    else:
+        from .served import load_model   # the one dispatch point: served endpoint or local weights
+
+        lm = load_model(suite.model)
     timings["load_model"] = time.perf_counter() - t
     if baseline is not None:  # the chat template is known once the tokenizer is loaded
         from .baseline import check_prompt_format
@@ -109,7 +116,9 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
         forced = check_prompt_format(baseline, lm.prompt_format, force=force_baseline, path=base_path)
         if forced and base_summary is not None:
             base_summary["incompatible"] = "; ".join(r for r in (base_summary.get("incompatible"), forced) if r)
-    log.info("model %s: %s, %s parameters, %s on %s", lm.spec, lm.info().architecture, f"{lm.info().parameters:,}", lm.info().dtype, lm.device)
+    params = lm.info().parameters
+    log.info("model %s: %s, %s parameters, %s on %s", lm.spec, lm.info().architecture,
+             f"{params:,}" if isinstance(params, int) else "unknown", lm.info().dtype, lm.device)
 
     cache_root = Path(cache_dir) if cache_dir else None
     t = time.perf_counter()
@@ -129,8 +138,15 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
         t = time.perf_counter()
         log.info("section %s ...", name)
         try:
+            if getattr(evaluator, "needs_weights", False) and not getattr(lm, "has_weights", True):
+                from .served import ServedUnsupported
+
+                raise ServedUnsupported(f"section {name} needs local model weights; {lm.spec} is served (run this "
+                                        f"section on a local copy of the model)")
             section = evaluator.evaluate(ctx)
         except Exception as e:  # one failing section must not lose the others' results
+            if getattr(e, "fatal", False):
+                raise   # the server is gone for every section: stop with exit 2 (generations stay cached)
             log.debug("section %s failed:\n%s", name, traceback.format_exc())
             msg = first_line(e, default="")
             section = SectionResult(name=name, error=f"{type(e).__name__}: {msg}" if msg else type(e).__name__)

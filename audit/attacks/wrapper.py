@@ -78,7 +78,8 @@ class GenerationModelWrapper(textattack.models.wrappers.ModelWrapper):
     def _generate(self, prompts: list[str]) -> list[str]:
         if not prompts:
             return []
-        if not self.bucket_by_length or len(prompts) == 1:
+        # A served model (audit.served) sends one request per prompt: nothing to pad, no tokenizer needed.
+        if not self.bucket_by_length or len(prompts) == 1 or not getattr(self.lm, "pads_batches", True):
             return self._generate_group(prompts)
         # Perturbed prompts of one example are mostly the same length in tokens. Batching only
         # equal-length prompts means no padding, and without padding transformers skips building
