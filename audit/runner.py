@@ -70,6 +70,11 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
         force_baseline: compare with an incompatible baseline anyway (the report says so).
     """
     t0 = time.perf_counter()
+    # Under `accelerate launch`/torchrun: join the process group; other ranks keep their own cache copy.
+    from .distributed import distribute, rank_cache_dir, setup
+
+    world = setup()
+    cache_dir = rank_cache_dir(cache_dir, world)
     if not isinstance(suite, SuiteConfig):
         suite = load_suite(suite, model_override=model if isinstance(model, str) else None)
     suite = dataclasses.replace(suite)  # the caller's SuiteConfig is never modified
@@ -109,6 +114,7 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
         from .served import load_model   # the one dispatch point: served endpoint or local weights
 
         lm = load_model(suite.model)
+    lm = distribute(lm)   # several processes: generation and scoring split by rank, outputs gathered
     timings["load_model"] = time.perf_counter() - t
     if baseline is not None:  # the chat template is known once the tokenizer is loaded
         from .baseline import check_prompt_format
@@ -155,6 +161,9 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
         ctx.sections[name] = section
         timings[f"section.{name}"] = section.seconds
 
+    from .distributed import log_share
+
+    log_share(lm)
     info = lm.info()
     result = AuditResult(
         suite={"name": suite.name, "path": suite.path, "version": suite.version, "fingerprint": suite.fingerprint(),
@@ -170,7 +179,7 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     apply_gates(result, suite.gates, baseline=baseline, confidence=suite.confidence)
     timings["total"] = time.perf_counter() - t0
     result.timings = {k: round(v, 4) for k, v in timings.items()}
-    if out_dir is not None:
+    if out_dir is not None and world.is_main:   # rank 0 alone writes (every rank holds the same result)
         write_outputs(result, out_dir, outputs)
     return result
 
