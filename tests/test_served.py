@@ -260,3 +260,9 @@ def test_continuation_logprob_scores_tokens_ending_after_the_context():
     assert _continuation_logprob(payload, text, len("Hello world")) == (-2.0, 1)
     # a context ending inside " wor" (at "Hello w"): the straddling token belongs to the continuation
     assert _continuation_logprob(payload, text, len("Hello w")) == (-3.5, 3)
+
+
+def test_commands_that_need_weights_refuse_a_served_model_in_one_line(tmp_path):
+    r = _cli("explain", "--model", "openai:http://127.0.0.1:9/v1#m", "--prompt", "hi")
+    assert r.returncode == 2 and "is a served model: this command needs local weights" in r.stderr
+    assert len([line for line in r.stderr.splitlines() if line.strip()]) == 1
