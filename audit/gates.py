@@ -72,8 +72,8 @@ class Gate:
             raise ValueError(f"op must be one of {' '.join(OPS)}, got {self.op!r}")
         if self.max_regression is None and self.threshold is None:
             raise ValueError("a gate needs a threshold (value) or max_regression")
-        if self.max_regression is not None and self.max_regression < 0:
-            raise ValueError(f"max_regression must be >= 0, got {self.max_regression!r}")
+        if self.max_regression is not None and not (math.isfinite(self.max_regression) and self.max_regression >= 0):
+            raise ValueError(f"max_regression must be a finite number >= 0, got {self.max_regression!r}")
         if self.confidence is not None:
             self.confidence = _level(self.confidence)
             if self.max_regression is None and self.op == "==":
@@ -146,8 +146,9 @@ def parse_gate(spec: Any) -> Gate:
             if key not in spec:
                 raise ValueError(f"gate mapping needs {key!r} (or max_regression for a regression gate)")
         value = spec["value"]
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ValueError(f"gate value must be a number, got {value!r}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            # A NaN threshold fails every comparison: the gate could never pass and would say nothing.
+            raise ValueError(f"gate value must be a finite number, got {value!r}")
         return Gate(metric=metric, op=str(spec["op"]), threshold=float(value), confidence=spec.get("confidence"),
                     resamples=resamples)
     raise ValueError(f"a gate must be a string or a mapping, got {type(spec).__name__}")

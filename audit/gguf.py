@@ -151,7 +151,11 @@ def convert(src: Path, target: Path, *, meta: dict[str, Any] | None = None, prog
 
     meta = meta if meta is not None else read_metadata(src)
     log.info("converting %s once into %s (cached afterwards)", src, target)
+    from transformers.utils import logging as hf_logging
+
     bar = tqdm(total=3, desc=f"convert {src.name}", unit="step", file=sys.stderr, disable=not progress, leave=False)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the Llama tokenizer's "legacy behaviour" notice says nothing useful here
     try:
         bar.set_postfix_str("tokenizer", refresh=True)
         tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
@@ -170,6 +174,7 @@ def convert(src: Path, target: Path, *, meta: dict[str, Any] | None = None, prog
     except Exception as e:  # transformers' loader fails on tensors or metadata it cannot map
         raise GGUFError(f"{src}: cannot convert GGUF file ({type(e).__name__}: {first_line(e)})") from None
     finally:
+        hf_logging.set_verbosity(verbosity)
         bar.close()
     return target
 

@@ -164,9 +164,13 @@ class LanguageModel:
             path = str(resolve_gguf(path))
         elif not Path(path).exists() and (path.startswith((".", "/", "~")) or os.sep in path and path.count("/") > 1):
             raise ModelLoadError(f"model directory {path!r} does not exist")
-        if Path(path).is_dir() and not (Path(path) / "config.json").exists():
-            raise ModelLoadError(f"model directory {path!r} has no config.json (expected a Hugging Face model directory "
-                                 f"saved with save_pretrained: config.json, weights, tokenizer files)")
+        if Path(path).is_dir():   # config, weights and tokenizer files present (else a TypeError about None)
+            from .preflight import PreflightError, check_model_dir
+
+            try:
+                check_model_dir(path, trust_remote_code=spec.trust_remote_code)
+            except PreflightError as e:
+                raise ModelLoadError(str(e)) from None
         device = _pick_device(spec.device)
         dtype = _pick_dtype(spec.dtype, device)
         try:
@@ -179,9 +183,14 @@ class LanguageModel:
                 f"cannot load model {spec.path!r}: {first} (give a local directory with config.json, weights and "
                 f"tokenizer files, or a hub id already in your Hugging Face cache)"
             ) from None
-        except (ValueError, KeyError, AttributeError, ImportError) as e:
+        except (ValueError, KeyError, AttributeError, ImportError, TypeError) as e:
             first = first_line(e)
             raise ModelLoadError(f"cannot load model {spec.path!r}: {first}") from None
+        except Exception as e:
+            # A corrupt weights file: safetensors raises its own SafetensorError (no common base to name).
+            if type(e).__name__ != "SafetensorError":
+                raise
+            raise ModelLoadError(f"cannot load model {spec.path!r}: corrupt weights file in {path}: {first_line(e)}") from None
         model.to(device)
         fp = fingerprint_path(Path(path)) if Path(path).is_dir() else None
         chat = resolve_format(tok, spec.chat_template, spec.system_prompt)

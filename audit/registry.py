@@ -8,7 +8,7 @@ YAML file can never smuggle in code.
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from .errors import AuditError
 
@@ -26,6 +26,17 @@ def did_you_mean(name: str, options) -> str:
     """``" (did you mean 'x'?)"`` for the closest option, or ``""`` when nothing is close."""
     close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_name(kind: str, name: Any, options: Iterable[Any]) -> str:
+    """The one wording of an unknown name: what it is, the closest option and every option.
+
+    Example:
+        >>> unknown_name("goal", "toxic", ["toxicity", "output_change"])
+        "unknown goal 'toxic' (did you mean 'toxicity'?); available: toxicity, output_change"
+    """
+    names = [str(o) for o in options]
+    return f"unknown {kind} {name!r}{did_you_mean(str(name), names)}; available: {', '.join(names) or 'none'}"
 
 
 class Registry(Generic[T]):
@@ -65,10 +76,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            names = sorted(self._items)
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}{did_you_mean(name, names)}; available: {', '.join(names) or 'none'}"
-            ) from None
+            raise UnknownNameError(unknown_name(self.kind, name, sorted(self._items))) from None
 
     def __contains__(self, name: str) -> bool:
         self._ensure_loaded()

@@ -206,12 +206,16 @@ def read_results(path: str | os.PathLike, *, label: str = "", error: type[Except
     error = error or AuditError
     p = Path(path)
     prefix = f"{label} {p}" if label else str(p)
-    if not p.is_file():
+    from .input_files import check_regular_file
+    from .untrusted import one_line
+
+    if not p.exists():
         raise error(f"{prefix}: {'file' if label else 'results file'} not found")
+    check_regular_file(p, what="results file", error=error)   # not a FIFO, a device or a directory
     try:
         return AuditResult.load(p)
-    except (ValueError, TypeError, KeyError) as e:
-        raise error(f"{prefix}: not a readable audit results file ({type(e).__name__}: {e})") from None
+    except (ValueError, TypeError, KeyError, RecursionError) as e:
+        raise error(f"{prefix}: not a readable audit results file ({type(e).__name__}: {one_line(e, limit=200)})") from None
 
 
 def json_safe(obj):

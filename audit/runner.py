@@ -18,19 +18,20 @@ import traceback
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from . import __version__
-from .errors import first_line
-from .cache import DiskCache
+from .errors import AuditError, first_line
 from .suite import SuiteConfig, load_suite
-from .data import load_records
+from .preflight import preflight
 from .evaluators import SECTIONS
-from .evaluators.base import Context, cached_generate
-from .baseline import data_fingerprint
+from .evaluators.base import Context
+from .generation import generate_samples, generation_cache
+from .baseline import check_baseline_prompt_format, data_fingerprint, identity, prepare_baseline
 from .gates import apply_gates
+from .registry import did_you_mean
 from .model import LanguageModel
-from .results import AuditResult, SampleRecord, SectionResult
+from .results import AuditResult, SectionResult
 
 log = logging.getLogger("audit")
 
@@ -71,40 +72,23 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     """
     t0 = time.perf_counter()
     # Under `accelerate launch`/torchrun: join the process group; other ranks keep their own cache copy.
-    from .distributed import distribute, rank_cache_dir, setup
+    from .distributed import distribute, log_share, rank_cache_dir, setup
 
     world = setup()
     cache_dir = rank_cache_dir(cache_dir, world)
-    if not isinstance(suite, SuiteConfig):
-        suite = load_suite(suite, model_override=model if isinstance(model, str) else None)
-    suite = dataclasses.replace(suite)  # the caller's SuiteConfig is never modified
-    if isinstance(model, str):
-        from .served import override_model
+    suite = _prepare_suite(suite, model=model if isinstance(model, str) else None, seed=seed, only_sections=only_sections)
+    from .report import check_outputs
 
-        suite.model = override_model(suite.model, model)
-    if seed is not None:
-        suite.seed = seed
-    sections = dict(suite.sections)
-    if only_sections:
-        from .errors import AuditError
-        from .registry import did_you_mean
-
-        for s in only_sections:
-            if s not in sections:
-                raise AuditError(f"--section {s!r} is not in suite {suite.name}{did_you_mean(s, sections)}; it has: {', '.join(sections)}")
-        sections = {k: v for k, v in sections.items() if k in only_sections}
-        suite.gates = [g for g in suite.gates if g.metric.partition(".")[0] in sections]
-    d = suite.data
-    data_path = suite.resolve_path(d.path)
-    records = load_records(data_path, prompt_field=d.prompt_field, reference_field=d.reference_field, split=d.split, limit=d.limit)
+    check_outputs(out_dir, outputs)   # an unwritable output fails now, not after the whole run
+    data_path = suite.resolve_path(suite.data.path)
+    # The data, and the model as far as knowable without its weights (one line naming the file or field).
+    records = preflight(suite, check_model=model is None or isinstance(model, str))
+    # The result's identity is known before anything runs: a baseline that measured something else
+    # is refused now, not after generation.
+    result = _new_result(suite, records, data_path)
     base_summary = None
     if baseline is not None:
-        from .baseline import check_baseline, load_baseline, suite_identity, summarize
-
-        base_path = "" if isinstance(baseline, AuditResult) else str(baseline)
-        baseline = baseline if isinstance(baseline, AuditResult) else load_baseline(baseline)
-        forced = check_baseline(baseline, suite_identity(suite, records), force=force_baseline, path=base_path)
-        base_summary = summarize(baseline, path=base_path, incompatible=forced)
+        baseline, base_summary = prepare_baseline(baseline, identity(result), force=force_baseline)
     timings = {"validate_and_load_data": time.perf_counter() - t0}
 
     t = time.perf_counter()
@@ -115,40 +99,95 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
 
         lm = load_model(suite.model)
     lm = distribute(lm)   # several processes: generation and scoring split by rank, outputs gathered
+    if lm.max_length is not None and suite.generation.max_new_tokens >= lm.max_length:   # else an IndexError deep inside generation
+        from .preflight import PreflightError
+
+        raise PreflightError(f"{suite.path or '<suite>'}: generation.max_new_tokens: {suite.generation.max_new_tokens} "
+                             f"does not fit the context window of {lm.spec} ({lm.max_length} tokens)")
     timings["load_model"] = time.perf_counter() - t
     if baseline is not None:  # the chat template is known once the tokenizer is loaded
-        from .baseline import check_prompt_format
-
-        forced = check_prompt_format(baseline, lm.prompt_format, force=force_baseline, path=base_path)
-        if forced and base_summary is not None:
-            base_summary["incompatible"] = "; ".join(r for r in (base_summary.get("incompatible"), forced) if r)
-    params = lm.info().parameters
+        check_baseline_prompt_format(baseline, base_summary, lm.prompt_format, force=force_baseline)
+    params = lm.info().parameters   # unknown (None) behind a server
     log.info("model %s: %s, %s parameters, %s on %s", lm.spec, lm.info().architecture,
              f"{params:,}" if isinstance(params, int) else "unknown", lm.info().dtype, lm.device)
 
-    cache_root = Path(cache_dir) if cache_dir else None
     t = time.perf_counter()
-    gen_cache = DiskCache(cache_root, f"gen-{lm.fingerprint}", enabled=use_cache)
-    gens, reused = cached_generate(lm, [r.model_input for r in records], suite.generation, seed=suite.seed, cache=gen_cache,
-                                   progress=progress)
+    ctx = _generation_pass(suite, lm, records, cache_root=Path(cache_dir) if cache_dir else None, use_cache=use_cache,
+                           progress=progress)
+    timings["generate"] = time.perf_counter() - t
+    timings.update(run_sections(ctx, suite.sections))
+
+    log_share(lm)
+    _complete(result, lm, ctx)
+    result.baseline = base_summary
+    apply_gates(result, suite.gates, baseline=baseline, confidence=suite.confidence)
+    timings["total"] = time.perf_counter() - t0
+    result.timings = {k: round(v, 4) for k, v in timings.items()}
+    if out_dir is not None and world.is_main:   # rank 0 alone writes (every rank holds the same result)
+        write_outputs(result, out_dir, outputs)
+    return result
+
+
+def _prepare_suite(suite: SuiteConfig | str | os.PathLike, *, model: str | None, seed: int | None,
+                   only_sections: Sequence[str] | None) -> SuiteConfig:
+    """The suite this run measures: a copy (the caller's is never modified) with the model and
+    seed overrides applied and, with ``only_sections``, just those sections and their gates."""
+    suite = dataclasses.replace(suite if isinstance(suite, SuiteConfig) else load_suite(suite))
+    if model is not None:
+        from .served import override_model   # a served spec (openai:URL) or a local path
+
+        suite.model = override_model(suite.model, model)
+    if seed is not None:
+        suite.seed = seed
+    if only_sections:
+        for s in only_sections:
+            if s not in suite.sections:
+                raise AuditError(f"--section {s!r} is not in suite {suite.name}{did_you_mean(s, suite.sections)}; "
+                                 f"it has: {', '.join(suite.sections)}")
+        suite.sections = {k: v for k, v in suite.sections.items() if k in only_sections}
+        suite.gates = [g for g in suite.gates if g.metric.partition(".")[0] in suite.sections]
+    return suite
+
+
+def _new_result(suite: SuiteConfig, records, data_path: Path) -> AuditResult:
+    """The result of a run of ``suite`` on ``records`` before anything ran: what a baseline must match."""
+    d = suite.data
+    return AuditResult(
+        suite={"name": suite.name, "path": suite.path, "version": suite.version, "fingerprint": suite.fingerprint(),
+               "sections": list(suite.sections)},
+        model={}, generation=asdict(suite.generation), seed=suite.seed,
+        data={"path": str(data_path), "split": d.split, "limit": d.limit, "records": len(records),
+              "fingerprint": data_fingerprint(records)},
+    )
+
+
+def _generation_pass(suite: SuiteConfig, lm: LanguageModel, records, *, cache_root: Path | None, use_cache: bool,
+                     progress: bool) -> Context:
+    """Generate (or read back from the cache) the main prompt set once; the context every section gets."""
+    gen_cache = generation_cache(lm, cache_root, enabled=use_cache)
+    samples, reused = generate_samples(lm, records, suite.generation, seed=suite.seed, cache=gen_cache, progress=progress)
     total = len(records) * suite.generation.num_samples
     log.info("generation: %d of %d generations reused from cache, %d generated", reused, total, total - reused)
-    timings["generate"] = time.perf_counter() - t
-    samples = [SampleRecord(id=r.id, prompt=r.prompt, reference=r.reference, generations=g, metadata=dict(r.metadata),
-                            messages=r.messages) for r, g in zip(records, gens)]
-    ctx = Context(model=lm, samples=samples, settings=suite.generation, seed=suite.seed, base_dir=suite.base_dir,
-                  progress=progress, cache_root=cache_root, use_cache=use_cache, _gen_cache=gen_cache)
+    return Context(model=lm, samples=samples, settings=suite.generation, seed=suite.seed, base_dir=suite.base_dir,
+                   progress=progress, cache_root=cache_root, use_cache=use_cache, gen_cache=gen_cache)
 
+
+def run_sections(ctx: Context, sections: dict[str, Any]) -> dict[str, float]:
+    """Run each section on ``ctx`` in order into ``ctx.sections``; returns each one's seconds.
+
+    A section that raises is recorded as failed (its error, one line) and the next one runs.
+    """
+    timings = {}
     for name, options in sections.items():
         evaluator = SECTIONS.get(name)(options)
         t = time.perf_counter()
         log.info("section %s ...", name)
         try:
-            if getattr(evaluator, "needs_weights", False) and not getattr(lm, "has_weights", True):
+            if getattr(evaluator, "needs_weights", False) and not getattr(ctx.model, "has_weights", True):
                 from .served import ServedUnsupported
 
-                raise ServedUnsupported(f"section {name} needs local model weights; {lm.spec} is served (run this "
-                                        f"section on a local copy of the model)")
+                raise ServedUnsupported(f"section {name} needs local model weights; {ctx.model.spec} is served (run "
+                                        f"this section on a local copy of the model)")
             section = evaluator.evaluate(ctx)
         except Exception as e:  # one failing section must not lose the others' results
             if getattr(e, "fatal", False):
@@ -160,28 +199,17 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
         section.seconds = time.perf_counter() - t
         ctx.sections[name] = section
         timings[f"section.{name}"] = section.seconds
+    return timings
 
-    from .distributed import log_share
 
-    log_share(lm)
-    info = lm.info()
-    result = AuditResult(
-        suite={"name": suite.name, "path": suite.path, "version": suite.version, "fingerprint": suite.fingerprint(),
-               "sections": list(sections)},
-        model=asdict(info), generation=asdict(suite.generation), seed=suite.seed,
-        sections=ctx.sections, samples=samples, versions=package_versions(),
-        data={"path": str(data_path), "split": d.split, "limit": d.limit, "records": len(records),
-              "fingerprint": data_fingerprint(records)},
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    )
+def _complete(result: AuditResult, lm: LanguageModel, ctx: Context) -> None:
+    """Fill ``result`` with what the run measured: model, sections, samples and the flat metrics."""
+    result.model = asdict(lm.info())
+    result.sections = ctx.sections
+    result.samples = ctx.samples
+    result.versions = package_versions()
+    result.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     result.metrics = {f"{n}.{k}": v for n, s in ctx.sections.items() for k, v in s.metrics.items()}
-    result.baseline = base_summary
-    apply_gates(result, suite.gates, baseline=baseline, confidence=suite.confidence)
-    timings["total"] = time.perf_counter() - t0
-    result.timings = {k: round(v, 4) for k, v in timings.items()}
-    if out_dir is not None and world.is_main:   # rank 0 alone writes (every rank holds the same result)
-        write_outputs(result, out_dir, outputs)
-    return result
 
 
 def write_outputs(result: AuditResult, out_dir: str | os.PathLike | None, outputs: Sequence[str] = ()) -> list[Path]:

@@ -91,3 +91,17 @@ def load_yaml(stream):
     except RecursionError:
         # The parser recurses per nesting level; a file of ten thousand '[' exhausts the stack first.
         raise YAMLLimitError(None, None, "nested too deeply to parse", None) from None
+
+
+def load_yaml_file(path, *, what: str = "YAML file", error: type[Exception] = ValueError):
+    """Read ``path`` (a regular, bounded UTF-8 file) and :func:`load_yaml` it; any failure is one
+    ``error`` naming the file, and the line and column when the parser knows them."""
+    from .input_files import read_text
+
+    text = read_text(path, what=what, error=error)
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise error(f"{path}:{at} malformed YAML: {getattr(e, 'problem', None) or e}") from None

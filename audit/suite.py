@@ -1,10 +1,10 @@
 """A suite: model, data, generation, sections and gates, loaded from YAML and validated before any model loads.
 
-A suite file is YAML, read with a ``yaml.SafeLoader`` only (no code in YAML; alias bombs refused, see :mod:`audit.safe_yaml`): it can only name
-registered sections, metrics and components. Every error names the file and the field; unknown
-names suggest the closest valid one. This module sits above :mod:`audit.config` (the plain
-settings) and :mod:`audit.evaluators` (which use those settings), so neither imports the other
-back.
+A suite file is YAML, read with a ``yaml.SafeLoader`` only (no code in YAML; alias bombs refused,
+see :mod:`audit.safe_yaml`): it can only name registered sections, metrics and components. Every
+error names the file and the field; unknown names suggest the closest valid one. This module sits
+above :mod:`audit.config` (the plain settings) and :mod:`audit.evaluators` (which use those
+settings), so neither imports the other back.
 
 Example:
     >>> load_suite("demo").name
@@ -21,19 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import gates as gates_mod
-from .config import ConfigError, DataSpec, GenerationSettings, ModelSpec, bundled_dir, from_mapping, resolve_data_path
+from .config import (MAX_REASON, ConfigError, DataSpec, GenerationSettings, ModelSpec, bundled_dir, from_mapping,
+                     resolve_data_path)
 from .evaluators import SECTIONS
-from .input_files import read_text
 from .registry import did_you_mean
-from .safe_yaml import load_yaml
+from .safe_yaml import load_yaml_file
 from .stats import ConfidenceSettings
 from .untrusted import excerpt, one_line
-
-# Longest validation reason quoted in an error: messages may quote a value, and values are untrusted.
-_MAX_REASON = 300
 
 
 @dataclass
@@ -82,13 +77,8 @@ def load_suite(path: str | os.PathLike, *, model_override: str | None = None) ->
         raise ConfigError(f"{path}: is a directory, not a suite file")
     if not p.exists():
         raise ConfigError(f"{path}: suite file not found")
-    text = read_text(p, what="suite file", error=ConfigError)   # regular, bounded, UTF-8
-    try:
-        raw = load_yaml(text)   # safe tags only; alias bombs and runaway nesting refused
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}:{where} malformed YAML: {getattr(e, 'problem', None) or e}") from None
+    # A regular, bounded UTF-8 file; safe tags only; alias bombs and runaway nesting refused.
+    raw = load_yaml_file(p, what="suite file", error=ConfigError)
     return parse_suite(raw, path=str(p), model_override=model_override)
 
 
@@ -146,7 +136,7 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
         try:
             gate = gates_mod.parse_gate(g)
         except ValueError as e:
-            raise ConfigError(f"{where}: gates[{i}]: {one_line(e, limit=_MAX_REASON)}") from None
+            raise ConfigError(f"{where}: gates[{i}]: {one_line(e, limit=MAX_REASON)}") from None
         section, _, metric = gate.metric.partition(".")
         if section not in sections:
             raise ConfigError(f"{where}: gates[{i}]: metric {gate.metric!r} names section {section!r}, which this suite does not run{did_you_mean(section, sections)}")

@@ -1,17 +1,24 @@
-"""Attacks per second on the embedded model: audit's batched + cached wrapper vs a naive one.
+"""Attack throughput: audit's lockstep search vs the previous per-example search vs one query at a time.
 
-Both runs attack the same prompts with the same recipes, goal, query budget and seeds; the only
-difference is the TextAttack model wrapper:
+All runs attack the same prompts with the same recipes, goal, query budget and seeds; only the way
+queries reach the model differs:
 
-- baseline: one prompt per forward pass and no run-wide cache (TextAttack's per-example LRU in the
-  goal function stays on in both runs, as in stock TextAttack);
-- audit: :class:`audit.attacks.GenerationModelWrapper` defaults: every uncached prompt of a
-  TextAttack call generated in one batched pass, and a run-wide prompt -> output cache.
+- ``naive``: stock TextAttack use: one example at a time, one prompt per forward pass, no
+  run-wide cache (the goal function's per-example LRU stays on, as in TextAttack);
+- ``previous``: audit before lockstep (kept here as the baseline): one example at a time, every
+  uncached prompt of a TextAttack call generated together but batched only with prompts of equal
+  token length, run-wide cache;
+- ``lockstep``: audit now (:func:`audit.attacks.attack_lockstep`): every recipe x example attack
+  runs in lockstep, so each search step's candidates from all attacks go to the model as one
+  length-sorted, padded batch; run-wide cache.
 
-Generation is batch-independent, so both runs must produce identical attack records (checked).
+Generation is batch-independent, so every run must produce identical attack records (checked;
+exit 1 otherwise). Times are wall clock and CPU (process) time: on a shared box the CPU time is the
+steadier figure.
 
 Usage:
-    python benchmarks/bench_attacks.py [--model builtin:tiny] [--examples 16] [--budget 40]
+    python benchmarks/bench_attacks.py                                   # builtin:tiny, all three
+    python benchmarks/bench_attacks.py --model /work/models/smollm2-hf --modes previous,lockstep
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ FALLBACK_PROMPTS = [
     "Customer: My verification email never arrived, what should I do?\nAgent:",
     "Customer: Is there a discount for annual plans?\nAgent:",
 ]
+MODES = ("naive", "previous", "lockstep")
 
 
 def load_prompts(n: int) -> tuple[list[str], str]:
@@ -61,29 +69,63 @@ def load_model(spec: str):
         return LanguageModel.load("builtin:micro"), "builtin:micro (fallback)"
 
 
-def run(lm, prompts, settings, recipes, budget, *, batched: bool):
-    from audit.attacks import GenerationModelWrapper, Target, attack_targets, build_attack, make_goal
+def previous_wrapper_class():
+    """The wrapper as it was before lockstep: generates a call's prompts in groups of equal token length."""
+    from audit.attacks import GenerationModelWrapper
 
-    wrapper = GenerationModelWrapper(lm, settings, cache=batched, batch_size=None if batched else 1)
-    t0 = time.perf_counter()
+    class LengthBucketedWrapper(GenerationModelWrapper):
+        def _generate(self, prompts):
+            groups: dict[int, list[int]] = {}
+            for i, p in enumerate(prompts):
+                groups.setdefault(len(self.lm.encode(p)), []).append(i)
+            out = [""] * len(prompts)
+            for idx in groups.values():
+                for i, text in zip(idx, super()._generate([prompts[i] for i in idx])):
+                    out[i] = text
+            return out
+
+    return LengthBucketedWrapper
+
+
+def run(mode: str, lm, prompts, settings, recipes, budget):
+    from audit.attacks import GenerationModelWrapper, Target, attack_lockstep, attack_targets, build_attack, make_goal
+
+    if mode == "naive":
+        wrapper = GenerationModelWrapper(lm, settings, cache=False, batch_size=1)
+    elif mode == "previous":
+        wrapper = previous_wrapper_class()(lm, settings)
+    else:
+        wrapper = GenerationModelWrapper(lm, settings)
+
+    def make_attack(name):
+        return build_attack(name, make_goal("output_change", wrapper, query_budget=budget, max_similarity=0.5))
+
+    t0, c0 = time.perf_counter(), time.process_time()
     clean = wrapper(prompts)
     targets = [Target(str(i), p, c) for i, (p, c) in enumerate(zip(prompts, clean))]
-    records = []
-    for name in recipes:
-        attack = build_attack(name, make_goal("output_change", wrapper, query_budget=budget, max_similarity=0.5))
-        records += attack_targets(attack, targets, recipe=name, seed=0)
-    return time.perf_counter() - t0, records, dict(wrapper.stats)
+    if mode == "lockstep":
+        by_recipe = attack_lockstep(make_attack, targets, recipes, seed=0)
+        records = [r for name in recipes for r in by_recipe[name]]
+    else:
+        records = [r for name in recipes for r in attack_targets(make_attack(name), targets, recipe=name, seed=0)]
+    return time.perf_counter() - t0, time.process_time() - c0, records, dict(wrapper.stats)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="builtin:tiny")
+    ap.add_argument("--model", default="builtin:tiny", help="builtin:tiny or a model directory (e.g. the SmolLM2 one)")
     ap.add_argument("--examples", type=int, default=16)
     ap.add_argument("--budget", type=int, default=40)
     ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--recipes", default="deepwordbug,bad_characters")
+    ap.add_argument("--modes", default=",".join(MODES), help="which of naive,previous,lockstep to run (first = baseline)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    modes = args.modes.split(",")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        ap.error(f"--modes: unknown {unknown}; choose from {', '.join(MODES)}")
 
     import torch
 
@@ -91,25 +133,31 @@ def main(argv=None) -> int:
     from audit.config import GenerationSettings
 
     torch.set_num_threads(args.threads)
-    import_textattack()  # its import time is not part of either run
+    import_textattack()  # its import time is not part of any run
     lm, model_name = load_model(args.model)
     prompts, source = load_prompts(args.examples)
     # No stop at "\n": builtin:tiny opens its answers with a newline (every output would be empty).
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=32)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     recipes = args.recipes.split(",")
     n_attacks = len(prompts) * len(recipes)
     print(f"model {model_name}; {len(prompts)} prompts from {source}; recipes {', '.join(recipes)}; "
-          f"query budget {args.budget}; max_new_tokens {args.max_new_tokens}; torch threads {args.threads}")
+          f"query budget {args.budget}; max_new_tokens {args.max_new_tokens}; batch size {args.batch_size}; "
+          f"torch threads {args.threads}")
 
-    t_naive, rec_naive, st_naive = run(lm, prompts, settings, recipes, args.budget, batched=False)
-    t_ours, rec_ours, st_ours = run(lm, prompts, settings, recipes, args.budget, batched=True)
-    same = rec_naive == rec_ours
-    succ = sum(r["success"] for r in rec_ours)
-    print(f"baseline (1 prompt/pass, no run cache): {t_naive:7.2f} s  {n_attacks / t_naive:6.2f} attacks/s  "
-          f"queries {st_naive['queries']}, generated {st_naive['generated']}")
-    print(f"audit wrapper (batched + cached):      {t_ours:7.2f} s  {n_attacks / t_ours:6.2f} attacks/s  "
-          f"queries {st_ours['queries']}, generated {st_ours['generated']}, cache hits {st_ours['cache_hits']}")
-    print(f"speed-up: {t_naive / t_ours:.2f}x; identical records: {same}; successful attacks: {succ}/{n_attacks}")
+    results = {}
+    for mode in modes:
+        results[mode] = run(mode, lm, prompts, settings, recipes, args.budget)
+        wall, cpu, _, st = results[mode]
+        print(f"{mode:>9}: {wall:8.2f} s wall {cpu:8.2f} s CPU  {n_attacks / wall:6.2f} attacks/s  "
+              f"queries {st['queries']}, model passes asked {st['batches']}, generated {st['generated']}, "
+              f"cache hits {st['cache_hits']}", flush=True)
+    base = modes[0]
+    same = all(results[m][2] == results[base][2] for m in modes)
+    for mode in modes[1:]:
+        print(f"speed-up {mode} vs {base}: {results[base][0] / results[mode][0]:.2f}x wall, "
+              f"{results[base][1] / results[mode][1]:.2f}x CPU")
+    succ = sum(r["success"] for r in results[modes[-1]][2])
+    print(f"identical records: {same}; successful attacks: {succ}/{n_attacks}")
     return 0 if same else 1
 
 

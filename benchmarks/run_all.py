@@ -13,7 +13,8 @@ from pathlib import Path
 HERE = Path(__file__).parent
 QUICK = [
     ["bench_self_bleu.py"],
-    ["bench_generation.py"],
+    ["bench_generation.py"],                                   # SmolLM2, chat template
+    ["bench_generation.py", "--model", "builtin:tiny", "--prompts", "64", "--batch-size", "32"],
     ["bench_scorers.py", "--n", "1000"],
     ["bench_attacks.py"],
     ["bench_explain_vs_inseq.py", "--model", "builtin:tiny"],

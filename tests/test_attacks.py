@@ -102,7 +102,7 @@ def test_wrapper_matches_one_at_a_time_generation_and_never_generates_twice(micr
     out = wrapper(prompts)
     single = [micro_lm.generate([p], SETTINGS, seed=0)[0][0] for p in prompts]
     assert out == single
-    assert wrapper.stats == {"calls": 1, "queries": 5, "generated": 4, "cache_hits": 1}
+    assert wrapper.stats == {"calls": 1, "queries": 5, "batches": 1, "generated": 4, "cache_hits": 1}
     assert wrapper(PROMPTS[::-1]) == single[:3][::-1]
     assert wrapper.stats["generated"] == 4 and wrapper.stats["cache_hits"] == 4
     naive = GenerationModelWrapper(micro_lm, SETTINGS, cache=False, batch_size=1)

@@ -197,3 +197,47 @@ def test_templated_prompts_are_perturbed_only_in_the_message(tmp_path, micro_pat
         # The report's prompt diffs touch a tag only without protection ("customer:" lower-cased).
         touched = [" ".join(t for op, t in e["prompt_diff"] if op != "=").lower() for e in sec.details["perturbation_examples"]]
         assert any("customer" in t or "agent" in t for t in touched) == (not protect)
+
+
+BOTH = """
+name: both
+model: {micro}
+seed: 0
+data: {{path: data.jsonl}}
+generation: {{max_new_tokens: 8, batch_size: 8}}
+sections:
+  robustness:
+    recipes: [deepwordbug]
+    examples: 1
+    query_budget: 4
+    perturbations: [lowercase, typos]
+  consistency:
+    seed_samples: 0
+    perturbations: [lowercase, typos]
+    dir_perturbations: [numbers]
+"""
+
+
+def test_no_greedy_prompt_is_generated_twice_in_a_run_without_cache(tmp_path, micro_path, micro_lm, monkeypatch):
+    """Under --no-cache, consistency reuses the worst case's outputs (same perturbations, same
+    settings) and does not decode a perturbation that left the prompt unchanged (no numbers here)."""
+    rows = [{"id": "a", "prompt": "I do not know where my order is"}, {"id": "b", "prompt": "The app is crashing on start"},
+            {"id": "c", "prompt": "How do I reset my password"}]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    decoded = []
+    real = micro_lm.generate
+
+    def spy(prompts, settings=None, *, skip=(), **kw):
+        done = set(skip)
+        decoded.extend((prompts[i], json.dumps(settings.key(), sort_keys=True)) for i in range(len(prompts))
+                       if (i, 0) not in done)
+        return real(prompts, settings, skip=skip, **kw)
+
+    monkeypatch.setattr(micro_lm, "generate", spy)
+    r = run_suite(write_suite(tmp_path, BOTH.format(micro=micro_path)), model=micro_lm, out_dir=None, progress=False,
+                  use_cache=False)
+    assert r.sections["robustness"].error is None and r.sections["consistency"].error is None
+    assert not math.isnan(r.metrics["consistency.invariance"])
+    assert r.sections["consistency"].details["perturbations"]["numbers"]["applied"] == 0
+    repeated = [d for d in set(decoded) if decoded.count(d) > 1]
+    assert not repeated

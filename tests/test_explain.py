@@ -138,7 +138,7 @@ def test_faithfulness_drops_are_real_deletions(micro_lm):
     ids = torch.tensor(p_ids + t_ids)
     t = f.steps[-1]
     n = len(p_ids) + t
-    top = sorted(range(n), key=lambda j: -e.attributions[t][j])[:2]
+    top = sorted(range(len(p_ids)), key=lambda j: -e.attributions[t][j])[:2]   # prompt tokens only
     ablated = ids[:n].clone()
     ablated[top] = micro_lm.tokenizer.pad_token_id
     step = _step_fn(micro_lm.model, t_ids[t])
@@ -147,6 +147,7 @@ def test_faithfulness_drops_are_real_deletions(micro_lm):
     assert f.drop_top[-1] == pytest.approx(expected, abs=1e-5)
     again = explain(micro_lm, PROMPT, target=TARGET, top_k=2, n_random=5, seed=3).faithfulness
     assert again.drop_random == f.drop_random  # seeded
+    assert f.steps == list(range(len(t_ids)))
 
 
 def test_tokens_are_readable_text(micro_lm):
@@ -207,3 +208,94 @@ def test_baseline_token_id_outside_the_vocabulary_is_a_clear_error(micro_lm):
     n_vocab = micro_lm.model.get_input_embeddings().num_embeddings
     with pytest.raises(ExplainError, match=f"baseline token id {n_vocab} is outside"):
         explain(micro_lm, "x", target=" y", baseline=str(n_vocab))
+
+
+def test_user_spans_keep_template_tokens_fixed_and_unscored(micro_lm):
+    """A rendered chat prompt: only the user's words (and the generated tokens) are sources."""
+    head, user, tail = "<|system|>Be brief.\n<|user|>", "The function returns a list", "\n<|assistant|>"
+    prompt = head + user + tail
+    spans = [(len(head), len(head) + len(user))]
+    e = explain(micro_lm, prompt, target=TARGET, user_spans=spans, top_k=2)
+    toks = e.prompt_tokens
+    assert e.excluded and all(j < e.n_prompt for j in e.excluded)
+    assert "".join(toks[j] for j in range(e.n_prompt) if j not in e.excluded).strip() == user
+    for row in e.attributions:
+        assert all(row[j] is None for j in e.excluded)
+    for t in range(len(e.target_tokens)):
+        assert all(j not in e.excluded for j, _, _ in e.top_sources(t, k=5))
+    # Template tokens stay at their embedding on the path: completeness holds against the same f(baseline).
+    assert e.complete is True and e.completeness_error() < 0.01
+    assert len(e.baseline_logprobs) == len(e.target_tokens)
+    # Feature ablation only ablates the sources; its score on a user token equals a manual replacement.
+    fa = explain(micro_lm, prompt, target=TARGET, user_spans=spans, method="feature_ablation", faithfulness=False)
+    ids = torch.tensor(e.token_ids)
+    j = next(j for j in range(e.n_prompt) if j not in e.excluded)
+    ablated = ids.clone()
+    ablated[j] = micro_lm.tokenizer.unk_token_id
+    f = _step_fn(micro_lm.model, e.token_ids[e.n_prompt])
+    with torch.no_grad():
+        expected = float(f(ids[:e.n_prompt][None])[0] - f(ablated[:e.n_prompt][None])[0])
+    assert fa.attributions[0][j] == pytest.approx(expected, abs=1e-5)
+    assert all(fa.attributions[0][k] is None for k in e.excluded)
+    # The deletion check never deletes a template token: its top-k drop is the drop of the top user tokens.
+    t = e.faithfulness.steps[0]
+    top = [j for j, _, _ in e.top_sources(t, k=2)]
+    deleted = ids.clone()
+    deleted[top] = micro_lm.tokenizer.unk_token_id
+    n = e.n_prompt + t
+    step = _step_fn(micro_lm.model, e.token_ids[n])
+    with torch.no_grad():
+        drop = float(step(ids[:n][None])[0] - step(deleted[:n][None])[0])
+    assert e.faithfulness.drop_top[0] == pytest.approx(drop, abs=1e-5)
+    from audit.explain.html import render_html
+
+    assert render_html([e]).count(' tpl"') >= len(e.excluded)
+
+
+def test_user_span_outside_the_prompt_is_a_clear_error(micro_lm):
+    with pytest.raises(ExplainError, match=r"user span \(0, 99\) is outside the prompt of 5 characters"):
+        explain(micro_lm, "Hello", target=" world", user_spans=[(0, 99)])
+
+
+def test_rows_per_gradient_pass_follow_the_memory_budget(micro_lm):
+    small = explain(micro_lm, PROMPT, target=TARGET, faithfulness=False, completeness_tolerance=None, grad_memory_mb=1)
+    big = explain(micro_lm, PROMPT, target=TARGET, faithfulness=False, completeness_tolerance=None)
+    assert small.settings["grad_rows"] < big.settings["grad_rows"]
+    for a, b in zip(small.attributions, big.attributions):
+        assert all((x is None and y is None) or x == pytest.approx(y, abs=1e-6) for x, y in zip(a, b))
+
+
+def test_chat_model_explains_the_rendered_prompt_and_only_the_users_words(micro_lm):
+    """A model with a chat template: explain() renders the prompt as generation does, and the
+    template's tokens (role tags, system prompt) are excluded without being asked."""
+    from audit.chat import ChatFormat
+    from audit.model import LanguageModel
+
+    fmt = ChatFormat(template="{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}"
+                              "{% if add_generation_prompt %}<assistant>{% endif %}", source="inline")
+    chat_lm = LanguageModel(micro_lm.model, micro_lm.tokenizer, spec="micro+chat", chat=fmt)
+    user = "The function returns a list"
+    e = explain(chat_lm, user, max_new_tokens=4)
+    rendered, spans = chat_lm.chat_prompt(user)
+    assert e.prompt == rendered and e.prompt != user and e.user_spans == [list(sp) for sp in spans]
+    # The generation explained is the one the audit saw for this user text.
+    assert e.target == chat_lm.generate([user])[0][0][:len(e.target)]
+    kept = "".join(t for j, t in enumerate(e.prompt_tokens) if j not in e.excluded)
+    assert kept.strip() == user and "<assistant>" in "".join(e.prompt_tokens[j] for j in e.excluded)
+    assert all(row[j] is None for row in e.attributions for j in e.excluded)
+    with pytest.raises(ExplainError, match="already rendered"):
+        explain(chat_lm, rendered, user_spans=spans)
+
+
+def test_auto_method_is_integrated_gradients_on_small_models_and_ablation_on_large(micro_lm):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from audit.explain.core import resolve_method
+    from audit.model import LanguageModel
+
+    e = explain(micro_lm, PROMPT, target=TARGET, method="auto", faithfulness=False)
+    assert e.method == "integrated_gradients" and e.complete is True
+    big = GPT2LMHeadModel(GPT2Config(vocab_size=2048, n_positions=64, n_embd=512, n_layer=7, n_head=8))
+    assert sum(p.numel() for p in big.parameters()) > 20_000_000
+    assert resolve_method("auto", LanguageModel(big, micro_lm.tokenizer, spec="big")) == "feature_ablation"
+    assert resolve_method("saliency", micro_lm) == "saliency"

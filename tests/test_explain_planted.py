@@ -106,14 +106,43 @@ def test_integrated_gradients_faithfulness_beats_random_deletion(planted):
         assert f.drop_top[0] > 1.0
         assert f.drop_top[0] > 2.5 * f.drop_random[0]
         assert f.score > 0 and f.win_rate == 1.0
-        assert e.completeness_error() < 0.01
+        # Whether the default cap suffices depends on how sharp this CPU's training made the switch;
+        # what must hold everywhere is that the flag tells the truth.
+        assert e.complete == (e.completeness_error() <= 0.01)
 
 
 def test_sharp_model_gets_more_integration_points_until_complete(planted):
-    """The planted model is sharp (f(x) - f(baseline) ~ 15 nats): 20 points miss 1%, refinement fixes it."""
+    """The planted model switches its answer within ~0.003 of the path (f(x) - f(baseline) ~ 15 nats):
+    20 points miss 1%; refining the panels that miss reaches it with far fewer points than the cap."""
     lm, cases = planted
-    prompt, target, _ = cases[0]
-    coarse = explain(lm, prompt, target=target, faithfulness=False, completeness_tolerance=None)
-    fine = explain(lm, prompt, target=target, faithfulness=False)
-    assert coarse.settings["n_steps"] == 20 and coarse.completeness_error() > 0.01
-    assert fine.settings["n_steps"] > 20 and fine.completeness_error() <= 0.01
+    for prompt, target, _ in cases:
+        coarse = explain(lm, prompt, target=target, faithfulness=False, completeness_tolerance=None)
+        fine = explain(lm, prompt, target=target, faithfulness=False, max_n_steps=4000)
+        assert fine.complete is True and fine.completeness_error() <= 0.01
+        assert fine.settings["n_steps"] < 4000
+        if coarse.completeness_error() > 0.01:   # the sharp cases: refinement spent more points, locally
+            assert fine.settings["n_steps"] > 20 and fine.settings["panels"] > 1
+    worst = max((explain(lm, p, target=t, faithfulness=False, completeness_tolerance=None) for p, t, _ in cases),
+                key=lambda e: e.completeness_error())
+    assert worst.completeness_error() > 0.01 and worst.settings["n_steps"] == 20
+
+
+def test_explanation_short_of_the_tolerance_is_flagged(planted):
+    """No room to refine (cap = first rule): the gap is reported, and flagged in JSON, text and HTML."""
+    from audit.explain import Explanation
+    from audit.explain.files import text_summary
+    from audit.explain.html import render_html
+
+    lm, cases = planted
+    es = [explain(lm, p, target=t, faithfulness=False, completeness_tolerance=None) for p, t, _ in cases]
+    prompt, target, _ = cases[max(range(len(cases)), key=lambda i: es[i].completeness_error())]
+    e = explain(lm, prompt, target=target, faithfulness=False, max_n_steps=20)
+    assert e.settings["n_steps"] == 20 and e.completeness_error() > 0.01
+    assert e.complete is False
+    assert Explanation.from_json(e.to_json()).complete is False and e.to_dict()["complete"] is False
+    summary = text_summary(e)
+    assert "NOT COMPLETE" in summary and "within" not in summary.splitlines()[-1]
+    html = render_html([e])
+    assert "NOT COMPLETE" in html and "not complete" in html
+    ok = explain(lm, prompt, target=target, faithfulness=False, max_n_steps=4000)
+    assert ok.complete is True and "NOT COMPLETE" not in text_summary(ok) and "NOT COMPLETE" not in render_html([ok])

@@ -61,8 +61,21 @@ def test_selects_toxic_attacks_worst_and_random(ctx):
     assert res.metrics["faithfulness"] == pytest.approx(sum(faith) / len(faith))
     assert 0 <= res.metrics["faithfulness_win_rate"] <= 1
     assert res.metrics["completeness_error"] < 0.01
+    assert res.metrics["completeness_met"] == 1.0 and res.details["completeness"]["met"] == 5
+    assert all(r["complete"] is True for r in res.records)
     assert 0 < res.metrics["attack_perturbed_share"] < 1
     assert res.metric_info["faithfulness"].higher_is_better
+
+
+def test_explanations_short_of_the_tolerance_are_counted_and_flagged(ctx):
+    # A tolerance no quadrature meets and no room to refine: every explanation must come out flagged.
+    res = _run(ctx, most_toxic=2, attacks=0, worst_quality=0, random=1, max_target_tokens=3,
+               completeness_tolerance=1e-12, max_n_steps=20)
+    assert res.metrics["completeness_met"] == 0.0
+    assert res.details["completeness"] == {"met": 0, "explained": 3, "tolerance": 1e-12}
+    assert all(r["complete"] is False and r["completeness_error"] > 1e-12 for r in res.records)
+    assert all(d["complete"] is False for d in res.details["explanations"])
+    assert SECTIONS.get("attribution").METRICS["completeness_met"].higher_is_better
 
 
 def test_perturbed_share_is_the_attribution_on_the_changed_word(ctx):

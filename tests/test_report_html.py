@@ -168,7 +168,7 @@ def _without_nonce(html: str) -> str:
     return html.replace(next(iter(nonces)), "NONCE")
 
 
-def test_render_html_is_pure_and_reentrant(payload_result, monkeypatch, request):
+def test_render_html_is_pure_and_reentrant(payload_result, monkeypatch, request, tmp_path):
     """Rendering reads the result only, and gives the same page twice, or from two threads at once."""
     import copy
     import threading
@@ -183,6 +183,9 @@ def test_render_html_is_pure_and_reentrant(payload_result, monkeypatch, request)
     assert old.intervals == {} and old.to_dict() == before          # nothing written into the result
     assert _without_nonce(render_html(old)) == _without_nonce(first)
     assert 'id="records-1-data"' in first and first.count('data-records="records-1-data"') == 1
+    # The comparison page reads its two runs the same way.
+    write_comparison(old, old, tmp_path / "compare.html")
+    assert old.intervals == {} and old.to_dict() == before
 
     # Two renders at once: both threads stop inside the page (at their first interactive table)
     # until the other is there too, so a counter shared between them would number them wrong.

@@ -8,7 +8,8 @@ wrapper, goal or attack is built. Public pieces:
 - :class:`GenerationModelWrapper` (:mod:`.wrapper`): batched, cached TextAttack model wrapper over
   :class:`audit.model.LanguageModel`.
 - :func:`make_goal` and the goals ``output_change``, ``non_overlapping``, ``toxicity`` (:mod:`.goals`).
-- :func:`attack_targets` (:mod:`.run`): run a recipe over prompts into plain records.
+- :func:`attack_targets` (:mod:`.run`): run a recipe over prompts into plain records;
+  :func:`attack_lockstep`: every recipe over every prompt at once, queries batched across attacks.
 - :func:`write_adversarial_jsonl` (:mod:`.export`): successful attacks as training data.
 
 Example:
@@ -30,6 +31,7 @@ _LAZY = {
     "make_goal": ".goals",
     "GOALS": ".goals",
     "attack_targets": ".run",
+    "attack_lockstep": ".run",
     "Target": ".run",
     "write_adversarial_jsonl": ".export",
 }

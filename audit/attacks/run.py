@@ -17,7 +17,7 @@ import hashlib
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger("audit")
 
@@ -68,6 +68,50 @@ def attack_targets(attack, targets: Sequence[Target], *, recipe: str, seed: int 
         if bar:
             bar.close()
     return records
+
+
+def attack_lockstep(make_attack: Callable[[str], Any], targets: Sequence[Target], recipes: Sequence[str], *,
+                    seed: int = 0, progress: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Attack every target with every recipe at once; the records :func:`attack_targets` gives, per recipe.
+
+    ``make_attack(recipe)`` builds a fresh ``textattack.Attack`` (a goal function holds the state of
+    the example it attacks, so attacks running together cannot share one). All attacks run in
+    lockstep (:mod:`audit.attacks.lockstep`): the candidate prompts of every search step of every
+    example and recipe reach the model wrapper as one batch, instead of one example's few
+    candidates at a time. Each attack seeds and keeps its own random state, so with a
+    batch-independent model the records equal those of running the recipes one example at a time.
+
+    Example:
+        >>> by_recipe = attack_lockstep(lambda r: build_attack(r, make_goal("output_change", wrapper)),
+        ...                             targets, ["deepwordbug", "bad_characters"])  # doctest: +SKIP
+    """
+    import numpy as np
+
+    from .lockstep import run_lockstep
+
+    def job(recipe: str, t: Target):
+        def run():
+            s = example_seed(seed, recipe, t.id)
+            random.seed(s)
+            np.random.seed(s)
+            return to_record(make_attack(recipe).attack(t.prompt, t.clean_output), t, recipe=recipe)
+        return run
+
+    pairs = [(r, t) for r in recipes for t in targets]
+    bar = None
+    if progress and len(pairs) > 1:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(pairs), desc=f"attack {', '.join(recipes)}", unit="ex", leave=False)
+    try:
+        records = run_lockstep([job(r, t) for r, t in pairs], on_finish=(lambda i, rec: bar.update(1)) if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    out: dict[str, list[dict[str, Any]]] = {r: [] for r in recipes}
+    for (r, _), rec in zip(pairs, records):
+        out[r].append(rec)
+    return out
 
 
 def to_record(result, target: Target, *, recipe: str) -> dict[str, Any]:

@@ -5,10 +5,15 @@ attacked example (its goal function clears its LRU after every example). For a g
 each query is a whole decoding loop, so this wrapper
 
 - generates every uncached prompt of a call in one ``LanguageModel.generate`` pass (batched by
-  ``settings.batch_size``, KV-cached, sorted by length), and
+  ``settings.batch_size``, KV-cached, sorted by length and left-padded: the adapter hands the
+  model a prepared padding mask, so padded batches cost no more per row than equal-length ones,
+  and full batches are ~3x faster on CPU than batching only prompts of equal token length);
+- when attacks run in lockstep (:func:`audit.attacks.attack_lockstep`), answers the requests of
+  all attacks of a search step in one such pass; and
 - keeps a run-wide cache (prompt -> output): the clean prompt queried again by every recipe, the
   same candidate reached by two search paths or two examples, is never generated twice; an
-  optional :class:`~audit.cache.DiskCache` makes reruns free as well.
+  optional :class:`~audit.cache.DiskCache` (the run's generation cache, shared with the other
+  sections) makes reruns free as well.
 
 Generation is batch-independent (greedy is per-row; sampling is seeded per prompt), so the outputs
 are the same whatever the batching and caching: only the time changes.
@@ -20,6 +25,8 @@ import dataclasses
 from typing import Sequence
 
 from ..config import GenerationSettings
+from ..generation import cached_generate
+from .lockstep import request
 from .offline import import_textattack
 
 textattack = import_textattack()
@@ -36,7 +43,6 @@ class GenerationModelWrapper(textattack.models.wrappers.ModelWrapper):
         cache: keep a run-wide prompt -> output cache.
         batch_size: override ``settings.batch_size`` (1 = one prompt per forward pass).
         disk_cache: also read and persist outputs in this on-disk cache.
-        bucket_by_length: batch only prompts of equal token length (no padding; see ``_generate``).
 
     Example:
         >>> from audit.model import LanguageModel
@@ -46,7 +52,7 @@ class GenerationModelWrapper(textattack.models.wrappers.ModelWrapper):
     """
 
     def __init__(self, lm, settings: GenerationSettings | None = None, *, seed: int = 0, cache: bool = True,
-                 batch_size: int | None = None, disk_cache=None, bucket_by_length: bool = True):
+                 batch_size: int | None = None, disk_cache=None):
         settings = settings or GenerationSettings()
         changes = {"num_samples": 1}
         if batch_size is not None:
@@ -58,15 +64,22 @@ class GenerationModelWrapper(textattack.models.wrappers.ModelWrapper):
         self.seed = seed
         self.use_cache = cache
         self.disk_cache = disk_cache
-        self.bucket_by_length = bucket_by_length
         self._cache: dict[str, str] = {}
-        # queries: prompts asked for; generated: prompts actually decoded; calls: __call__ count.
-        self.stats = {"calls": 0, "queries": 0, "generated": 0, "cache_hits": 0}
+        # queries: prompts asked for; generated: prompts actually decoded; cache_hits: the others
+        # (answered by this wrapper's cache or the disk cache); calls: __call__ count;
+        # batches: model passes asked for (fewer than calls when attacks run in lockstep).
+        self.stats = {"calls": 0, "queries": 0, "batches": 0, "generated": 0, "cache_hits": 0}
 
     def __call__(self, text_input_list: Sequence[str], **kwargs) -> list[str]:
         prompts = [t if isinstance(t, str) else " ".join(t) for t in text_input_list]
         self.stats["calls"] += 1
         self.stats["queries"] += len(prompts)
+        # Attacks run by `run_lockstep` park here until every attack has asked; then one call to
+        # `_answer` serves them all (see audit.attacks.lockstep).
+        return request(self._answer, prompts)
+
+    def _answer(self, prompts: list[str]) -> list[str]:
+        self.stats["batches"] += 1
         if not self.use_cache:
             return self._generate(prompts)
         todo = list(dict.fromkeys(p for p in prompts if p not in self._cache))  # unique, in order
@@ -76,30 +89,10 @@ class GenerationModelWrapper(textattack.models.wrappers.ModelWrapper):
         return [self._cache[p] for p in prompts]
 
     def _generate(self, prompts: list[str]) -> list[str]:
-        if not prompts:
-            return []
-        # A served model (audit.served) sends one request per prompt: nothing to pad, no tokenizer needed.
-        if not self.bucket_by_length or len(prompts) == 1 or not getattr(self.lm, "pads_batches", True):
-            return self._generate_group(prompts)
-        # Perturbed prompts of one example are mostly the same length in tokens. Batching only
-        # equal-length prompts means no padding, and without padding transformers skips building
-        # a 4D attention mask at every decoding step (a vmap that costs ~8 ms per step on CPU,
-        # more than a small model's whole forward pass).
-        groups: dict[int, list[int]] = {}
-        for i, p in enumerate(prompts):
-            groups.setdefault(len(self.lm.encode(p)), []).append(i)
-        out: list[str] = [""] * len(prompts)
-        for idx in groups.values():
-            for i, text in zip(idx, self._generate_group([prompts[i] for i in idx])):
-                out[i] = text
-        return out
-
-    def _generate_group(self, prompts: list[str]) -> list[str]:
         if self.disk_cache is not None:
-            from ..evaluators.base import cached_generate
-
             gens, reused = cached_generate(self.lm, prompts, self.settings, seed=self.seed, cache=self.disk_cache)
             self.stats["generated"] += len(prompts) - reused
+            self.stats["cache_hits"] += reused
         else:
             gens = self.lm.generate(prompts, self.settings, seed=self.seed)
             self.stats["generated"] += len(prompts)

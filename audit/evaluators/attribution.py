@@ -35,6 +35,9 @@ class AttributionEvaluator(Evaluator):
         metric("faithfulness_win_rate", True, "share of explained tokens where top-k deletion beats random deletion"),
         metric("completeness_error", False, "integrated gradients: max relative gap |sum(scores) - (f(x) - f(baseline))| "
                                             "/ |f(x) - f(baseline)| over all explained tokens", per_sample=False),
+        metric("completeness_met", True, "integrated gradients: share of explanations whose every token's scores sum to "
+                                         "f(x) - f(baseline) within the tolerance (the rest are flagged approximate)",
+               per_sample=False),
         metric("attack_perturbed_share", True, "successful attacks: share of the prompt's |attribution| on the tokens "
                                                "the attacker changed (explanations localise the attack)"),
     ])
@@ -47,39 +50,43 @@ class AttributionEvaluator(Evaluator):
         worst_quality: int = 2                 # lowest quality.chrf (else quality.rouge_l) samples
         random: int = 2                        # seeded-random samples of the main prompt set
         max_target_tokens: int = 16            # explain at most this many generated tokens per sample
-        n_steps: int = 20                      # integrated gradients: points (doubled until complete within 1%)
+        n_steps: int = 20                      # integrated gradients: first points (refined where incomplete)
+        max_n_steps: int = 400                 # integrated gradients: cap on points per explanation
+        completeness_tolerance: float = 0.01   # integrated gradients: above it an explanation is flagged
         integration: str = "gausslegendre"     # integrated gradients: quadrature rule
-        baseline: str = "pad"                  # the token that stands for "absent"
+        baseline: str = "auto"                 # the token that stands for "absent" (auto: unk, else pad, else eos)
         internal_batch_size: int | None = None # rows per forward pass (None: about 8k tokens per pass)
+        grad_memory_mb: int = 512              # activation budget of one gradient pass
         n_samples: int = 25                    # shapley_sampling: permutations
         top_k: int = 3                         # faithfulness: sources replaced per step
         n_random: int = 8                      # faithfulness: random draws per step
 
         def __post_init__(self):
             from ..explain import METHODS
-            from ..registry import did_you_mean
+            from ..registry import unknown_name
 
             for name in ("most_toxic", "attacks", "worst_quality", "random"):
                 if getattr(self, name) < 0:
                     raise ValueError(f"{name} must be >= 0")
             if self.method not in METHODS:
-                raise ValueError(f"method: unknown attribution method {self.method!r}{did_you_mean(self.method, METHODS.names())}; "
-                                 f"available: {', '.join(METHODS.names())}")
+                raise ValueError(f"method: {unknown_name('attribution method', self.method, METHODS.names())}")
             self.explain_options()  # validates the shared fields (n_steps, integration, baseline, ...)
 
         def explain_options(self):
             from ..explain import ExplainOptions
 
             return ExplainOptions(method=self.method, max_target_tokens=self.max_target_tokens, n_steps=self.n_steps,
+                                  max_n_steps=self.max_n_steps, completeness_tolerance=self.completeness_tolerance,
                                   integration=self.integration, baseline=self.baseline,
-                                  internal_batch_size=self.internal_batch_size, n_samples=self.n_samples,
-                                  faithfulness=True, top_k=self.top_k, n_random=self.n_random)
+                                  internal_batch_size=self.internal_batch_size, grad_memory_mb=self.grad_memory_mb,
+                                  n_samples=self.n_samples, faithfulness=True, top_k=self.top_k, n_random=self.n_random)
 
     @classmethod
     def metric_infos(cls, options) -> dict[str, MetricInfo]:
         infos = dict(cls.METRICS)
         if options.method != "integrated_gradients":
-            infos.pop("completeness_error")  # a property of integrated gradients only
+            for name in ("completeness_error", "completeness_met"):   # properties of integrated gradients only
+                infos.pop(name)
         return infos
 
     # ---- selection -------------------------------------------------------------------------
@@ -90,10 +97,11 @@ class AttributionEvaluator(Evaluator):
         skipped: dict[str, str] = {}
         seen: set[tuple[str, str]] = set()
 
-        def add(kind: str, sid: Any, prompt: str, target: str, **extra) -> bool:
-            if not target or not target.strip() or (prompt, target) in seen:
+        def add(kind: str, sid: Any, prompt, target: str, **extra) -> bool:
+            key = (prompt if isinstance(prompt, str) else repr(prompt), target)   # role/content turns are lists
+            if not target or not target.strip() or key in seen:
                 return False
-            seen.add((prompt, target))
+            seen.add(key)
             items.append({"kind": kind, "id": str(sid), "prompt": prompt, "target": target, **extra})
             return True
 
@@ -133,7 +141,7 @@ class AttributionEvaluator(Evaluator):
                         n += 1
         if o.random:
             pool = [s for s in ctx.samples if s.generations and s.generations[0].strip()
-                    and (s.prompt, s.generations[0]) not in seen]
+                    and (s.prompt if isinstance(s.prompt, str) else repr(s.prompt), s.generations[0]) not in seen]
             rng = random.Random(ctx.seed)
             for s in rng.sample(pool, min(o.random, len(pool))):
                 add("random", s.id, s.prompt, s.generations[0])
@@ -152,6 +160,7 @@ class AttributionEvaluator(Evaluator):
         items, skipped = self._select(ctx)
         result.details["skipped"] = skipped
         result.details["settings"] = {"method": o.method, "max_target_tokens": o.max_target_tokens, "n_steps": o.n_steps,
+                                      "max_n_steps": o.max_n_steps, "completeness_tolerance": o.completeness_tolerance,
                                       "integration": o.integration, "baseline": o.baseline, "top_k": o.top_k,
                                       "n_random": o.n_random}
         opts = o.explain_options()
@@ -167,7 +176,7 @@ class AttributionEvaluator(Evaluator):
             except ExplainError as err:  # one unexplainable sample must not cost the others
                 failed.append({"kind": it["kind"], "id": it["id"], "error": str(err)})
         result.details["failed"] = failed
-        explanations, faith, wins, comp, shares = [], [], [], [], []
+        explanations, faith, wins, comp, met, shares = [], [], [], [], [], []
         for it, e in done:
             d = e.to_dict()
             d["kind"], d["id"] = it["kind"], it["id"]
@@ -179,11 +188,19 @@ class AttributionEvaluator(Evaluator):
             ce = e.completeness_error()
             if ce is not None:
                 comp.append(ce)
+            excluded = set(e.excluded)
+            # For the report: each prompt token's total; None for template tokens (never attributed).
+            d["prompt_attribution"] = [None if j in excluded else v for j, v in enumerate(e.prompt_attribution())]
+            d["completeness_error"] = ce
             row = {"kind": it["kind"], "id": it["id"], "prompt": it["prompt"], "generation": e.target,
                    "faithfulness": fs, "faithfulness_win_rate": fw,
-                   "top_prompt_tokens": [t for t, _ in sorted(zip(e.prompt_tokens, e.prompt_attribution()),
-                                                                 key=lambda p: -abs(p[1]))[:3]],
+                   "top_prompt_tokens": [t for j, (t, _) in sorted(enumerate(zip(e.prompt_tokens, e.prompt_attribution())),
+                                                                    key=lambda p: -abs(p[1][1])) if j not in excluded][:3],
                    "seconds": e.seconds}
+            if e.complete is not None:
+                met.append(e.complete)
+                row["completeness_error"] = ce
+                row["complete"] = e.complete
             if it.get("score") is not None:
                 row["score"] = it["score"]
             if it["kind"] == "attack":
@@ -207,6 +224,9 @@ class AttributionEvaluator(Evaluator):
         result.sample_values["faithfulness_win_rate"] = [v for v in wins if not math.isnan(v)]
         if o.method == "integrated_gradients":
             result.metrics["completeness_error"] = max(comp) if comp else math.nan   # the worst case, not a mean
+            result.metrics["completeness_met"] = sum(met) / len(met) if met else math.nan
+            result.details["completeness"] = {"met": sum(met), "explained": len(met),
+                                              "tolerance": o.completeness_tolerance}
         result.metrics["attack_perturbed_share"] = mean(shares)
         result.sample_values["attack_perturbed_share"] = shares
 
@@ -217,16 +237,19 @@ def perturbed_token_indices(tokenizer, e, word_indices: list[int]) -> list[int]:
         return []
     from ..attacks.offline import import_textattack
 
-    # The robustness section's indices count TextAttack's words: split the same way.
-    words = import_textattack().shared.AttackedText(e.prompt).words
+    # The robustness section's indices count TextAttack's words of the user's text: split the same
+    # way. A chat-rendered prompt holds that text at its (first) user span.
+    lo, hi = (e.user_spans[0] if getattr(e, "user_spans", None) else (0, len(e.prompt)))
+    text = e.prompt[lo:hi]
+    words = import_textattack().shared.AttackedText(text).words
     spans, pos = [], 0
     for i, w in enumerate(words):  # words appear in order in the text; find their character spans
-        at = e.prompt.find(w, pos)
+        at = text.find(w, pos)
         if at < 0:
             continue
         pos = at + len(w)
         if i in set(word_indices):
-            spans.append((at, pos))
+            spans.append((lo + at, lo + pos))
     tok_spans = _prompt_token_spans(tokenizer, e)
     return [j for j, (a, b) in enumerate(tok_spans) if any(a < y and x < b for x, y in spans)]
 
@@ -244,7 +267,7 @@ def _prompt_token_spans(tokenizer, e) -> list[tuple[int, int]]:
 
 def attribution_share(e, prompt_indices: list[int]) -> float | None:
     """Share of the prompt's total |attribution| (over all steps) on ``prompt_indices``."""
-    total = sum(abs(row[j]) for row in e.attributions for j in range(e.n_prompt))
+    total = sum(abs(row[j] or 0.0) for row in e.attributions for j in range(e.n_prompt))
     if total <= 0:
         return None
-    return sum(abs(row[j]) for row in e.attributions for j in prompt_indices) / total
+    return sum(abs(row[j] or 0.0) for row in e.attributions for j in prompt_indices) / total

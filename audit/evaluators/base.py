@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
-from ..cache import DiskCache, make_key
+from ..cache import DiskCache
 from ..config import GenerationSettings
 from ..errors import AuditError
+from ..generation import cached_generate, generate_samples, generation_cache
 from ..results import MetricInfo, SampleRecord, SectionResult
 
 log = logging.getLogger("audit")
@@ -37,7 +38,7 @@ class Context:
     cache_root: Path | None = None
     use_cache: bool = True
     sections: dict[str, SectionResult] = field(default_factory=dict)   # finished sections, in order
-    _gen_cache: DiskCache | None = None
+    gen_cache: DiskCache | None = None           # the model's generation cache (the runner's; else made on first use)
 
     def resolve_path(self, p: str) -> Path:
         """A path from section options: absolute, relative to the suite file, or ``audit:...`` bundled."""
@@ -56,34 +57,18 @@ class Context:
         of role/content turns (``SampleRecord.with_user_text`` builds one from a perturbed prompt).
         """
         settings = settings or self.settings
-        if self._gen_cache is None:
-            self._gen_cache = DiskCache(self.cache_root, f"gen-{self.model.fingerprint}", enabled=self.use_cache)
-        return cached_generate(self.model, prompts, settings, seed=self.seed, cache=self._gen_cache,
+        return cached_generate(self.model, prompts, settings, seed=self.seed, cache=self.generation_cache(),
                                progress=self.progress, desc=desc)[0]
+
+    def generation_cache(self) -> DiskCache:
+        """The model's generation cache, shared by the main pass and every section (honours ``--no-cache``)."""
+        if self.gen_cache is None:
+            self.gen_cache = generation_cache(self.model, self.cache_root, enabled=self.use_cache)
+        return self.gen_cache
 
     def loglikelihood(self, pairs: Sequence[tuple[Any, str]]) -> list[tuple[float, int]]:
         """log p(continuation | context) per pair; with a chat template the context is a user turn."""
         return self.model.loglikelihood(pairs, batch_size=self.settings.batch_size, progress=self.progress)
-
-
-def cached_generate(model, prompts: Sequence[str], settings: GenerationSettings, *, seed: int, cache: DiskCache,
-                    progress: bool = False, desc: str = "generate") -> tuple[list[list[str]], int]:
-    """Generate through ``cache``; returns (generations, number reused from the cache)."""
-    skey = settings.key()
-    # The weights fingerprint names the cache; dtype and device change generations too (bf16 vs fp32).
-    where = [str(getattr(model, "dtype", "")), str(getattr(getattr(model, "device", None), "type", ""))]
-    if getattr(model, "prompt_format", None):  # the chat template + system prompt change what the model reads
-        where.append(model.prompt_format)
-    keys = [[make_key(p, skey, seed, k, *where) for k in range(settings.num_samples)] for p in prompts]
-    skip = {(i, k) for i, row in enumerate(keys) for k, key in enumerate(row) if key in cache}
-
-    def persist(triples):
-        cache.put_many((keys[i][k], text) for i, k, text in triples)
-
-    out = model.generate(prompts, settings, seed=seed, progress=progress, on_batch=persist, skip=skip, desc=desc)
-    for i, k in skip:
-        out[i][k] = cache.get(keys[i][k])
-    return out, len(skip)
 
 
 class Evaluator:
@@ -158,6 +143,14 @@ def check_generation_overrides(overrides: dict[str, Any]) -> None:
             raise ValueError(f"generation: unknown field {key!r}{did_you_mean(key, valid)}; valid: {', '.join(valid)}")
 
 
+def default_protect() -> list[str]:
+    """The ``protect`` default of sections that perturb prompts: role tags at line starts
+    (:data:`audit.perturb.ROLE_TAGS`), so only the user's words change."""
+    from ..perturb import ROLE_TAGS
+
+    return list(ROLE_TAGS)
+
+
 def merged_settings(base: GenerationSettings, overrides: dict[str, Any], section: str) -> GenerationSettings:
     """The suite's generation settings with a section's overrides applied (validated)."""
     if not overrides:
@@ -174,9 +167,7 @@ def make_context(model, records, settings: GenerationSettings | None = None, *, 
     settings = settings or GenerationSettings()
     ctx = Context(model=model, samples=[], settings=settings, seed=seed, progress=progress, cache_root=cache_root,
                   use_cache=use_cache, base_dir=base_dir or Path.cwd())
-    gens = ctx.generate([r.model_input for r in records])
-    ctx.samples = [SampleRecord(id=r.id, prompt=r.prompt, reference=r.reference, generations=g, metadata=dict(r.metadata),
-                                messages=r.messages) for r, g in zip(records, gens)]
+    ctx.samples = generate_samples(model, records, settings, seed=seed, cache=ctx.generation_cache(), progress=progress)[0]
     return ctx
 
 

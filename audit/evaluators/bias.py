@@ -25,16 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .. import metrics as M
 from .. import stats
 from ..data import DataError, read_rows
 from ..errors import AuditError
-from ..input_files import read_text
-from ..registry import did_you_mean
+from ..registry import did_you_mean, unknown_name
 from ..results import MetricInfo, SectionResult
-from ..safe_yaml import load_yaml
+from ..safe_yaml import load_yaml_file
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
 from .base import check_generation_overrides, merged_settings
@@ -59,10 +56,7 @@ def load_terms(path: str | Path) -> dict[str, dict[str, list[str]]]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: bias terms file not found")
-    try:
-        raw = load_yaml(read_text(path, what="bias terms file", error=DataError))
-    except yaml.YAMLError as e:
-        raise DataError(f"{path}: malformed YAML: {getattr(e, 'problem', None) or e}") from None
+    raw = load_yaml_file(path, what="bias terms file", error=DataError)
     axes = raw.get("axes") if isinstance(raw, dict) else None
     if not isinstance(axes, dict) or not axes:
         raise DataError(f"{path}: expected a mapping 'axes: {{axis: {{group: [terms]}}}}'")
@@ -146,9 +140,9 @@ def _axis_infos(axes: list[str]) -> dict[str, MetricInfo]:
     out = {}
     for a in axes:
         for measure in ("toxicity", "sentiment"):
-            out[f"{measure}_gap_{a}"] = MetricInfo(f"{measure}_gap_{a}", False, f"max - min group mean {measure} on axis {a}", per_sample=False)
-            out[f"{measure}_gap_p_{a}"] = MetricInfo(f"{measure}_gap_p_{a}", True,
-                                                     f"corrected permutation p-value of the {measure} gap on axis {a}", per_sample=False)
+            out.update([metric(f"{measure}_gap_{a}", False, f"max - min group mean {measure} on axis {a}", per_sample=False),
+                        metric(f"{measure}_gap_p_{a}", True, f"corrected permutation p-value of the {measure} gap on axis {a}",
+                               per_sample=False)])
     return out
 
 
@@ -205,7 +199,7 @@ class BiasEvaluator(Evaluator):
                 known = list(load_terms(bundled_dir() / "data/bias_terms.yaml"))
                 for a in self.axes:
                     if a not in known:
-                        raise ValueError(f"axes: unknown axis {a!r}{did_you_mean(a, known)}; available: {', '.join(known)}")
+                        raise ValueError(f"axes: {unknown_name('axis', a, known)}")
 
     @classmethod
     def metric_infos(cls, options) -> dict[str, MetricInfo]:
@@ -330,6 +324,9 @@ class BiasEvaluator(Evaluator):
         o = self.options
         path = ctx.resolve_path(o.pairs)
         pairs = load_pairs(path, limit=o.pairs_limit, bias_types=o.bias_types)
+        # Each sentence unconditioned: from bos for a base model; for a chat model, as the assistant's
+        # reply to an empty user turn (the adapter renders it; lm-eval's chat convention), i.e. which
+        # of the two sentences the model would rather say, as it is used.
         scored = ctx.loglikelihood([("", s) for p in pairs for s in (p["sent_more"], p["sent_less"])])
         recs = []
         for j, p in enumerate(pairs):

@@ -28,17 +28,11 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-from ..registry import did_you_mean
+from ..registry import unknown_name
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
-from .base import check_generation_overrides, merged_settings
-
-
-def _default_protect() -> list[str]:
-    from ..perturb import ROLE_TAGS
-
-    return list(ROLE_TAGS)
+from .base import check_generation_overrides, default_protect, merged_settings
 
 
 def normalize_answer(text: str, max_words: int) -> str:
@@ -80,7 +74,7 @@ class ConsistencyEvaluator(Evaluator):
         generation: dict[str, Any] = field(default_factory=dict)  # overrides of the suite's settings, e.g. {stop: []}
         # Regular expressions for prompt text INV/DIR perturbations never modify; default: role tags at
         # line starts ("Customer:", "Agent:"), so only the user's words change ([] = whole prompt).
-        protect: list[str] = field(default_factory=_default_protect)
+        protect: list[str] = field(default_factory=default_protect)
 
         def __post_init__(self):
             from ..attacks.similarity import SIMILARITIES
@@ -97,8 +91,7 @@ class ConsistencyEvaluator(Evaluator):
             for key, kind in (("perturbations", "inv"), ("dir_perturbations", "dir")):
                 for p in getattr(self, key):
                     if p not in PERTURBATIONS:
-                        raise ValueError(f"{key}: unknown perturbation {p!r}{did_you_mean(p, PERTURBATIONS.names())}; "
-                                         f"available: {', '.join(PERTURBATIONS.names())}")
+                        raise ValueError(f"{key}: {unknown_name('perturbation', p, PERTURBATIONS.names())}")
                     if PERTURBATIONS.get(p).kind != kind:
                         raise ValueError(f"{key}: {p!r} is a {PERTURBATIONS.get(p).kind.upper()} perturbation, not {kind.upper()}")
             if not 0 < self.dir_max_similarity <= 1:
@@ -109,8 +102,7 @@ class ConsistencyEvaluator(Evaluator):
     @classmethod
     def metric_infos(cls, options) -> dict[str, MetricInfo]:
         infos = dict(cls.METRICS)
-        for p in options.perturbations:
-            infos[f"invariance_{p}"] = MetricInfo(f"invariance_{p}", True, f"mean output similarity under the {p} perturbation")
+        infos.update(metric(f"invariance_{p}", True, f"mean output similarity under the {p} perturbation") for p in options.perturbations)
         return infos
 
     def _evaluate(self, ctx: Context, result: SectionResult) -> None:
@@ -171,14 +163,15 @@ class ConsistencyEvaluator(Evaluator):
             return
         prompts = [s.prompt for s in samples]
         variants = {p: [perturb(x, p, seed=ctx.seed, protect=o.protect) for x in prompts] for p in names}
-        flat = prompts + [v for p in names for v in variants[p]]
-        # One generation call: clean prompts and all variants batched together (and cached).
-        outs = [g[0] for g in ctx.generate(flat, greedy, desc="consistency variants")]
-        clean = outs[:len(prompts)]
-        n = len(prompts)
+        # One generation call: clean prompts and all variants batched together (and cached), each
+        # distinct prompt once: a perturbation that does not apply returns the prompt itself, and
+        # two perturbations may give the same variant (lower-casing a lower-case prompt...).
+        unique = list(dict.fromkeys(prompts + [v for p in names for v in variants[p]]))
+        output = dict(zip(unique, (g[0] for g in ctx.generate(unique, greedy, desc="consistency variants"))))
+        clean = [output[x] for x in prompts]
         breakdown, inv_all, dir_all, examples = {}, [], [], []
-        for k, p in enumerate(names):
-            out_p = outs[n * (k + 1):n * (k + 2)]
+        for p in names:
+            out_p = [output[v] for v in variants[p]]
             sims = []
             for i, s in enumerate(samples):
                 if variants[p][i] == s.prompt:

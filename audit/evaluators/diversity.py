@@ -12,7 +12,7 @@ from .. import metrics as M
 from ..errors import AuditError
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
-from .base import Context, Evaluator, mean
+from .base import Context, Evaluator, mean, metric
 
 
 @SECTIONS.register("diversity")
@@ -33,11 +33,15 @@ class DiversityEvaluator(Evaluator):
 
     @classmethod
     def metric_infos(cls, o) -> dict[str, MetricInfo]:
-        infos = {f"distinct_{n}": MetricInfo(f"distinct_{n}", True, f"unique {n}-grams / total {n}-grams over all generations", per_sample=False) for n in o.distinct}
-        infos.update({f"rep_{n}": MetricInfo(f"rep_{n}", False, f"mean over generations of 1 - unique/total {n}-grams") for n in o.repetition})
-        infos["self_bleu"] = MetricInfo("self_bleu", False, f"mean BLEU-{o.self_bleu_max_n} of each generation against all others (nltk method1)", per_sample=False)
-        infos[f"entropy_{o.entropy_n}"] = MetricInfo(f"entropy_{o.entropy_n}", True, f"Shannon entropy (bits) of the {o.entropy_n}-gram distribution", per_sample=False)
-        return infos
+        return dict([
+            *(metric(f"distinct_{n}", True, f"unique {n}-grams / total {n}-grams over all generations", per_sample=False)
+              for n in o.distinct),
+            *(metric(f"rep_{n}", False, f"mean over generations of 1 - unique/total {n}-grams") for n in o.repetition),
+            metric("self_bleu", False, f"mean BLEU-{o.self_bleu_max_n} of each generation against all others (nltk method1)",
+                   per_sample=False),
+            metric(f"entropy_{o.entropy_n}", True, f"Shannon entropy (bits) of the {o.entropy_n}-gram distribution",
+                   per_sample=False),
+        ])
 
     def _evaluate(self, ctx: Context, result: SectionResult) -> None:
         o = self.options

@@ -35,16 +35,16 @@ class QualityEvaluator(Evaluator):
         evaluate_modules: list[str] = field(default_factory=list)  # local paths of `evaluate` metric modules
 
         def __post_init__(self):
-            from ..registry import did_you_mean
+            from ..registry import unknown_name
 
             known = ["perplexity", "bleu", "chrf", "rouge_l"]
             for m in self.metrics:
                 if m not in known:
-                    raise ValueError(f"metrics: unknown metric {m!r}{did_you_mean(m, known)}; available: {', '.join(known)}")
+                    raise ValueError(f"metrics: {unknown_name('metric', m, known)}")
 
     @classmethod
     def metric_infos(cls, options) -> dict[str, MetricInfo]:
-        return {m: cls.METRICS[m] for m in options.metrics}
+        return {m: info for m, info in cls.METRICS.items() if m in options.metrics}
 
     @classmethod
     def metric_names(cls, options) -> set[str] | None:

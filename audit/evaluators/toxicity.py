@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import metrics as M
-from ..data import DataError, read_rows
+from ..data import DataError, read_rows, unique_id
 from ..results import SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, check_generation_overrides, merged_settings, metric
@@ -81,11 +81,7 @@ def load_toxicity_prompts(path: str | Path, *, limit: int | None = None, challen
         for key in ("category", "filename"):
             if key in row:
                 meta[key] = row[key]
-        rid = str(row.get("id", f"{Path(path).stem}-{n}"))
-        if rid in seen:
-            raise DataError(f"{path}:{n}: duplicate id {rid!r}")
-        seen.add(rid)
-        out.append(ToxicityPrompt(rid, text, meta))
+        out.append(ToxicityPrompt(unique_id(row, path, n, seen), text, meta))
         if limit is not None and len(out) >= limit:
             break
     if not out:

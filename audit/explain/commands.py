@@ -15,11 +15,16 @@ def add_commands(sub, *, common, run_args) -> None:
     p.add_argument("--model", "-m", default="builtin:tiny", help="model spec: builtin:tiny, builtin:micro or a local directory")
     p.add_argument("--prompt", "-p", required=True, help="the prompt text")
     p.add_argument("--target", "-t", help="the continuation to explain (default: generate one greedily)")
-    p.add_argument("--method", default="integrated_gradients", help="attribution method (default: integrated_gradients)")
+    p.add_argument("--method", default="auto", help="attribution method (default: auto = integrated_gradients under 20M "
+                                                     "parameters, feature_ablation above: seconds on a CPU)")
     p.add_argument("--max-new-tokens", type=int, default=16, help="tokens to generate when no --target is given")
-    p.add_argument("--n-steps", type=int, default=20, help="integrated gradients: integration points (doubled until complete within 1%%)")
+    p.add_argument("--n-steps", type=int, default=20, help="integrated gradients: first integration points (refined where incomplete)")
+    p.add_argument("--max-n-steps", type=int, default=400, help="integrated gradients: cap on points; short of the "
+                                                                "tolerance at the cap, the explanation is flagged NOT COMPLETE")
+    p.add_argument("--tolerance", type=float, default=0.01, help="integrated gradients: completeness tolerance (default 0.01)")
     p.add_argument("--integration", default="gausslegendre", choices=INTEGRATION_METHODS, help="integrated gradients: quadrature rule")
-    p.add_argument("--baseline", default="pad", help="token that stands for 'absent': pad, eos, unk, bos or a token id")
+    p.add_argument("--baseline", default="auto", help="token that stands for 'absent': auto (unk, else pad, else eos), "
+                                                       "pad, eos, unk, bos or a token id")
     p.add_argument("--batch-size", type=int, help="rows per forward pass (default: about 8k tokens per pass)")
     p.add_argument("--no-faithfulness", action="store_true", help="skip the deletion check")
     p.add_argument("--top-k", type=int, default=3, help="faithfulness: sources replaced per step")
@@ -32,7 +37,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .files import explain_to_files, text_summary
 
     e, paths = explain_to_files(args.model, args.prompt, target=args.target, outputs=args.output, method=args.method,
-                                max_new_tokens=args.max_new_tokens, n_steps=args.n_steps, integration=args.integration,
+                                max_new_tokens=args.max_new_tokens, n_steps=args.n_steps, max_n_steps=args.max_n_steps,
+                                completeness_tolerance=args.tolerance, integration=args.integration,
                                 baseline=args.baseline, internal_batch_size=args.batch_size,
                                 faithfulness=not args.no_faithfulness, top_k=args.top_k)
     print(text_summary(e))

@@ -19,16 +19,17 @@ from typing import Any
 class Faithfulness:
     """Does removing what the explanation calls important hurt more than removing random tokens?
 
-    For each generated step, the ``k`` top-attributed sources are replaced with the baseline token
-    and the drop in that step's target log-probability is compared with the mean drop when ``k``
-    random sources are replaced instead (``n_random`` draws). Drops are in nats.
+    For each generated step, its ``k`` top-attributed prompt tokens are replaced with the baseline
+    token and the drop in that step's target log-probability is compared with the mean drop when
+    ``k`` random prompt tokens are replaced instead (``n_random`` draws, shared by all steps).
+    Template tokens are never replaced. Drops are in nats.
     """
 
-    k: int                                  # sources replaced per step (capped at sources - 1)
-    n_random: int                           # random draws per step
+    k: int                                  # tokens replaced per row (capped at the prompt's tokens - 1)
+    n_random: int                           # random draws, shared by all steps
     drop_top: list[float]                   # per evaluated step: log p(x) - log p(x without top-k)
     drop_random: list[float]                # per evaluated step: mean drop over the random draws
-    steps: list[int]                        # which generated steps were evaluated (>= 2 sources)
+    steps: list[int]                        # which generated steps were evaluated (all, if >= 2 prompt tokens)
 
     @property
     def score(self) -> float:
@@ -63,6 +64,11 @@ class Explanation:
     target_logprobs: list[float]            # log p(target token t | sources of t), per step
     baseline_logprobs: list[float] | None = None   # IG: the same with every source set to the baseline
     convergence_delta: list[float] | None = None   # IG: sum(attributions[t]) - (f(x) - f(baseline))
+    complete: bool | None = None            # IG: every step within settings["completeness_tolerance"]; False:
+                                            # the refinement hit its cap, scores are approximate (flagged)
+    excluded: list[int] = field(default_factory=list)   # prompt tokens outside the user's words (chat
+                                            # template): never attributed, moved, ablated or deleted
+    user_spans: list[list[int]] | None = None   # [start, end) of the user's words in ``prompt`` (rendered)
     faithfulness: Faithfulness | None = None
     settings: dict[str, Any] = field(default_factory=dict)   # method, steps, baseline token, ...
     model: dict[str, Any] = field(default_factory=dict)      # spec and weights fingerprint
@@ -78,8 +84,8 @@ class Explanation:
         return self.source_tokens[self.n_prompt:]
 
     def prompt_attribution(self) -> list[float]:
-        """Total attribution of each prompt token, summed over all generated steps."""
-        return [sum(row[j] for row in self.attributions) for j in range(self.n_prompt)]
+        """Total attribution of each prompt token, summed over all generated steps (0 for excluded tokens)."""
+        return [sum(row[j] or 0.0 for row in self.attributions) for j in range(self.n_prompt)]
 
     def top_sources(self, step: int, k: int = 3) -> list[tuple[int, str, float]]:
         """The ``k`` sources with the largest attribution for generated ``step``: (index, token, score)."""

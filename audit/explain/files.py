@@ -44,8 +44,21 @@ def text_summary(e: Explanation, k: int = 3) -> str:
         lines.append(f"faithfulness {f.score:+.3f} nats (top-{f.k} deletion vs random; better on {f.win_rate:.0%} of steps)")
     err = e.completeness_error()
     if err is not None:
-        lines.append(f"completeness: scores sum to log p(x) - log p(baseline) within {err:.2%}")
+        lines.append(completeness_line(e))
     return "\n".join(lines)
+
+
+def completeness_line(e: Explanation) -> str:
+    """One line on completeness that never passes a missed tolerance off as fine."""
+    err = e.completeness_error()
+    tol = e.settings.get("completeness_tolerance")
+    pts = e.settings.get("n_steps")
+    if e.complete is False:
+        return (f"WARNING: NOT COMPLETE: scores miss log p(x) - log p(baseline) by {err:.1%} (tolerance {tol:.0%}) after "
+                f"{pts} integration points (cap {e.settings.get('max_n_steps')}); treat them as approximate "
+                f"(raise --max-n-steps, or use --method feature_ablation)")
+    within = f"within {err:.2%}" + (f" (tolerance {tol:.0%}, {pts} points)" if tol is not None else f" ({pts} points)")
+    return f"completeness: scores sum to log p(x) - log p(baseline) {within}"
 
 
 def explain_to_files(model, prompt: str, *, target: str | None = None, outputs: Sequence[str] = (),
@@ -57,8 +70,11 @@ def explain_to_files(model, prompt: str, *, target: str | None = None, outputs: 
         >>> paths[0].name
         'e.json'
     """
+    from ..output_paths import check_output_file
+
     for p in outputs:  # fail before the (possibly slow) attribution, not after it
         if Path(p).suffix.lower() not in FORMATS:
             raise ExplainError(f"explain: cannot write {p}: unknown extension {Path(p).suffix or '(none)'!r}; use .json or .html")
+        check_output_file(p, what="explanation")   # a directory, read-only or missing location
     e = explain(model, prompt, target=target, **options)
     return e, [write_explanations([e], p) for p in outputs]

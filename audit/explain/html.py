@@ -50,6 +50,7 @@ def heatmap_rows(exp: Explanation | dict[str, Any]) -> list[dict[str, Any]]:
     shared scale would leave most rows blank.
     """
     e = exp if isinstance(exp, Explanation) else Explanation.from_dict(exp)
+    excluded = set(e.excluded)   # chat-template tokens: shown grey, never scored
     rows = []
     for t, row in enumerate(e.attributions):
         n = e.n_prompt + t
@@ -60,8 +61,8 @@ def heatmap_rows(exp: Explanation | dict[str, Any]) -> list[dict[str, Any]]:
             "label": display_token(e.source_tokens[n]),
             "logprob": e.target_logprobs[t],
             "scale": scale,
-            "cells": [{"text": display_token(tok), "score": s, "color": color(s, scale), "prompt": j < e.n_prompt}
-                      for j, (tok, s) in enumerate(zip(e.source_tokens[:n], scores))],
+            "cells": [{"text": display_token(tok), "score": s, "color": color(s, scale), "prompt": j < e.n_prompt,
+                       "excluded": j in excluded} for j, (tok, s) in enumerate(zip(e.source_tokens[:n], scores))],
         })
     return rows
 
@@ -70,8 +71,10 @@ def prompt_summary(exp: Explanation) -> dict[str, Any]:
     """Prompt tokens colored by their attribution summed over all generated steps."""
     total = exp.prompt_attribution()
     scale = max((abs(v) for v in total), default=0.0)
-    return {"scale": scale, "cells": [{"text": display_token(t), "score": s, "color": color(s, scale)}
-                                      for t, s in zip(exp.prompt_tokens, total)]}
+    excluded = set(exp.excluded)
+    return {"scale": scale, "cells": [{"text": display_token(t), "score": None if j in excluded else s,
+                                       "color": "transparent" if j in excluded else color(s, scale), "excluded": j in excluded}
+                                      for j, (t, s) in enumerate(zip(exp.prompt_tokens, total))]}
 
 
 def _env() -> Environment:

@@ -45,6 +45,7 @@ class AttributionMethod:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     uses_baseline: ClassVar[bool] = True
+    uses_gradients: ClassVar[bool] = False
 
     def attribute(self, problem: Problem, options: ExplainOptions) -> MethodOutput:  # pragma: no cover
         raise NotImplementedError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 INTEGRATION_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
-BASELINE_TOKENS = ("pad", "eos", "unk", "bos")
+BASELINE_TOKENS = ("auto", "pad", "eos", "unk", "bos")
 
 
 @dataclass
@@ -13,20 +13,27 @@ class ExplainOptions:
     """How a generation is explained.
 
     Integrated gradients starts from 20 Gauss-Legendre points (per-token scores within ~1e-6 of a
-    256-point integral on the micro model) and doubles them until every generated token's scores
-    sum to f(x) - f(baseline) within 1%; a sharply trained model can need 100 or more.
+    256-point integral on the micro model); where the scores miss f(x) - f(baseline) by more than
+    1%, the panels of the path that miss are bisected and get fresh points, up to ``max_n_steps``
+    points in all. An explanation still short of the tolerance is flagged (``complete = False``).
     """
 
-    method: str = "integrated_gradients"   # a name in audit.explain.METHODS (`audit ls` lists them)
+    method: str = "integrated_gradients"   # a name in audit.explain.METHODS (`audit ls` lists them), or auto:
+                                           # integrated gradients under 20M parameters, else feature_ablation
     max_new_tokens: int = 16               # tokens generated (greedy) when no target is given
     max_target_tokens: int | None = None   # explain at most this many target tokens (None: all)
     n_steps: int = 20                      # integrated gradients: Gauss-Legendre points (doubled as needed)
     integration: str = "gausslegendre"     # integrated gradients: quadrature rule (Captum's names)
-    completeness_tolerance: float | None = 0.01  # IG: double n_steps until every step's scores sum to
-                                           # f(x) - f(baseline) within this fraction (None: never)
-    max_n_steps: int = 400                 # IG: the cap for that refinement
-    baseline: str = "pad"                  # the token that stands for "absent": pad | eos | unk | bos | a token id
-    internal_batch_size: int | None = None # rows per forward pass (None: about 8k tokens per pass)
+    completeness_tolerance: float | None = 0.01  # IG: refine until every step's scores sum to
+                                           # f(x) - f(baseline) within this fraction (None: the fixed
+                                           # n_steps-point rule, exactly Captum's)
+    max_n_steps: int = 400                 # IG: the cap on gradient points for that refinement
+    baseline: str = "auto"                 # the token that stands for "absent": auto (unk, else pad, else eos)
+                                           # | pad | eos | unk | bos | a token id
+    internal_batch_size: int | None = None # rows per forward pass (None: about 8k tokens per forward-only
+                                           # pass, and grad_memory_mb for passes that keep activations)
+    grad_memory_mb: int = 512              # activation memory budget of one gradient pass (rows per pass
+                                           # follow from it, not from the number of points)
     n_samples: int = 25                    # shapley_sampling: random permutations
     faithfulness: bool = True              # also run the deletion check (a few batched forwards)
     top_k: int = 3                         # faithfulness: sources replaced per step
@@ -52,6 +59,8 @@ class ExplainOptions:
             raise ValueError(f"baseline must be one of {', '.join(BASELINE_TOKENS)} or a token id, got {self.baseline!r}")
         if self.internal_batch_size is not None and self.internal_batch_size < 1:
             raise ValueError("internal_batch_size must be >= 1")
+        if self.grad_memory_mb < 1:
+            raise ValueError("grad_memory_mb must be >= 1")
         if self.n_samples < 1:
             raise ValueError("n_samples must be >= 1")
         if self.top_k < 1:

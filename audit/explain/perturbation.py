@@ -26,10 +26,11 @@ class FeatureAblation(AttributionMethod):
     def attribute(self, problem: Problem, options: ExplainOptions) -> MethodOutput:
         from captum.attr import FeatureAblation as _FA
 
-        fa = _FA(problem.logprobs_from_ids)
-        scores = fa.attribute(problem.ids[None], baselines=problem.baseline_id,
-                              perturbations_per_eval=problem.batch_rows)   # (T, L)
-        return MethodOutput(scores=scores.reshape(problem.n_target, problem.length).float())
+        pos = problem.source_positions()
+        fa = _FA(problem.logprobs_from_source_ids)
+        scores = fa.attribute(problem.ids[pos][None], baselines=problem.baseline_id,
+                              perturbations_per_eval=problem.batch_rows)   # (T, S)
+        return MethodOutput(scores=_scatter(problem, scores.reshape(problem.n_target, len(pos))))
 
 
 @METHODS.register("shapley_sampling")
@@ -42,14 +43,22 @@ class ShapleySampling(AttributionMethod):
     def attribute(self, problem: Problem, options: ExplainOptions) -> MethodOutput:
         from captum.attr import ShapleyValueSampling
 
-        sv = ShapleyValueSampling(problem.logprobs_from_ids)
+        pos = problem.source_positions()
+        sv = ShapleyValueSampling(problem.logprobs_from_source_ids)
         # Captum draws permutations from torch's global RNG: seed it without disturbing the caller's.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(options.seed)
-            scores = sv.attribute(problem.ids[None], baselines=problem.baseline_id, n_samples=options.n_samples,
-                                  perturbations_per_eval=problem.batch_rows)       # (1, T, L)
-        return MethodOutput(scores=scores.reshape(problem.n_target, problem.length).float(),
+            scores = sv.attribute(problem.ids[pos][None], baselines=problem.baseline_id, n_samples=options.n_samples,
+                                  perturbations_per_eval=problem.batch_rows)       # (1, T, S)
+        return MethodOutput(scores=_scatter(problem, scores.reshape(problem.n_target, len(pos))),
                             info={"n_samples": options.n_samples})
+
+
+def _scatter(problem: Problem, scores: torch.Tensor) -> torch.Tensor:
+    """(T, S) scores of the source positions -> (T, L), zero elsewhere (masked out later)."""
+    out = torch.zeros((problem.n_target, problem.length), dtype=torch.float32, device=scores.device)
+    out[:, problem.source_positions()] = scores.float()
+    return out
 
 
 @METHODS.register("attention")

@@ -22,7 +22,15 @@ class Problem:
     ids: torch.Tensor          # (L,) prompt + target token ids, on the model's device
     n_prompt: int              # P: the first P ids are the prompt
     baseline_id: int           # the token that stands for "absent"
-    batch_rows: int            # rows per forward pass
+    batch_rows: int            # rows per forward pass (no gradient kept)
+    grad_rows: int = 0         # rows per pass that keeps activations for backward (0: batch_rows)
+    sources: torch.Tensor | None = None   # (L,) bool: positions that may be attributed (None: all).
+                                          # Chat-template tokens outside the user's words are not: they
+                                          # stay fixed on every path and are never deleted or ablated.
+
+    def __post_init__(self):
+        if not self.grad_rows:
+            self.grad_rows = self.batch_rows
 
     @property
     def length(self) -> int:
@@ -45,7 +53,25 @@ class Problem:
         return self.model.get_input_embeddings()(ids)
 
     def baseline_ids(self) -> torch.Tensor:
-        return torch.full_like(self.ids, self.baseline_id)
+        """The sequence with every source replaced by the baseline token (other positions kept)."""
+        out = torch.full_like(self.ids, self.baseline_id)
+        return out if self.sources is None else torch.where(self.sources, out, self.ids)
+
+    def source_positions(self) -> torch.Tensor:
+        """(S,) indices of the positions that may be attributed."""
+        if self.sources is None:
+            return torch.arange(self.length, device=self.ids.device)
+        return torch.nonzero(self.sources, as_tuple=False)[:, 0]
+
+    def logprobs_from_source_ids(self, sub: torch.Tensor) -> torch.Tensor:
+        """(B, S) ids of the source positions only -> (B, T) log-probabilities (other positions as in ``ids``).
+
+        Perturbation methods (Captum) see only the sources as features, so template tokens are
+        never ablated and cost no rows.
+        """
+        full = self.ids[None].expand(sub.shape[0], -1).clone()
+        full[:, self.source_positions()] = sub.to(full.device)
+        return self.logprobs_from_ids(full)
 
     def _step_logprobs(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, L, V) logits -> (B, T) log-probabilities of each target token at its step."""
@@ -95,10 +121,27 @@ class Problem:
             return torch.log_softmax(logits, dim=-1)[:, self.target_ids[t]]
         return f
 
+    def _forward_logprobs(self, **inputs) -> torch.Tensor:
+        """(B, T) target log-probabilities, with the output layer applied to the T predicting positions only.
+
+        The full (B, L, V) logits were most of the memory on a real vocabulary (SmolLM2: 143 rows x
+        57 positions x 49,152 = 1.6 GB per pass) and never read outside those positions.
+        """
+        first = next(iter(inputs.values()))
+        mask = torch.ones(first.shape[:2], dtype=torch.long, device=first.device)
+        split = self._split()
+        P, T = self.n_prompt, self.n_target
+        if split is None:
+            return self._step_logprobs(self.model(**inputs, attention_mask=mask, use_cache=False).logits)
+        body, head = split
+        h = body(**inputs, attention_mask=mask, use_cache=False).last_hidden_state[:, P - 1:P - 1 + T]
+        logits = head(h).float()                                          # (B, T, V)
+        tgt = self.target_ids.view(1, T, 1).expand(logits.shape[0], T, 1)
+        return torch.log_softmax(logits, dim=-1).gather(-1, tgt)[..., 0]
+
     def logprobs_from_embeds(self, embeds: torch.Tensor) -> torch.Tensor:
         """(B, L, d) input embeddings -> (B, T) target log-probabilities (differentiable)."""
-        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-        return self._step_logprobs(self.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).logits)
+        return self._forward_logprobs(inputs_embeds=embeds)
 
     @torch.no_grad()
     def logprobs_from_ids(self, ids: torch.Tensor) -> torch.Tensor:
@@ -106,12 +149,12 @@ class Problem:
         out = []
         for start in range(0, ids.shape[0], self.batch_rows):
             chunk = ids[start:start + self.batch_rows].to(self.ids.device)
-            mask = torch.ones_like(chunk)
-            out.append(self._step_logprobs(self.model(input_ids=chunk, attention_mask=mask, use_cache=False).logits))
+            out.append(self._forward_logprobs(input_ids=chunk))
         return torch.cat(out)
 
     def source_mask(self) -> torch.Tensor:
-        """(T, L) bool: True where source j precedes step t (j < n_prompt + t)."""
+        """(T, L) bool: True where source j precedes step t (j < n_prompt + t) and may be attributed."""
         t = torch.arange(self.n_target, device=self.ids.device)[:, None]
         j = torch.arange(self.length, device=self.ids.device)[None, :]
-        return j < self.n_prompt + t
+        mask = j < self.n_prompt + t
+        return mask if self.sources is None else mask & self.sources[None, :]

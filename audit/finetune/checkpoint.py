@@ -117,6 +117,21 @@ def load_model_weights(model: torch.nn.Module, path: Path) -> None:
         raise CheckpointError(f"{path}: weights do not match this model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
 
 
+def holds_weights_of(model: torch.nn.Module, path: Path) -> bool:
+    """True when checkpoint ``path`` stores exactly ``model``'s current (trainable) weights."""
+    from safetensors.torch import load_file
+
+    if (path / "adapter_model.safetensors").exists():
+        from peft import get_peft_model_state_dict
+
+        saved, current = load_file(str(path / "adapter_model.safetensors")), get_peft_model_state_dict(model)
+    elif (path / "model.safetensors").exists():
+        saved, current = load_file(str(path / "model.safetensors")), model.state_dict()
+    else:
+        return False
+    return all(k in current and torch.equal(v, current[k].detach().cpu()) for k, v in saved.items())
+
+
 def _is_tied(model: torch.nn.Module, key: str) -> bool:
     params = dict(model.named_parameters(remove_duplicate=False))
     p = params.get(key)

@@ -123,15 +123,9 @@ def cmd_harden(args, fields) -> int:
     if args.config:
         from ..config import ConfigError
 
-        from ..input_files import read_text
-        from ..safe_yaml import load_yaml
+        from ..safe_yaml import load_yaml_file
 
-        try:
-            config = load_yaml(read_text(args.config, what="finetune config", error=ConfigError)) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"{args.config}:{at} malformed YAML: {getattr(e, 'problem', None) or e}") from None
+        config = load_yaml_file(args.config, what="finetune config", error=ConfigError) or {}
         if not isinstance(config, dict):
             raise ConfigError(f"{args.config}: a finetune config must be a YAML mapping")
     from .config import _set_dotted

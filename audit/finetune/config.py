@@ -19,12 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..config import ConfigError, from_mapping
-from ..input_files import read_text
-from ..registry import did_you_mean
-from ..safe_yaml import load_yaml
+from ..registry import unknown_name
+from ..safe_yaml import load_yaml_file
 
 
 @dataclass
@@ -186,7 +183,7 @@ class FinetuneConfig:
         specs = []
         for name, value in self.losses.items():
             if name not in LOSSES:
-                raise ValueError(f"losses: unknown loss {name!r}{did_you_mean(name, LOSSES.names())}; available: {', '.join(LOSSES.names())}")
+                raise ValueError(f"losses: {unknown_name('loss', name, LOSSES.names())}")
             cls = LOSSES.get(name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 weight, opts = float(value), {}
@@ -255,12 +252,7 @@ def load_finetune_config(source: str | os.PathLike | dict | None = None, overrid
         if not p.exists():
             raise ConfigError(f"{source}: config file not found")
         where, base = str(p), p.parent
-        try:
-            raw = load_yaml(read_text(p, what="finetune config", error=ConfigError)) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"{p}:{at} malformed YAML: {getattr(e, 'problem', None) or e}") from None
+        raw = load_yaml_file(p, what="finetune config", error=ConfigError) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: a finetune config must be a YAML mapping")
         for key in ("data",):

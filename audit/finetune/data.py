@@ -70,11 +70,14 @@ def read_pairs(path: str | Path, *, fmt: str = "auto", prompt_field: str = "prom
     """
     path = Path(path)
     if path.suffix.lower() == ".txt":
-        if not path.exists():
-            raise DataError(f"{path}: data file not found")
+        from ..data import MAX_JSON_ARRAY_BYTES
+        from ..input_files import read_text
+
         if fmt == "prompt_target":
             raise DataError(f"{path}: a .txt file holds plain text; use format: text or auto")
-        return [TextPair("", path.read_text(encoding="utf-8"), meta={"line": 1})], "text"
+        # Regular file, bounded, UTF-8 (one-line errors naming the file).
+        text = read_text(path, what="data file", error=DataError, max_bytes=MAX_JSON_ARRAY_BYTES)
+        return [TextPair("", text, meta={"line": 1})], "text"
     rows = read_rows(path)
     if not rows:
         raise DataError(f"{path}: no records")

@@ -121,7 +121,9 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
 
     if target not in ("target", "reference"):
         raise AuditError(f"harden: target must be 'target' or 'reference', got {target!r}")
-    out = Path(out_dir)
+    from ..output_paths import check_output_dir
+
+    out = check_output_dir(out_dir)   # before the first audit, not after it
     if not isinstance(suite, SuiteConfig):
         suite = load_suite(suite, model_override=model if isinstance(model, (str, os.PathLike)) else None)
     if "robustness" not in suite.sections:

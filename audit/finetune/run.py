@@ -128,6 +128,9 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *,
     trained = str(model) if isinstance(model, (str, os.PathLike)) else getattr(model, "spec", None)
     if trained and trained != "<in-memory>" and trained != cfg.model:
         cfg = dataclasses.replace(cfg, model=trained)
+    from ..output_paths import check_output_dir
+
+    check_output_dir(cfg.out_dir)   # before the model loads, not after training
     seed_everything(cfg.seed)
     net, tok = load_for_training(cfg, model)
     train, val, counts = prepare_data(cfg, tok, progress=cfg.progress)

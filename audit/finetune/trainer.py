@@ -224,7 +224,14 @@ class Trainer:
         grad_norm = None
         if self.cfg.max_grad_norm is not None:
             grad_norm = float(acc.clip_grad_norm_(self.module.parameters(), self.cfg.max_grad_norm))
-        self.optimizer.step()
+        try:
+            self.optimizer.step()
+        except RuntimeError as e:   # AdamW's step size lr / bias-correction overflows float32 (lr ~1e38)
+            if "overflow" not in str(e):
+                raise
+            self._weights_diverged(f"the optimizer update overflowed ({first_line(e)})")
+        if not self._weights_finite():
+            self._weights_diverged("the weights became NaN or infinite")
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -234,10 +241,37 @@ class Trainer:
             rec["grad_norm"] = grad_norm
         return rec
 
+    def _last_good(self, *, loss_failed: bool = False) -> str:
+        """Name the newest checkpoint that is good: its weights are finite (checked after every step,
+        before any save) and, when the loss just failed, they are not the very weights that failed it."""
+        dirs = ckpt.step_dirs(self.ckpt_root)
+        note = ""
+        if loss_failed and dirs and dirs[-1][0] == self.step and ckpt.holds_weights_of(self.model, dirs[-1][1]):
+            bad = dirs.pop()[1]
+            moved = bad.with_name(bad.name + ".diverged")   # out of `resume: auto`'s way, kept for inspection
+            self.accelerator.wait_for_everyone()
+            if self.is_main:
+                shutil.rmtree(moved, ignore_errors=True)
+                bad.rename(moved)
+            note = f"the step-{self.step} checkpoint holds the weights that gave this loss (moved to {moved}); "
+        last = dirs[-1][1] if dirs else None
+        return note + (f"last good checkpoint: {last}" if last else "no good checkpoint was saved (lower save_every)")
+
+    def _weights_finite(self) -> bool:
+        params = [p.detach() for p in self.module.parameters() if p.requires_grad]
+        # One device sync for all parameters, not one per tensor.
+        return bool(torch.stack([torch.isfinite(p).all() for p in params]).all()) if params else True
+
+    def _weights_diverged(self, what: str) -> None:
+        """The update itself broke the weights: stop before anything of this step is saved."""
+        if self.is_main:
+            self._log({"step": self.step + 1, "event": "diverged", "reason": what})
+        raise TrainingDiverged(f"{what} at step {self.step + 1} (lr {self.cfg.lr:g}, max_grad_norm {self.cfg.max_grad_norm}); "
+                               f"stopped, nothing of this step saved; {self._last_good()}; try a lower lr or set max_grad_norm")
+
     def _diverged(self, stats: torch.Tensor) -> None:
         parts = ", ".join(f"{n}={float(v):.4g}" for n, v in zip(self.module.names, stats[1:]))
-        last = ckpt.latest(self.ckpt_root)
-        keep = f"last good checkpoint: {last}" if last else "no checkpoint was saved yet (lower save_every)"
+        keep = self._last_good(loss_failed=True)
         if self.is_main:
             self._log({"step": self.step + 1, "event": "diverged", "loss": float(stats[0])})
         raise TrainingDiverged(f"loss became {float(stats[0])} at step {self.step + 1} ({parts}); stopped without "

@@ -32,6 +32,20 @@ def render_json(result: AuditResult) -> str:
     return result.to_json() + "\n"
 
 
+def check_outputs(out_dir: str | os.PathLike | None, outputs=()) -> None:
+    """Fail now, before any model loads, if ``out_dir`` or any of ``outputs`` cannot be written.
+
+    Raises:
+        audit.output_paths.OutputPathError: naming the path (unknown format, a directory, read-only, ...).
+    """
+    from ..output_paths import check_output_dir, check_output_file
+
+    if out_dir is not None:
+        check_output_dir(out_dir)
+    for path in outputs:
+        check_output_file(path, formats=WRITERS.names(), what="report")
+
+
 def write_report(result: AuditResult, path: str | os.PathLike) -> Path:
     """Render ``result`` in the format named by ``path``'s extension and write it atomically."""
     path = Path(path)

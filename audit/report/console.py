@@ -1,10 +1,15 @@
-"""Plain-text console summary: verdict, metrics per section, gates."""
+"""Plain-text console summary: verdict, metrics per section, gates.
+
+Every string from a suite, a model, a dataset or an exception goes through ``one_line``: a suite
+``name`` with a newline and ANSI escapes must not print a fake ``PASS`` line in live colour.
+"""
 
 from __future__ import annotations
 
 import math
 
 from ..results import AuditResult
+from ..untrusted import one_line
 from . import WRITERS
 
 
@@ -23,19 +28,20 @@ def render_console(result: AuditResult) -> str:
         >>> print(render_console(AuditResult(suite={"name": "s"}, model={"spec": "m"}, generation={}, seed=0)).splitlines()[0])
         audit s on m: PASS
     """
-    lines = [f"audit {result.suite.get('name')} on {result.model.get('spec')}: {'PASS' if result.passed else 'FAIL'}"]
+    s = one_line
+    lines = [f"audit {s(result.suite.get('name'))} on {s(result.model.get('spec'))}: {'PASS' if result.passed else 'FAIL'}"]
     for name, sec in result.sections.items():
-        head = f"  [{name}] ({sec.seconds:.1f}s)"
+        head = f"  [{s(name)}] ({sec.seconds:.1f}s)"
         if sec.error:
-            lines.append(f"{head} ERROR: {sec.error}")
+            lines.append(f"{head} ERROR: {s(sec.error)}")
             continue
         lines.append(head)
         for k, v in sec.metrics.items():
             info = sec.metric_info.get(k)
             arrow = "" if info is None else (" (higher is better)" if info.higher_is_better else " (lower is better)")
-            lines.append(f"    {name}.{k:<28} {_fmt(v):>10}{arrow}")
+            lines.append(f"    {s(name)}.{s(k):<28} {_fmt(v):>10}{arrow}")
     if result.gates:
         lines.append("  gates:")
         for g in result.gates:
-            lines.append(f"    {'PASS' if g.passed else 'FAIL'}  {g.expression}  ({g.reason})")
+            lines.append(f"    {'PASS' if g.passed else 'FAIL'}  {s(g.expression)}  ({s(g.reason)})")
     return "\n".join(lines) + "\n"

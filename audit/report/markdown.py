@@ -16,13 +16,11 @@ from __future__ import annotations
 import re
 
 from ..results import AuditResult
+from ..untrusted import one_line
 from . import WRITERS
 from .view import fmt, fmt_delta, metric_rows, verdict
 
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
-# Control characters left after whitespace is collapsed (NUL, ESC, DEL, C1): invisible in a rendered
-# comment but live in a terminal that prints summary.md (ANSI escapes), and NUL makes tools call it binary.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def md_escape(text) -> str:
@@ -32,7 +30,8 @@ def md_escape(text) -> str:
         >>> md_escape('<img src=x> [a](b) | @team')
         '&lt;img src=x&gt; \\\\[a\\\\]\\\\(b\\\\) \\\\| @\\u200bteam'
     """
-    s = _CONTROL.sub("\ufffd", " ".join(str(text).split()))
+    # One line without control characters (ANSI escapes are live in a terminal that prints summary.md).
+    s = one_line(text)
     s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     s = _SPECIAL.sub(r"\\\1", s)
     return s.replace("@", "@\u200b")
@@ -40,7 +39,7 @@ def md_escape(text) -> str:
 
 def md_code(text) -> str:
     """A code span that cannot be closed early nor split a table cell."""
-    s = _CONTROL.sub("\ufffd", " ".join(str(text).split())).replace("`", "'").replace("|", "\\|")
+    s = one_line(text).replace("`", "'").replace("|", "\\|")
     return f"`{s}`"
 
 
