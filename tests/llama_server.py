@@ -70,7 +70,8 @@ class LlamaServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self, timeout: float = 120.0) -> "LlamaServer":
-        cmd = [str(server_python()), "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
+        # The launcher keeps llama.cpp off AMX tiles (see llama_launch.py); arguments are the server's own.
+        cmd = [str(server_python()), str(Path(__file__).with_name("llama_launch.py")), "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
                "--port", str(self.port), "--n_threads", str(self.n_threads), "--n_ctx", str(self.n_ctx),
                "--model_alias", self.alias]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL

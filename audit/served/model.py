@@ -244,7 +244,12 @@ class ServedModel:
             text, ctx_len = rows[j]
             body = {"model": self.server_model, "prompt": text, "max_tokens": 1, "temperature": 0.0,
                     "echo": True, "logprobs": 1}
-            return self.client.post_json("/completions", body, parse=lambda obj: _continuation_logprob(obj, text, ctx_len))
+            if self.tokenizer is not None:
+                n = self._continuation_tokens(text, ctx_len)
+                parse = lambda obj: _last_tokens_logprob(obj, n, text)  # noqa: E731
+            else:
+                parse = lambda obj: _continuation_logprob(obj, text, ctx_len)  # noqa: E731
+            return self.client.post_json("/completions", body, parse=parse)
 
         def finished(j, value):
             results[j] = value
@@ -263,6 +268,14 @@ class ServedModel:
                                         "set model.tokenizer to a local tokenizer directory")
             ctx_text = self.tokenizer.bos_token or self.tokenizer.eos_token
         return ctx_text + cont, len(ctx_text)
+
+    def _continuation_tokens(self, text: str, ctx_len: int) -> int:
+        """Tokens of ``text`` after its context, split as the local model splits (joint tokenization)."""
+        whole, ctx = self.encode(text), self.encode(text[:ctx_len])
+        k = 0
+        while k < min(len(whole), len(ctx)) and whole[k] == ctx[k]:
+            k += 1
+        return len(whole) - k
 
     # ---- concurrency -----------------------------------------------------------------------
     def _pool(self, jobs: list, ask: Callable, finished: Callable, *, progress: bool, desc: str) -> None:
@@ -370,6 +383,32 @@ def _continuation_logprob(obj: Any, text: str, ctx_len: int) -> tuple[float, int
         total += float(value)
         count += 1
     return total, count
+
+
+def _last_tokens_logprob(obj: Any, n: int, text: str) -> tuple[float, int]:
+    """Sum the log-probabilities of the ``n`` echoed prompt tokens before the generated ones.
+
+    Counting from the end, not by text offsets: llama-cpp-python echoes special tokens (a chat
+    template's ``<|im_start|>``) as empty or not at all, which shifts its offsets; the continuation
+    (the assistant's words) is plain text at the end of the prompt.
+    """
+    choice = _choices(obj, 1)[0]
+    lp = choice.get("logprobs")
+    if not isinstance(lp, dict) or not isinstance(lp.get("token_logprobs"), list) or not isinstance(lp.get("tokens"), list):
+        raise _NoPromptLogprobs()
+    usage = obj.get("usage") if isinstance(obj, dict) else None
+    generated = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if not isinstance(generated, int):
+        raise ValueError("the answer has no usage.completion_tokens")
+    end = len(lp["token_logprobs"]) - generated
+    values, toks = lp["token_logprobs"][end - n:end], lp["tokens"][end - n:end]
+    if n == 0:
+        return 0.0, 0
+    if len(values) != n or any(v is None for v in values):
+        raise _NoPromptLogprobs()
+    if not text.endswith("".join(toks).lstrip()) and "".join(toks).strip() not in text:
+        raise ServedUnsupported("the server tokenizes the text differently from model.tokenizer (is it the served model's?)")
+    return float(sum(values)), n
 
 
 class _NoPromptLogprobs(ServedUnsupported):
