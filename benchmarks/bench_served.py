@@ -28,12 +28,11 @@ from llama_server import LlamaServer, why_unavailable  # noqa: E402
 SUITE = """name: served-vs-local
 model: {model}
 data: {{path: "audit:data/support_chat.jsonl", split: test, limit: {limit}}}
-generation: {{max_new_tokens: 32}}
+generation: {{max_new_tokens: 24}}
 sections:
   quality: {{metrics: [perplexity, bleu, chrf, rouge_l]}}
   diversity: {{distinct: [1, 2, 3], repetition: [2, 3, 4]}}
-  toxicity: {{scorer: profanity, generation: {{do_sample: true, num_samples: 2, top_p: 0.9, max_new_tokens: 24}}}}
-  consistency: {{seed_samples: 3, examples: 8, generation: {{max_new_tokens: 16}}}}
+  toxicity: {{scorer: profanity, limit: 12, generation: {{max_new_tokens: 16}}}}
 """
 
 
@@ -53,20 +52,28 @@ def bare_sequential(url: str, qs: list[str], tokens: int) -> float:
     return time.perf_counter() - t
 
 
-def throughput(url: str, n: int, tokens: int) -> list[tuple[str, float, float]]:
+def throughput(url: str, n: int, tokens: int, rounds: int = 2) -> list[tuple[str, float, float]]:
+    """Best of ``rounds`` per mode, the modes' order reversed every round (a busy box drifts)."""
     from audit.config import GenerationSettings
     from audit.served import ServedModel, ServedSpec
 
     qs = questions(n)
     bare_sequential(url, qs[:2], tokens)   # warm-up (first request loads caches)
-    rows = [("sequential (bare loop)", bare_sequential(url, qs, tokens))]
-    for c in (1, 4, 8):
+
+    def served(c: int) -> float:
         lm = ServedModel.load(ServedSpec(base_url=url, name="smollm2", concurrency=c))
         t = time.perf_counter()
         lm.generate(qs, GenerationSettings(max_new_tokens=tokens))
-        rows.append((f"ServedModel, {c} in flight", time.perf_counter() - t))
-    base = rows[0][1]
-    return [(name, sec, base / sec) for name, sec in rows]
+        return time.perf_counter() - t
+
+    modes = [("sequential (bare loop)", lambda: bare_sequential(url, qs, tokens))] + \
+            [(f"ServedModel, {c} in flight", lambda c=c: served(c)) for c in (1, 4, 8)]
+    best: dict[str, float] = {}
+    for r in range(rounds):
+        for name, fn in (modes if r % 2 == 0 else modes[::-1]):
+            best[name] = min(best.get(name, float("inf")), fn())
+    base = best[modes[0][0]]
+    return [(name, best[name], base / best[name]) for name, _ in modes]
 
 
 def metrics_side_by_side(url: str, limit: int) -> tuple[dict, dict]:
@@ -91,7 +98,7 @@ def main() -> int:
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads")
-    ap.add_argument("--limit", type=int, default=16, help="records in the metrics suite")
+    ap.add_argument("--limit", type=int, default=8, help="records in the metrics suite")
     ap.add_argument("--skip-metrics", action="store_true")
     args = ap.parse_args()
     reason = why_unavailable()
