@@ -82,6 +82,28 @@ def from_mapping(cls, mapping: Any, where: str):
         raise ConfigError(f"{where}: {one_line(e, limit=MAX_REASON)}") from None
 
 
+def non_finite_field(obj: Any, prefix: str = "") -> tuple[str, float] | None:
+    """``(dotted path, value)`` of the first NaN or infinite number anywhere in ``obj`` (plain data), or None.
+
+    Example:
+        >>> non_finite_field({"sections": {"bias": {"generation": {"temperature": float("nan")}}}})
+        ('sections.bias.generation.temperature', nan)
+    """
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (prefix, obj)
+    if isinstance(obj, dict):
+        items = ((f"{prefix}.{k}" if prefix else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{prefix}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    for path, value in items:
+        found = non_finite_field(value, path)
+        if found is not None:
+            return found
+    return None
+
+
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 

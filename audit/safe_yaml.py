@@ -6,7 +6,8 @@
 ``MemoryError``. Aliases are useful (``defaults: &d {...}`` then ``<<: *d``), so they are kept,
 but what they may add is budgeted: the document as a tree, aliases expanded, may hold at most
 :data:`ALIAS_BUDGET` nodes more than the file itself spells out, and no alias may refer to itself.
-Nesting deeper than :data:`MAX_DEPTH` levels is refused too (the parser recurses per level).
+Nesting deeper than :data:`MAX_DEPTH` levels is refused too (the parser recurses per level), and so
+is a file of more than :data:`MAX_NODES` values (pure-Python parsing costs ~0.1 ms a value).
 
 Every refusal is a :class:`yaml.MarkedYAMLError`, so callers' ``except yaml.YAMLError`` report it
 with the file's line and column like any other malformed YAML.
@@ -28,6 +29,7 @@ import yaml
 from yaml.nodes import MappingNode, SequenceNode
 
 ALIAS_BUDGET = 10_000   # nodes aliases may add: far above any real suite, far below a bomb
+MAX_NODES = 20_000      # nodes written out (the largest bundled YAML file has ~200); parsing is ~0.1 ms a node
 MAX_DEPTH = 100         # nesting levels
 
 
@@ -37,6 +39,16 @@ class YAMLLimitError(yaml.MarkedYAMLError):
 
 class _BudgetLoader(yaml.SafeLoader):
     """``SafeLoader`` that checks the composed node graph before constructing any Python value."""
+
+    _nodes = 0
+
+    def compose_node(self, parent, index):
+        # Counted as the parser goes, so a file of a million tiny nodes stops after MAX_NODES, not minutes later.
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise YAMLLimitError(None, None, f"more than {MAX_NODES:,} values; a suite or config is far smaller",
+                                 self.peek_event().start_mark)
+        return super().compose_node(parent, index)
 
     def get_single_node(self):
         node = super().get_single_node()

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import gates as gates_mod
 from .config import (MAX_REASON, ConfigError, DataSpec, GenerationSettings, ModelSpec, bundled_dir, from_mapping,
-                     resolve_data_path)
+                     non_finite_field, resolve_data_path)
 from .evaluators import SECTIONS
 from .registry import did_you_mean
 from .safe_yaml import load_yaml_file
@@ -90,6 +90,9 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
     for key in raw:
         if key not in TOP_LEVEL:
             raise ConfigError(f"{where}: unknown field {excerpt(key)}{did_you_mean(str(key), TOP_LEVEL)}; valid: {', '.join(sorted(TOP_LEVEL))}")
+    bad = non_finite_field(raw)
+    if bad is not None:   # anywhere: section options, scorer options, generation overrides, gates
+        raise ConfigError(f"{where}: {bad[0]}: must be a finite number, got {bad[1]}")
     for key in ("name", "description", "version"):
         if isinstance(raw.get(key), (list, dict)):
             raise ConfigError(f"{where}: {key}: expected a string, got {excerpt(raw[key])}")

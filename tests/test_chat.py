@@ -307,10 +307,7 @@ def _sequences_read(lm, run):
     return seen
 
 
-@pytest.mark.parametrize("section", ["quality", "toxicity", "bias", "robustness", "consistency",
-                                     pytest.param("attribution", marks=pytest.mark.xfail(
-                                         strict=True, reason="attribution tokenizes the raw prompt until it uses "
-                                                             "LanguageModel.chat_prompt (explain engineer, issue 10)"))])
+@pytest.mark.parametrize("section", ["quality", "toxicity", "bias", "robustness", "consistency", "attribution"])
 def test_every_section_reads_prompts_through_the_template(chat_dir, tmp_path, section):
     from audit.runner import run_suite
 

@@ -661,3 +661,73 @@ def test_defect5_non_finite_gate_numbers_are_refused(tmp_path, support_like, cap
     assert main(["validate", str(suite)]) == 2
     err = capsys.readouterr().err.strip()
     assert "gates[0]" in err and "nan" in err and len(err.splitlines()) == 1
+
+
+def test_defect2_scorer_checkpoints_differing_after_the_first_mib_get_different_score_caches(tmp_path):
+    """Toxicity scores are cached by the classifier's fingerprint: it must cover the whole checkpoint."""
+    from audit.scorers.base import file_fingerprint
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = tmp_path / "a" / "model.ckpt", tmp_path / "b" / "model.ckpt"   # same name, same size
+    body = os.urandom(3 << 20)
+    a.write_bytes(body)
+    b.write_bytes(body[: 2 << 20] + bytes([body[2 << 20] ^ 1]) + body[(2 << 20) + 1:])   # one byte in the middle
+    assert a.stat().st_size == b.stat().st_size
+    assert file_fingerprint(a) != file_fingerprint(b)
+
+
+def test_defect1_old_pickled_numpy_rng_state_is_refused_with_a_hint(finetuned_checkpoint, tmp_path):
+    """Checkpoints from before this fix pickled numpy's RNG array: refused (numpy's reconstructor is
+    not plain data), with a one-line hint instead of a bare unpickling error."""
+    import random
+
+    import numpy as np
+
+    from audit.finetune.checkpoint import CheckpointError
+    from audit.finetune.run import finetune
+
+    cfg, step = finetuned_checkpoint
+    old = tmp_path / "step-000002"
+    shutil.copytree(step, old)
+    torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+               old / "rng-rank0.pt")
+    with pytest.raises(CheckpointError, match=r"rng-rank0.pt: refusing .*written by an older audit") as e:
+        finetune({**cfg, "max_steps": 3, "out_dir": str(tmp_path / "out"), "resume": str(old)})
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("losses", [{"ce": float("nan")}, {"ce": 1.0, "pgd": {"weight": float("inf")}}])
+def test_defect5_non_finite_loss_weights_are_refused(losses):
+    from audit.config import ConfigError
+    from audit.finetune.config import load_finetune_config
+
+    with pytest.raises(ConfigError, match=r"weight must be a finite number >= 0"):
+        load_finetune_config({"data": "x.jsonl", "losses": losses})
+
+
+@pytest.mark.parametrize("sections,field", [
+    ("{bias: {generation: {do_sample: true, temperature: .nan}}}", "sections.bias.generation.temperature"),
+    ("{toxicity: {scorer_options: {threshold: .inf}}}", "sections.toxicity.scorer_options.threshold"),
+])
+def test_defect5_non_finite_numbers_nested_anywhere_in_a_suite_are_refused(tmp_path, support_like, capsys, sections, field):
+    from audit.cli import main
+
+    suite = write_suite(tmp_path, f"name: t\ndata: data.jsonl\nsections: {sections}\n")
+    assert main(["validate", str(suite)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{field}: must be a finite number" in err and len(err.splitlines()) == 1
+
+
+def test_defect3_a_suite_of_a_million_tiny_values_is_refused_fast(tmp_path, capsys):
+    """No aliases, just many nodes: 2 MB of '[],' took ~90 s to parse; now it stops after 20,000 values."""
+    import time
+
+    from audit.cli import main
+
+    suite = write_suite(tmp_path, "name: [" + "[]," * 700_000 + "]\n")
+    t = time.perf_counter()
+    assert main(["validate", str(suite)]) == 2
+    assert time.perf_counter() - t < 20
+    err = capsys.readouterr().err.strip()
+    assert "more than 20,000 values" in err and str(suite) in err and len(err.splitlines()) == 1

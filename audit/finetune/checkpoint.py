@@ -189,7 +189,14 @@ def read_checkpoint(path: Path, *, model: torch.nn.Module, optimizer, scheduler,
     rng_file = path / f"rng-rank{accelerator.process_index}.pt"
     if not rng_file.exists():
         raise CheckpointError(f"{path}: {rng_file.name} missing")
-    rng = load_tensors(rng_file, error=CheckpointError, what="RNG state")
+    try:
+        rng = load_tensors(rng_file, error=CheckpointError, what="RNG state")
+    except CheckpointError as e:
+        if "numpy" not in str(e):
+            raise
+        # Checkpoints written before RNG states were stored as tensors hold a pickled numpy array.
+        raise CheckpointError(f"{e}; it was written by an older audit (numpy RNG state pickled): resume from a "
+                              f"checkpoint this version wrote, or start the run again") from None
     try:
         set_rng_state(rng)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -194,8 +195,8 @@ class FinetuneConfig:
                     raise ValueError(f"losses.{name}.weight: expected a number, got {weight!r}")
             else:
                 raise ValueError(f"losses.{name}: expected a weight or a mapping of options, got {value!r}")
-            if weight < 0:
-                raise ValueError(f"losses.{name}.weight must be >= 0")
+            if not (math.isfinite(weight) and weight >= 0):   # NaN passes `weight < 0`
+                raise ValueError(f"losses.{name}.weight must be a finite number >= 0, got {weight}")
             try:
                 options = from_mapping(cls.Options, opts, f"losses.{name}")
             except ConfigError as e:

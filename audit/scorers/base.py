@@ -8,10 +8,8 @@ sections that score the same generations (toxicity and bias) do not score twice.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
-from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from ..cache import DiskCache, make_key
@@ -100,12 +98,11 @@ class SentimentScorer(Scorer):
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
-    """Cheap identity of a weights file: name, size and its first MiB (hashing GBs takes minutes)."""
-    p = Path(path)
-    h = hashlib.sha256(p.name.encode() + str(p.stat().st_size).encode())
-    with p.open("rb") as f:
-        h.update(f.read(1 << 20))
-    return h.hexdigest()[:12]
+    """Identity of a classifier's weights file or directory by full content (names the score cache:
+    two checkpoints that share a size and first MiB must not share scores). Cached; see audit.fingerprint."""
+    from ..fingerprint import fingerprint_path
+
+    return fingerprint_path(path).digest
 
 
 def score_cached(scorer: Scorer, texts: Sequence[str], cache: DiskCache | None = None, *, batch_size: int | None = None,

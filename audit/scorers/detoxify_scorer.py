@@ -107,7 +107,8 @@ class DetoxifyScorer(Scorer):
         self._detox.model.to(device)
         self._detox.model.eval()
         self.device = device
-        self._fp = file_fingerprint(self.checkpoint)
+        # Weights and the config/tokenizer directory both decide the scores.
+        self._fp = f"{file_fingerprint(self.checkpoint)}-{file_fingerprint(self.config_dir)}"
 
     def _checked_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """The checkpoint's ``arch.args`` as data: the four fields detoxify reads, each of the expected kind.
