@@ -2,7 +2,8 @@
 
 It answers GET /v1/models and POST /v1/chat/completions and /v1/completions with a deterministic
 text derived from the prompt, and injects faults from a plan: ``plan(n, path, body)`` returns
-None (answer normally) or one of ``("status", code)``, ``("garbage",)``, ``("hang", seconds)``.
+None (answer normally) or one of ``("status", code)``, ``("garbage",)``, ``("hang", seconds)`` (then an
+empty object), ``("delay", seconds)`` (then the normal answer).
 Every request is recorded (path, headers, body) so tests can count tries and inspect what was sent.
 """
 
@@ -78,7 +79,10 @@ class FakeServer:
                         return self._send(action[1], json.dumps({"error": {"message": "injected"}}).encode())
                     if kind == "garbage":
                         return self._send(200, b"<html>not json{")
-                    if kind == "hang":
+                    if kind == "delay":   # a slow but healthy answer
+                        time.sleep(action[1])
+                        action = None
+                    elif kind == "hang":
                         time.sleep(action[1])
                         return self._send(200, b"{}")
                 if self.path == "/v1/models":

@@ -177,7 +177,8 @@ def test_500_forever_exits_2_with_one_line_and_keeps_finished_generations(tmp_pa
 def test_server_killed_and_restarted_mid_run_resumes_and_finishes(tmp_path):
     from audit import run_suite
 
-    srv = FakeServer().start()
+    # Each answer takes 0.1 s, so the run is still going when the server is killed after 3 answers.
+    srv = FakeServer(lambda n, path, body: ("delay", 0.1) if path == CHAT else None).start()
     port = srv.port
     state = {"restarted": None}
 
