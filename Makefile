@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sysdeps demo smollm2 test bench clean
+.PHONY: install sysdeps demo smollm2 test bench clean server
 
 # System packages from Debian: Chromium (the HTML report is tested in a real browser) and WordNet 3.0
 # (synonym-swap attacks). Installed only when missing; skipped with a note where apt is unavailable.
@@ -44,5 +44,17 @@ test: $(STAMP) sysdeps
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
+# llama.cpp's OpenAI-compatible server in its own venv (served-model tests and benchmark use it;
+# without it they skip and say why). Built from source once (~25 min on 2 cores); pip's wheel cache
+# makes rebuilding the venv take seconds.
+SERVER_VENV ?= .venv-server
+$(SERVER_VENV)/.installed: requirements-server.txt
+	$(PY) -m venv $(SERVER_VENV)
+	$(SERVER_VENV)/bin/pip install --upgrade pip
+	$(SERVER_VENV)/bin/pip install -r requirements-server.txt
+	touch $@
+
+server: $(SERVER_VENV)/.installed
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(SERVER_VENV) build dist *.egg-info

@@ -28,6 +28,7 @@ from .base import Context, Evaluator, mean, metric
 @SECTIONS.register("attribution")
 class AttributionEvaluator(Evaluator):
     name = "attribution"
+    needs_weights = True   # gradients through the embeddings: a served model has none here
     METRICS = dict([
         metric("faithfulness", True, "mean nats by which deleting the top-k attributed tokens lowers the target "
                                      "log-probability more than deleting k random tokens (> 0: better than random)"),
