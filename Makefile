@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   -> venv, install, build the embedded model (cached), audit it, write reports/demo/
-#   make test   -> venv, install, run the whole test suite
+#   make test   -> venv, install, build llama.cpp's server (own venv, once), run the whole test suite
 #   make smollm2 -> audit the real instruct model SmolLM2-135M-Instruct (converted once, cached) -> reports/smollm2/
 PY ?= python3
 VENV ?= .venv
@@ -38,7 +38,8 @@ demo: $(STAMP) sysdeps
 smollm2: $(STAMP) sysdeps
 	$(BIN)/audit run smollm2 --out reports/smollm2
 
-test: $(STAMP) sysdeps
+# The served-model tests run against a real llama.cpp server, so `make test` builds it too (once).
+test: $(STAMP) sysdeps server
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -rs tests
 
 bench: $(STAMP)
@@ -51,7 +52,7 @@ SERVER_VENV ?= .venv-server
 $(SERVER_VENV)/.installed: requirements-server.txt
 	$(PY) -m venv $(SERVER_VENV)
 	$(SERVER_VENV)/bin/pip install --upgrade pip
-	$(SERVER_VENV)/bin/pip install -r requirements-server.txt
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(SERVER_VENV)/bin/pip install -r requirements-server.txt
 	touch $@
 
 server: $(SERVER_VENV)/.installed
