@@ -1,13 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   -> venv, install, build the embedded model (cached), audit it, write reports/demo/
-#   make test   -> venv, install, run the whole test suite
+#   make test   -> venv, install, build llama.cpp's server (own venv, once), run the whole test suite
 #   make smollm2 -> audit the real instruct model SmolLM2-135M-Instruct (converted once, cached) -> reports/smollm2/
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sysdeps demo smollm2 test bench clean
+.PHONY: install sysdeps demo smollm2 test bench clean server
 
 # System packages from Debian: Chromium (the HTML report is tested in a real browser) and WordNet 3.0
 # (synonym-swap attacks). Installed only when missing; skipped with a note where apt is unavailable.
@@ -38,11 +38,24 @@ demo: $(STAMP) sysdeps
 smollm2: $(STAMP) sysdeps
 	$(BIN)/audit run smollm2 --out reports/smollm2
 
-test: $(STAMP) sysdeps
+# The served-model tests run against a real llama.cpp server, so `make test` builds it too (once).
+test: $(STAMP) sysdeps server
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -rs tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
+# llama.cpp's OpenAI-compatible server in its own venv (served-model tests and benchmark use it;
+# without it they skip and say why). Built from source once (~25 min on 2 cores); pip's wheel cache
+# makes rebuilding the venv take seconds.
+SERVER_VENV ?= .venv-server
+$(SERVER_VENV)/.installed: requirements-server.txt
+	$(PY) -m venv $(SERVER_VENV)
+	$(SERVER_VENV)/bin/pip install --upgrade pip
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(SERVER_VENV)/bin/pip install -r requirements-server.txt
+	touch $@
+
+server: $(SERVER_VENV)/.installed
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(SERVER_VENV) build dist *.egg-info

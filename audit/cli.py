@@ -143,6 +143,10 @@ def cmd_run(args) -> int:
     result = run_suite(suite, out_dir=out_dir, outputs=_default_outputs(out_dir) + args.output, progress=not args.quiet,
                        use_cache=not args.no_cache, cache_dir=args.cache_dir, only_sections=args.section, seed=args.seed,
                        baseline=getattr(args, "baseline", None), force_baseline=getattr(args, "force_baseline", False))
+    from .distributed import world
+
+    if not world().is_main:   # under `accelerate launch`: rank 0 prints the summary and writes the reports
+        return EXIT_ERROR if result.errors else EXIT_PASS if result.passed else EXIT_GATE_FAILED
     return _finish(result, out_dir)
 
 

@@ -140,6 +140,12 @@ class LanguageModel:
     @classmethod
     def load(cls, spec: str | ModelSpec, **overrides) -> "LanguageModel":
         """Load from ``builtin:NAME``, a local directory, or a hub id present in the local cache."""
+        from .served.spec import ServedSpec, is_served_string
+
+        if isinstance(spec, ServedSpec) or is_served_string(spec):   # finetune, harden, explain: weights needed
+            where = spec.path if isinstance(spec, ServedSpec) else spec.partition("#")[0]
+            raise ModelLoadError(f"{where} is a served model: this command needs local weights (a model directory, "
+                                 f".gguf file or builtin:NAME)")
         if isinstance(spec, str):
             spec = ModelSpec(path=spec, **overrides)
         from transformers import AutoModelForCausalLM

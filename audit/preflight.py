@@ -115,6 +115,10 @@ def preflight(suite, *, check_model: bool = True):
                         split=d.split, limit=d.limit)
     if not check_model:
         return recs
+    from .served import ServedSpec
+
+    if isinstance(suite.model, ServedSpec):   # a served model: its server is asked when the run starts
+        return recs
     model_dir = check_model_spec(suite.model, where=f"{where}: model")
     if model_dir is not None:
         n = context_length(model_dir)

@@ -71,13 +71,18 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
         force_baseline: compare with an incompatible baseline anyway (the report says so).
     """
     t0 = time.perf_counter()
+    # Under `accelerate launch`/torchrun: join the process group; other ranks keep their own cache copy.
+    from .distributed import distribute, log_share, rank_cache_dir, setup
+
+    world = setup()
+    cache_dir = rank_cache_dir(cache_dir, world)
     suite = _prepare_suite(suite, model=model if isinstance(model, str) else None, seed=seed, only_sections=only_sections)
     from .report import check_outputs
 
     check_outputs(out_dir, outputs)   # an unwritable output fails now, not after the whole run
     data_path = suite.resolve_path(suite.data.path)
     # The data, and the model as far as knowable without its weights (one line naming the file or field).
-    records = preflight(suite, check_model=not isinstance(model, LanguageModel))
+    records = preflight(suite, check_model=model is None or isinstance(model, str))
     # The result's identity is known before anything runs: a baseline that measured something else
     # is refused now, not after generation.
     result = _new_result(suite, records, data_path)
@@ -87,8 +92,14 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     timings = {"validate_and_load_data": time.perf_counter() - t0}
 
     t = time.perf_counter()
-    lm = model if isinstance(model, LanguageModel) else LanguageModel.load(suite.model)
-    if suite.generation.max_new_tokens >= lm.max_length:   # else an IndexError deep inside generation
+    if model is not None and not isinstance(model, str):
+        lm = model   # an adapter the caller loaded: LanguageModel or audit.served.ServedModel
+    else:
+        from .served import load_model   # the one dispatch point: served endpoint or local weights
+
+        lm = load_model(suite.model)
+    lm = distribute(lm)   # several processes: generation and scoring split by rank, outputs gathered
+    if lm.max_length is not None and suite.generation.max_new_tokens >= lm.max_length:   # else an IndexError deep inside generation
         from .preflight import PreflightError
 
         raise PreflightError(f"{suite.path or '<suite>'}: generation.max_new_tokens: {suite.generation.max_new_tokens} "
@@ -96,7 +107,9 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     timings["load_model"] = time.perf_counter() - t
     if baseline is not None:  # the chat template is known once the tokenizer is loaded
         check_baseline_prompt_format(baseline, base_summary, lm.prompt_format, force=force_baseline)
-    log.info("model %s: %s, %s parameters, %s on %s", lm.spec, lm.info().architecture, f"{lm.info().parameters:,}", lm.info().dtype, lm.device)
+    params = lm.info().parameters   # unknown (None) behind a server
+    log.info("model %s: %s, %s parameters, %s on %s", lm.spec, lm.info().architecture,
+             f"{params:,}" if isinstance(params, int) else "unknown", lm.info().dtype, lm.device)
 
     t = time.perf_counter()
     ctx = _generation_pass(suite, lm, records, cache_root=Path(cache_dir) if cache_dir else None, use_cache=use_cache,
@@ -104,12 +117,13 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     timings["generate"] = time.perf_counter() - t
     timings.update(run_sections(ctx, suite.sections))
 
+    log_share(lm)
     _complete(result, lm, ctx)
     result.baseline = base_summary
     apply_gates(result, suite.gates, baseline=baseline, confidence=suite.confidence)
     timings["total"] = time.perf_counter() - t0
     result.timings = {k: round(v, 4) for k, v in timings.items()}
-    if out_dir is not None:
+    if out_dir is not None and world.is_main:   # rank 0 alone writes (every rank holds the same result)
         write_outputs(result, out_dir, outputs)
     return result
 
@@ -120,7 +134,9 @@ def _prepare_suite(suite: SuiteConfig | str | os.PathLike, *, model: str | None,
     seed overrides applied and, with ``only_sections``, just those sections and their gates."""
     suite = dataclasses.replace(suite if isinstance(suite, SuiteConfig) else load_suite(suite))
     if model is not None:
-        suite.model = dataclasses.replace(suite.model, path=model)
+        from .served import override_model   # a served spec (openai:URL) or a local path
+
+        suite.model = override_model(suite.model, model)
     if seed is not None:
         suite.seed = seed
     if only_sections:
@@ -167,8 +183,15 @@ def run_sections(ctx: Context, sections: dict[str, Any]) -> dict[str, float]:
         t = time.perf_counter()
         log.info("section %s ...", name)
         try:
+            if getattr(evaluator, "needs_weights", False) and not getattr(ctx.model, "has_weights", True):
+                from .served import ServedUnsupported
+
+                raise ServedUnsupported(f"section {name} needs local model weights; {ctx.model.spec} is served (run "
+                                        f"this section on a local copy of the model)")
             section = evaluator.evaluate(ctx)
         except Exception as e:  # one failing section must not lose the others' results
+            if getattr(e, "fatal", False):
+                raise   # the server is gone for every section: stop with exit 2 (generations stay cached)
             log.debug("section %s failed:\n%s", name, traceback.format_exc())
             msg = first_line(e, default="")
             section = SectionResult(name=name, error=f"{type(e).__name__}: {msg}" if msg else type(e).__name__)

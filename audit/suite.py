@@ -98,12 +98,17 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
             raise ConfigError(f"{where}: {key}: expected a string, got {excerpt(raw[key])}")
     name = raw.get("name") or (Path(path).stem if path else "suite")
     model_raw = raw.get("model", {})
-    if isinstance(model_raw, str):
-        model_raw = {"path": model_raw}
-    model = from_mapping(ModelSpec, model_raw, f"{where}: model")
+    # A served model (openai:URL, or a mapping with `provider:`) gets its own spec; see audit.served.
+    from .served import model_spec_from, override_model
+
+    model = model_spec_from(model_raw, f"{where}: model")
+    if model is None:
+        if isinstance(model_raw, str):
+            model_raw = {"path": model_raw}
+        model = from_mapping(ModelSpec, model_raw, f"{where}: model")
     if model_override:
-        model = dataclasses.replace(model, path=model_override)
-    if model.chat_template not in ("auto", "none"):  # a template file: relative to the suite, checked now
+        model = override_model(model, model_override)
+    if isinstance(model, ModelSpec) and model.chat_template not in ("auto", "none"):  # a template file: relative to the suite, checked now
         tpath = resolve_data_path(model.chat_template, Path(path).parent if path else Path.cwd())
         if not tpath.is_file():
             raise ConfigError(f"{where}: model.chat_template: template file {tpath} not found (or use auto | none)")

@@ -299,3 +299,29 @@ def test_auto_method_is_integrated_gradients_on_small_models_and_ablation_on_lar
     assert sum(p.numel() for p in big.parameters()) > 20_000_000
     assert resolve_method("auto", LanguageModel(big, micro_lm.tokenizer, spec="big")) == "feature_ablation"
     assert resolve_method("saliency", micro_lm) == "saliency"
+
+
+def test_prompt_only_sources_keep_generated_tokens_fixed(micro_lm):
+    e = explain(micro_lm, PROMPT, target=TARGET, attribute_generated=False)
+    fa = explain(micro_lm, PROMPT, target=TARGET, attribute_generated=False, method="feature_ablation", faithfulness=False)
+    for ex in (e, fa):
+        assert all(v is None for row in ex.attributions for v in row[ex.n_prompt:])
+        assert all(v is not None for row in ex.attributions for v in row[:ex.n_prompt])
+    # The generated tokens keep their embeddings on the path: completeness against that baseline.
+    assert e.complete is True and e.completeness_error() < 0.01
+    full = explain(micro_lm, PROMPT, target=TARGET, faithfulness=False)
+    assert e.attributions[0] == pytest.approx(full.attributions[0], abs=1e-6)   # step 0 has only the prompt
+    assert e.baseline_logprobs[-1] != pytest.approx(full.baseline_logprobs[-1])
+
+
+def test_bf16_path_runs_on_cpu_and_reports_its_completeness_honestly(micro_path):
+    """The GPU dtype, checked where CI can: bf16 weights, float32 interpolation; whatever gap bf16
+    rounding leaves is measured and flagged, never hidden."""
+    from audit.model import LanguageModel
+
+    lm = LanguageModel.load(str(micro_path), dtype="bfloat16")
+    e = explain(lm, PROMPT, target=TARGET, max_n_steps=60)
+    assert all(v is None or math.isfinite(v) for row in e.attributions for v in row)
+    assert e.settings["n_steps"] <= 60
+    assert e.complete == (e.completeness_error() <= 0.01)
+    assert lm.model.dtype == torch.bfloat16

@@ -335,6 +335,7 @@ def test_defect4_explain_finetune_and_harden_outputs_fail_first(tmp_path, suppor
     import audit.finetune.run as ftrun
 
     monkeypatch.setattr(ftrun, "load_for_training", lambda *a, **k: pytest.fail("the model loaded first"))
+    monkeypatch.setattr(ftrun, "load_language_model", lambda *a, **k: pytest.fail("the model loaded first"))
     with pytest.raises(OutputPathError, match="existing file"):
         finetune({"model": "builtin:micro", "data": str(support_like), "out_dir": str(tmp_path / "afile")})
     with pytest.raises(OutputPathError, match="existing file"):

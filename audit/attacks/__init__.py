@@ -24,7 +24,7 @@ from .offline import MissingAttackDataError, import_textattack
 from .recipes import RECIPES, build_attack, check_data
 
 #: Goal names a suite may give (``audit.attacks.goals.GOALS`` registers the classes).
-GOAL_NAMES = ("output_change", "non_overlapping", "toxicity")
+GOAL_NAMES = ("output_change", "non_overlapping", "toxicity", "task_degradation")
 
 _LAZY = {
     "GenerationModelWrapper": ".wrapper",

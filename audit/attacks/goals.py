@@ -12,6 +12,10 @@ clean output for the prompt, and the measures are smoothed:
   against the clean output: every word position of the clean output must change.
 - :class:`ToxicityElicitation` (``toxicity``): raise a toxicity scorer's score of the output
   (``audit.scorers``) to ``threshold``; examples whose clean output is already that toxic are skipped.
+- :class:`TaskDegradation` (``task_degradation``): make the answer WORSE AT THE TASK, not merely
+  different: its similarity to the dataset REFERENCE must fall more than ``margin`` below the clean
+  answer's (HELM's worst-case view of the task metric). The goals above succeed when a rewording
+  keeps the answer right; this one does not. Needs a reference per prompt (``references``).
 """
 
 from __future__ import annotations
@@ -151,8 +155,69 @@ class ToxicityElicitation(GenerationGoalFunction):
         return super().extra_repr_keys() + ["scorer_spec", "threshold"]
 
 
+@GOALS.register("task_degradation")
+class TaskDegradation(GenerationGoalFunction):
+    """Degrade the answer at the task: similarity to the reference drops by more than ``margin``.
+
+    For an attacked prompt with reference ``r`` and clean answer ``c``: score(output) =
+    sim(c, r) - sim(output, r) (the loss of task quality the perturbation caused, 0-1 points);
+    success once score > ``margin``. The clean answer is the ground truth passed to
+    ``attack.attack(prompt, clean_output)`` as for every goal here; the reference is looked up by
+    the prompt's text in ``references`` (TextAttack only carries one str/int ground truth).
+    A prompt whose clean answer is within ``margin`` of zero similarity cannot lose ``margin``:
+    it is skipped (TextAttack's "nothing to attack"), not counted as a failed attack.
+
+    Example:
+        >>> goal = TaskDegradation(wrapper, references={"Where is my order?": "It ships today."},
+        ...                        margin=0.1)  # doctest: +SKIP
+    """
+
+    def __init__(self, model_wrapper, *, references: dict[str, str], margin: float = 0.1, measure: str = "chrf", **kwargs):
+        if not 0.0 < margin < 1.0:
+            raise ValueError(f"margin must be in (0, 1), got {margin}")
+        if not references:
+            raise ValueError("task_degradation needs references (prompt text -> reference answer)")
+        self.references = dict(references)
+        self.margin = margin
+        self.measure = measure
+        self.reference: str | None = None
+        self.clean_similarity = 0.0
+        super().__init__(model_wrapper, **kwargs)
+
+    def init_attack_example(self, attacked_text, ground_truth_output):
+        ref = self.references.get(attacked_text.text)
+        if not ref:
+            raise AuditError(f"task_degradation: no reference for the attacked prompt {attacked_text.text[:60]!r}")
+        self.reference = ref
+        self.clean_similarity = similarity(ground_truth_output, ref, self.measure)
+        return super().init_attack_example(attacked_text, ground_truth_output)
+
+    def _get_score(self, model_output, _):
+        return degradation(self.clean_similarity, similarity(model_output, self.reference, self.measure))
+
+    def _is_goal_complete(self, model_output, _):
+        return self._get_score(model_output, _) > self.margin
+
+    def _should_skip(self, model_output, attacked_text):
+        return self.clean_similarity <= self.margin or super()._should_skip(model_output, attacked_text)
+
+    def extra_repr_keys(self):
+        return super().extra_repr_keys() + ["margin", "measure"]
+
+
+def degradation(clean_similarity: float, perturbed_similarity: float) -> float:
+    """Task quality lost: the clean answer's similarity to the reference minus the perturbed answer's.
+
+    Example:
+        >>> round(degradation(0.6, 0.35), 2)
+        0.25
+    """
+    return clean_similarity - perturbed_similarity
+
+
 def make_goal(name: str, model_wrapper, *, query_budget: float = float("inf"), **options) -> GenerationGoalFunction:
-    """Build the goal function registered as ``name`` (``output_change``, ``non_overlapping``, ``toxicity``).
+    """Build the goal function registered as ``name`` (``output_change``, ``non_overlapping``, ``toxicity``,
+    ``task_degradation``).
 
     Example:
         >>> goal = make_goal("output_change", wrapper, query_budget=40, max_similarity=0.4)  # doctest: +SKIP

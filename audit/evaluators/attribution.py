@@ -28,6 +28,7 @@ from .base import Context, Evaluator, mean, metric
 @SECTIONS.register("attribution")
 class AttributionEvaluator(Evaluator):
     name = "attribution"
+    needs_weights = True   # gradients through the embeddings: a served model has none here
     METRICS = dict([
         metric("faithfulness", True, "mean nats by which deleting the top-k attributed tokens lowers the target "
                                      "log-probability more than deleting k random tokens (> 0: better than random)"),
@@ -49,6 +50,7 @@ class AttributionEvaluator(Evaluator):
         worst_quality: int = 2                 # lowest quality.chrf (else quality.rouge_l) samples
         random: int = 2                        # seeded-random samples of the main prompt set
         max_target_tokens: int = 16            # explain at most this many generated tokens per sample
+        attribute_generated: bool = True       # earlier generated tokens are sources too (False: the prompt only)
         n_steps: int = 20                      # integrated gradients: first points (refined where incomplete)
         max_n_steps: int = 400                 # integrated gradients: cap on points per explanation
         completeness_tolerance: float = 0.01   # integrated gradients: above it an explanation is flagged
@@ -78,7 +80,8 @@ class AttributionEvaluator(Evaluator):
                                   max_n_steps=self.max_n_steps, completeness_tolerance=self.completeness_tolerance,
                                   integration=self.integration, baseline=self.baseline,
                                   internal_batch_size=self.internal_batch_size, grad_memory_mb=self.grad_memory_mb,
-                                  n_samples=self.n_samples, faithfulness=True, top_k=self.top_k, n_random=self.n_random)
+                                  n_samples=self.n_samples, faithfulness=True, top_k=self.top_k, n_random=self.n_random,
+                                  attribute_generated=self.attribute_generated)
 
     @classmethod
     def metric_infos(cls, options) -> dict[str, MetricInfo]:

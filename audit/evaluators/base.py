@@ -76,6 +76,8 @@ class Evaluator:
 
     name: ClassVar[str] = ""
     METRICS: ClassVar[dict[str, MetricInfo]] = {}
+    # True for sections that read the weights (gradients, embeddings): a served model cannot run them.
+    needs_weights: ClassVar[bool] = False
 
     @dataclass
     class Options:

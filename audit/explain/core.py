@@ -234,9 +234,11 @@ def _explain_one(lm, prompt: str, target: str, method, opts: ExplainOptions, spa
     rows = opts.internal_batch_size or max(1, min(_TOKENS_PER_PASS // len(ids), _LOGITS_PER_PASS // (len(t_ids) * n_vocab_out)))
     grad_rows = opts.internal_batch_size or _grad_rows(lm.model, len(ids), opts.grad_memory_mb)
     sources = None
-    if excluded:
+    if excluded or not opts.attribute_generated:
         sources = torch.ones(len(ids), dtype=torch.bool, device=lm.device)
         sources[excluded] = False
+        if not opts.attribute_generated:
+            sources[len(p_ids):] = False
     baseline_id = _baseline_id(tok, opts.baseline)
     n_vocab = lm.model.get_input_embeddings().num_embeddings
     if not 0 <= baseline_id < n_vocab:  # an out-of-range id would fail deep in the embedding lookup

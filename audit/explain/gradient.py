@@ -88,9 +88,11 @@ def _passes(base, direction, alphas, weights, groups, rows):
     a_all = torch.tensor(alphas, dtype=torch.float64)
     w_all = torch.tensor(weights, dtype=torch.float32, device=base.device)
     g_all = torch.tensor(groups, dtype=torch.long, device=base.device)
+    # Interpolate in float32 and cast once: in bf16 a point like 0.4335 would itself round by ~1e-3.
+    b32, d32 = base.float(), direction.float()
     for start in range(0, len(alphas), rows):
-        a = a_all[start:start + rows].to(device=base.device, dtype=base.dtype)
-        emb = (base[None] + a[:, None, None] * direction[None]).detach().requires_grad_(True)  # (B, L, d)
+        a = a_all[start:start + rows].to(device=base.device, dtype=torch.float32)
+        emb = (b32[None] + a[:, None, None] * d32[None]).to(base.dtype).detach().requires_grad_(True)  # (B, L, d)
         yield emb, w_all[start:start + rows], g_all[start:start + rows]
 
 
@@ -151,10 +153,10 @@ def integrate(problem: Problem, x: torch.Tensor, b: torch.Tensor, ends: torch.Te
         split = [p for p in worst[:budget] if float((p.gap().abs() / diff).max()) > tol / 4] or worst[:min(1, budget)]
         if not split:
             break   # the cap: the explanation reports (and flags) the gap it reached
-        mids = torch.tensor([(p.lo + p.hi) / 2 for p in split], dtype=torch.float64).to(x.device, x.dtype)
+        mids = torch.tensor([(p.lo + p.hi) / 2 for p in split], dtype=torch.float32, device=x.device)
         with torch.no_grad():   # the exact f at each new panel boundary: one forward row each
-            f_mid = torch.cat([problem.logprobs_from_embeds(b[None] + m[:, None, None] * direction[None]).float()
-                               for m in mids.split(rows)])
+            f_mid = torch.cat([problem.logprobs_from_embeds(
+                (b.float()[None] + m[:, None, None] * direction.float()[None]).to(x.dtype)).float() for m in mids.split(rows)])
         todo = []
         for p, m, fm in zip(split, mids.tolist(), f_mid):
             done.remove(p)

@@ -34,6 +34,8 @@ class ExplainOptions:
                                            # pass, and grad_memory_mb for passes that keep activations)
     grad_memory_mb: int = 512              # activation memory budget of one gradient pass (rows per pass
                                            # follow from it, not from the number of points)
+    attribute_generated: bool = True       # earlier generated tokens are sources too (False: only the prompt;
+                                           # they stay fixed, and ablation costs one row per prompt token)
     n_samples: int = 25                    # shapley_sampling: random permutations
     faithfulness: bool = True              # also run the deletion check (a few batched forwards)
     top_k: int = 3                         # faithfulness: sources replaced per step

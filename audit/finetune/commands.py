@@ -90,6 +90,8 @@ def add_commands(sub, *, common, run_args) -> None:
     p.add_argument("--target", choices=["target", "reference"], default="target",
                    help="train perturbed prompts towards the model's clean output (target) or the dataset reference")
     p.add_argument("--no-clean", action="store_true", help="train on the adversarial pairs only")
+    p.add_argument("--train-split", metavar="SPLIT", help="build the training set by attacking the data's SPLIT records "
+                   "(e.g. train); the suite's audited prompts stay held out and are never trained on")
     p.add_argument("--no-cache", action="store_true", help="do not reuse cached generations")
     p.add_argument("--cache-dir", metavar="DIR", help="cache location")
     hfields = _config_flags(p, skip=("model", "data", "out_dir", "train_split", "val_split", "format", "prompt_field",
@@ -133,7 +135,8 @@ def cmd_harden(args, fields) -> int:
     for k, v in _overrides(args, fields).items():
         _set_dotted(config, k, v)
     r = harden(args.model, args.suite, args.out, config=config, target=args.target, include_clean=not args.no_clean,
-               progress=not args.quiet, use_cache=not args.no_cache, cache_dir=args.cache_dir)
+               progress=not args.quiet, use_cache=not args.no_cache, cache_dir=args.cache_dir,
+               train_split=args.train_split)
     for key, pair in _robustness_rows(r):
         print(f"{key}: {pair[0]} -> {pair[1]}")
     print(f"adversarial examples trained on: {r.n_adversarial} (of {r.n_train} pairs)")

@@ -90,6 +90,9 @@ class FinetuneConfig:
     augment: dict[str, Any] | None = None  # TextAttack augmentation of training prompts (see AugmentOptions)
     max_length: int = 256                # tokens per example; longer examples are cut (prompt from the left)
     add_eos: bool = True                 # end each target with the eos token, so the model learns to stop
+    # As the model is used: a record is a user turn and an assistant turn of the model's chat template,
+    # the loss on the answer and its end-of-turn markup. No effect on base models or plain text.
+    use_chat_template: bool = True       # prompt/target records through the model's chat template, if it has one
 
     # ---- output ----
     out_dir: str = "runs/finetune"       # checkpoints/, model/ (final), metrics.jsonl, tensorboard/

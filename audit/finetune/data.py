@@ -136,11 +136,44 @@ def read_adversarial(path: str | Path, *, target: str = "target") -> list[TextPa
     return pairs
 
 
-def tokenize_pairs(pairs: Sequence[TextPair], tokenizer, *, max_length: int, add_eos: bool = True) -> list[Example]:
+def chat_turns(chat, tokenizer, prompt: str, target: str) -> tuple[str, str]:
+    """(prompt text, assistant text) of a user turn and its answer rendered through a chat template.
+
+    The prompt text is exactly what the model adapter renders for generation (ending with the
+    assistant's generation prompt); the assistant text is what the template renders after it for
+    the answer: the answer and the template's end-of-turn markup (ChatML: ``<|im_end|>\n``), so the
+    model learns to end its turn as its users' tooling expects. A template whose full conversation
+    does not start with its own generation prompt cannot be split so; it raises.
+
+    Example:
+        >>> from audit.chat import ChatFormat
+        >>> fmt = ChatFormat("{% for m in messages %}<{{ m.role }}>{{ m.content }}</s>{% endfor %}"
+        ...                  "{% if add_generation_prompt %}<assistant>{% endif %}", "inline")
+        >>> chat_turns(fmt, tok, "Hi", " Hello")  # doctest: +SKIP
+        ('<user>Hi</s><assistant>', 'Hello</s>')
+    """
+    from ..chat import ChatTemplateError
+
+    prompt_text = chat.render(tokenizer, prompt)
+    turns = chat.messages(prompt) + [{"role": "assistant", "content": target.strip()}]
+    full = chat.render_messages(tokenizer, turns, add_generation_prompt=False)
+    if not full.startswith(prompt_text):
+        raise ChatTemplateError(f"chat template {chat.source}: the conversation with the answer does not start with the "
+                                f"generation prompt, so the answer's tokens cannot be told apart; set use_chat_template: false")
+    return prompt_text, full[len(prompt_text):]
+
+
+def tokenize_pairs(pairs: Sequence[TextPair], tokenizer, *, max_length: int, add_eos: bool = True,
+                   chat=None) -> list[Example]:
     """Tokenise pairs; plain-text pairs (empty prompt) are cut into ``max_length`` blocks.
 
     A prompt/target pair longer than ``max_length`` loses prompt tokens from the left first (the
     end of the prompt conditions the target most), then target tokens from the right.
+
+    With ``chat`` (a :class:`audit.chat.ChatFormat`) a prompt/target pair is a user turn and the
+    assistant's answer (:func:`chat_turns`): the prompt is tokenised exactly as generation does,
+    the label covers the answer and the end-of-turn markup, and no eos is added (the template ends
+    the turn). Plain text is never templated.
 
     Example:
         >>> from audit.builtin import train_tokenizer
@@ -159,28 +192,37 @@ def tokenize_pairs(pairs: Sequence[TextPair], tokenizer, *, max_length: int, add
             ids = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos]
         return ids
 
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def continuation(prompt: str, target: str) -> tuple[str, list[int]]:
+        """(prompt text, learned ids) of one prompt/target pair, templated or not."""
+        if chat is not None:
+            prompt_text, answer = chat_turns(chat, tokenizer, prompt, target)
+            return prompt_text, encode(answer)[:max_length - 1]
+        ids = encode(target) + ([eos] if add_eos and eos is not None else [])
+        return prompt, ids[:max_length - 1]
+
     for p in pairs:
-        t_ids = tokenizer(p.target, add_special_tokens=False)["input_ids"]
         if not p.prompt:
+            t_ids = encode(p.target)
             ids = t_ids + ([eos] if add_eos and eos is not None else [])
             for start in range(0, len(ids), max_length):
                 block = ids[start:start + max_length]
                 if len(block) >= 2:
                     out.append(Example(block, list(block)))
             continue
-        if add_eos and eos is not None:
-            t_ids = t_ids + [eos]
-        t_ids = t_ids[:max_length - 1]
-        p_ids = prompt_ids(p.prompt, len(t_ids))
+        prompt_text, t_ids = continuation(p.prompt, p.target)
+        p_ids = prompt_ids(prompt_text, len(t_ids))
         pair = None
         orig = p.meta.get("original_prompt")
         if isinstance(orig, str) and orig and orig != p.prompt:
             # One continuation after both prompts: position k of both is the same token.
-            c_ids = t_ids
+            c_text, c_ids = prompt_text, t_ids
             if p.meta.get("pair_target") and p.meta["pair_target"] != p.target:
-                c_ids = tokenizer(p.meta["pair_target"], add_special_tokens=False)["input_ids"]
-                c_ids = (c_ids + ([eos] if add_eos and eos is not None else []))[:max_length - 1]
-            pp_ids, o_ids = prompt_ids(p.prompt, len(c_ids)), prompt_ids(orig, len(c_ids))
+                c_text, c_ids = continuation(p.prompt, p.meta["pair_target"])
+            o_text = continuation(orig, p.meta.get("pair_target") or p.target)[0]
+            pp_ids, o_ids = prompt_ids(c_text, len(c_ids)), prompt_ids(o_text, len(c_ids))
             pair = ((pp_ids + c_ids, [IGNORE] * len(pp_ids) + c_ids), (o_ids + c_ids, [IGNORE] * len(o_ids) + c_ids))
         out.append(Example(p_ids + t_ids, [IGNORE] * len(p_ids) + t_ids, pair=pair))
     return out

@@ -2,6 +2,11 @@
 
 1. Run the suite (it must have a ``robustness`` section) on the model: ``before/``, including the
    successful attacks in ``before/adversarial.jsonl``.
+   With ``train_split`` (held-out hardening), the attacks to train on come instead from the
+   suite's robustness section run on the data's ``train_split`` records (``attack/``), and
+   :func:`check_held_out` refuses a training set holding any audited prompt or a perturbation of
+   one: the before/after comparison then measures prompts the model never trained on. Without
+   it the model trains on the very prompts it is re-audited on (``harden.json``: ``held_out: false``).
 2. Build the training set: every successful adversarial prompt paired with the model's clean
    output on the original prompt (``target: target``) or the dataset reference
    (``target: reference``), plus the clean prompts with the same targets, so the model learns to
@@ -89,9 +94,70 @@ def training_pairs(before, adversarial_path: Path, *, target: str = "target", in
     return pairs, len(adv)
 
 
+class LeakError(AuditError):
+    """A held-out (audited) prompt, or a perturbation of one, reached the training set."""
+
+
+#: Normalised character similarity at or above which a training prompt counts as a perturbation of a
+#: held-out one. The attacks and augmentations here edit a few characters of a few words (ratio
+#: > 0.9); the closest distinct train/test questions of the bundled support data are at 0.85.
+LEAK_SIMILARITY = 0.9
+
+
+def _norm(text: str) -> str:
+    return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
+
+
+def check_held_out(pairs, held_out: list[str], *, threshold: float = LEAK_SIMILARITY) -> None:
+    """Raise :class:`LeakError` if a training pair's prompt is a held-out prompt or a perturbation of one.
+
+    A pair leaks when its prompt or the clean prompt it was perturbed from (``meta["original_prompt"]``)
+    equals a held-out prompt, or when its normalised text (case, punctuation and spacing ignored) is
+    at least ``threshold`` similar (difflib ratio) to one: typos, swapped letters, homoglyph-free copies.
+
+    Example:
+        >>> from audit.finetune.data import TextPair
+        >>> check_held_out([TextPair("Where is my parcel?", "x")], ["Can I pay by card?"])
+        >>> check_held_out([TextPair("Can I pay by crad?", "x")], ["Can I pay by card?"])  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        LeakError: ...
+    """
+    import difflib
+
+    exact = set(held_out)
+    normed = [(h, _norm(h)) for h in held_out]
+    for p in pairs:
+        if not p.prompt:
+            continue
+        orig = p.meta.get("original_prompt")
+        for text in (p.prompt, orig) if isinstance(orig, str) and orig else (p.prompt,):
+            hit = text if text in exact else None
+            if hit is None:
+                n = _norm(text)
+                for h, hn in normed:
+                    m = difflib.SequenceMatcher(None, n, hn, autojunk=False)
+                    if m.real_quick_ratio() >= threshold and m.quick_ratio() >= threshold and m.ratio() >= threshold:
+                        hit = h
+                        break
+            if hit is not None:
+                raise LeakError(f"harden: a {p.source} training prompt {p.prompt[:60]!r} is (a perturbation of) the "
+                                f"held-out prompt {hit[:60]!r}; held-out prompts must not reach training")
+
+
+def _attack_split_suite(suite, split: str):
+    """The suite's robustness section alone, on the data's ``split`` records (where training attacks come from)."""
+    import dataclasses
+
+    if suite.data.split == split:
+        raise AuditError(f"harden: train_split {split!r} is the split the suite audits (data.split); "
+                         f"training on it would measure the training prompts")
+    return dataclasses.replace(suite, name=f"{suite.name}-attack-{split}", data=dataclasses.replace(suite.data, split=split),
+                               sections={"robustness": suite.sections["robustness"]}, gates=[])
+
+
 def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] | None = None, target: str = "target",
            include_clean: bool = True, progress: bool = True, use_cache: bool = True,
-           cache_dir: str | os.PathLike | None = None) -> HardenResult:
+           cache_dir: str | os.PathLike | None = None, train_split: str | None = None) -> HardenResult:
     """Attack a model with a suite's robustness section, fine-tune on the successful attacks, re-audit.
 
     Args:
@@ -104,6 +170,8 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
             :data:`HARDEN_DEFAULTS` (e.g. ``{"losses": {"ce": 1, "smart": 1}, "max_steps": 200}``).
         target: ``target`` (the model's clean output) or ``reference`` (the dataset's).
         include_clean: also train on the clean prompts (keeps clean quality).
+        train_split: attack the data's records of this split to build the training set (held-out
+            hardening; the suite's own split is audited before and after and never trained on).
 
     Returns:
         :class:`HardenResult`; ``result.passed`` is the suite's gates on the hardened model.
@@ -138,11 +206,21 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     if failed is not None and failed.error:
         raise AuditError(f"harden: the robustness section failed on the original model ({failed.error}); "
                          f"nothing to train on (see {out / 'before'})")
-    pairs, n_adv = training_pairs(before, out / "before" / "adversarial.jsonl", target=target, include_clean=include_clean)
+    source, source_dir = before, out / "before"
+    if train_split is not None:
+        log.info("harden 1b/4: attacking the %r split to build the training set (held out: the audited prompts)", train_split)
+        source_dir = out / "attack"
+        source = run_suite(_attack_split_suite(suite, train_split), model=lm, out_dir=source_dir, outputs=(), **run_kw)
+        err = source.sections["robustness"].error
+        if err:
+            raise AuditError(f"harden: the robustness section failed on the {train_split!r} split ({err})")
+    pairs, n_adv = training_pairs(source, source_dir / "adversarial.jsonl", target=target, include_clean=include_clean)
+    if train_split is not None:
+        check_held_out(pairs, [s.prompt for s in before.samples])
     if n_adv == 0:
         log.warning("harden: no attack succeeded on the original model; nothing to train on, the model is unchanged")
         reports = _compare(before, before, out)
-        _summary(out, before, before, None, n_adv, 0, None)
+        _summary(out, before, before, None, n_adv, 0, None, held_out=train_split is not None)
         return HardenResult(before=before, after=before, out_dir=out, model_dir=None, n_adversarial=0, n_train=0,
                             reports=reports)
 
@@ -153,7 +231,8 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
                progress=progress, seed=cfg.get("seed", suite.seed))
     cfg.pop("adversarial", None)
     # Train a copy: the caller's model object stays the "before" model.
-    work = LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, spec=lm.spec, path=lm.path)
+    # The chat format travels with it: an instruct model trains through its template.
+    work = LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, spec=lm.spec, path=lm.path, chat=lm.chat)
     trained = finetune(cfg, model=work)
 
     log.info("harden 3/4: re-auditing the hardened model (same suite, same seed)")
@@ -162,7 +241,7 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
 
     log.info("harden 4/4: writing the before/after comparison")
     reports = _compare(before, after, out)
-    _summary(out, before, after, trained, n_adv, len(pairs), trained.model_dir)
+    _summary(out, before, after, trained, n_adv, len(pairs), trained.model_dir, held_out=train_split is not None)
     return HardenResult(before=before, after=after, out_dir=out, model_dir=trained.model_dir, n_adversarial=n_adv,
                         n_train=len(pairs), train=trained, reports=reports)
 
@@ -186,10 +265,12 @@ def _compare(before, after, out: Path) -> list[Path]:
     return paths
 
 
-def _summary(out: Path, before, after, trained, n_adv: int, n_train: int, model_dir) -> Path:
+def _summary(out: Path, before, after, trained, n_adv: int, n_train: int, model_dir, *, held_out: bool = False) -> Path:
     keys = sorted(k for k in set(before.metrics) | set(after.metrics) if k.startswith("robustness."))
     summary = {
         "model_dir": str(model_dir) if model_dir else None,
+        # True: trained on another split's attacks, the audited prompts were never trained on.
+        "held_out": held_out,
         "adversarial_examples": n_adv,
         "training_pairs": n_train,
         "steps": trained.steps if trained else 0,

@@ -34,11 +34,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_data(cfg: FinetuneConfig, tokenizer, *, progress: bool = False) -> tuple[list[Example], list[Example], dict[str, int]]:
+def prepare_data(cfg: FinetuneConfig, tokenizer, *, progress: bool = False,
+                 chat=None) -> tuple[list[Example], list[Example], dict[str, int]]:
     """Read, split, augment and tokenise the training data as ``cfg`` says.
 
     The validation set is always clean data from ``cfg.data``; adversarial records and augmented
-    prompts join the training set only.
+    prompts join the training set only. ``chat`` (the model's :class:`~audit.chat.ChatFormat`)
+    renders prompt/target records as a user and an assistant turn when ``cfg.use_chat_template``.
     """
     if not cfg.data:
         raise DataError("finetune: data is required (a JSONL/CSV of prompt/target records or a .txt file)")
@@ -71,23 +73,32 @@ def prepare_data(cfg: FinetuneConfig, tokenizer, *, progress: bool = False) -> t
         augmented = augment_pairs(pairs, aug, seed=cfg.seed, progress=progress)
         counts["augment"] = len(augmented)
         extra.extend(augmented)
-    train = tokenize_pairs(pairs + extra, tokenizer, max_length=cfg.max_length, add_eos=cfg.add_eos)
-    val = tokenize_pairs(val_pairs, tokenizer, max_length=cfg.max_length, add_eos=cfg.add_eos)
+    chat = chat if cfg.use_chat_template and fmt == "prompt_target" else None
+    tok_kw = dict(max_length=cfg.max_length, add_eos=cfg.add_eos, chat=chat)
+    train = tokenize_pairs(pairs + extra, tokenizer, **tok_kw)
+    val = tokenize_pairs(val_pairs, tokenizer, **tok_kw)
     if fmt == "text":  # plain text: hold out blocks, not files
         train, held_blocks = split_train_val(train, fraction, cfg.seed)
         val = val + held_blocks
-    counts.update(train_examples=len(train), val_examples=len(val))
+    counts.update(train_examples=len(train), val_examples=len(val), chat_template=int(chat is not None))
     return train, val, counts
 
 
-def load_for_training(cfg: FinetuneConfig, model=None):
-    """(transformers model, tokenizer) ready to train: fp32 weights, LoRA or freezing applied."""
+def load_language_model(cfg: FinetuneConfig, model=None):
+    """The :class:`~audit.model.LanguageModel` to train (its chat format included): ``model`` or ``cfg.model``."""
     from ..model import LanguageModel
-    from .lora import apply_lora, freeze_all_but_top_k
 
     if model is None or isinstance(model, (str, os.PathLike)):
         # fp32 master weights; bf16 comes from autocast on CUDA. Accelerate places the model.
         model = LanguageModel.load(str(model or cfg.model), device="cpu", dtype="float32")
+    return model
+
+
+def load_for_training(cfg: FinetuneConfig, model=None):
+    """(transformers model, tokenizer) ready to train: fp32 weights, LoRA or freezing applied."""
+    from .lora import apply_lora, freeze_all_but_top_k
+
+    model = load_language_model(cfg, model)
     net, tok = model.model, model.tokenizer
     seed_everything(cfg.seed)  # LoRA's random init must be the same on every process
     lora = cfg.lora_options()
@@ -132,8 +143,10 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *,
 
     check_output_dir(cfg.out_dir)   # before the model loads, not after training
     seed_everything(cfg.seed)
-    net, tok = load_for_training(cfg, model)
-    train, val, counts = prepare_data(cfg, tok, progress=cfg.progress)
+    lm = load_language_model(cfg, model)
+    net, tok = load_for_training(cfg, lm)
+    # Instruct models learn through their chat template, as they are generated from and audited.
+    train, val, counts = prepare_data(cfg, tok, progress=cfg.progress, chat=lm.chat)
     log.info("finetune: %d training / %d validation examples (%s)", len(train), len(val),
              ", ".join(f"{k}={v}" for k, v in counts.items() if k not in ("train_examples", "val_examples")))
     lora = cfg.lora_options()

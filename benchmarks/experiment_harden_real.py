@@ -1,0 +1,281 @@
+"""Does hardening harden a real fine-tuned model? (issue 13) Held-out prompts, a transfer attack, CIs.
+
+1. Task model: SmolLM2-135M-Instruct LoRA-fine-tuned (`audit finetune`, through its chat template) on
+   the bundled support data's ``train`` split (``support_chat.jsonl``: user questions, agent answers).
+2. Before: on held-out ``test``-split prompts (never trained on), measure
+   - attack success of the TRAINING attack (deepwordbug) and of TRANSFER attacks never used in
+     training (bad_characters, pruthi), all with the ``task_degradation`` goal: success = the
+     answer's chrF similarity to the reference drops by more than ``margin`` below the clean answer's;
+   - worst case over character-level perturbations from consistency (typos, whitespace,
+     punctuation, lowercase): share of prompts where some perturbation degrades the answer the same way;
+   - clean quality: chrF of greedy answers to the references (0-100) and perplexity of the references.
+3. Training attacks: deepwordbug (task_degradation) on ``train``-split prompts of the task model; the
+   successful perturbed prompts with CLEAN targets (the references) are the adversarial data.
+   :func:`audit.finetune.harden.check_held_out` refuses any training prompt that is a test prompt
+   or a perturbation of one.
+4. Hardening configurations, each from the task model, all at the same optimizer steps and LoRA rank:
+   clean CE only (control), augmentation, attack-found prompts, PGD/FreeLB, SMART, consistency KL,
+   and a combination. After each, the measurements of step 2 on the same held-out prompts.
+5. Print the BENCHMARKS.md table: every rate with its Wilson 95% interval and n.
+
+Run (from the repo root):
+    OMP_NUM_THREADS=2 PYTHONPATH=. HF_HUB_OFFLINE=1 python benchmarks/experiment_harden_real.py [--gpu] [--pilot]
+``--pilot`` proves the pipeline end to end in minutes (a few prompts, a few steps; numbers mean
+nothing); the default settings are sized for 30 minutes on 2 quiet CPU cores; ``--gpu`` uses the
+larger settings meant for a lent H200 in under 10 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+DATA = Path(__file__).resolve().parents[1] / "audit" / "suites" / "data" / "support_chat.jsonl"
+TRAIN_ATTACK = "deepwordbug"
+TRANSFER = ["bad_characters", "pruthi"]
+PERTURBATIONS = ["typos", "whitespace", "punctuation", "lowercase"]   # character level, as consistency's INV set
+
+
+@dataclass
+class Settings:
+    n_test: int              # held-out test prompts (of 51)
+    n_train_attack: int      # train prompts attacked to build the adversarial data (of 182)
+    task_steps: int          # LoRA steps of the task model
+    harden_steps: int        # optimizer steps of EVERY hardening configuration
+    lora_r: int
+    max_length: int          # tokens per training example
+    max_new_tokens: int      # answer length in every measurement
+    query_budget: int        # model queries per attacked prompt and recipe
+    batch_size: int
+    lr: float
+    margin: float = 0.1      # task_degradation: chrF similarity points (0-1) the answer must lose
+    device: str = "cpu"
+
+
+SETTINGS = {
+    # 2 quiet CPU cores, ~25-30 min: an ESTIMATE scaled from the pilot's cost (queries x tokens; ~1.5 min per
+    # evaluation x 8, ~1 min per training run x 8), not yet a measured run. n=20 gives Wilson intervals
+    # about +-0.2 wide: only a large effect (e.g. 0.6 -> 0.2) can show disjoint intervals at this size.
+    "cpu": Settings(n_test=20, n_train_attack=24, task_steps=40, harden_steps=24, lora_r=8, max_length=96,
+                    max_new_tokens=16, query_budget=8, batch_size=8, lr=3e-4),
+    # a lent H200, < 10 min: every test prompt, more attack queries, longer training.
+    "gpu": Settings(n_test=51, n_train_attack=120, task_steps=300, harden_steps=200, lora_r=16, max_length=192,
+                    max_new_tokens=48, query_budget=40, batch_size=32, lr=2e-4, device="cuda"),
+    # the plumbing only: minutes on a busy box, numbers meaningless.
+    # (a small margin, so some attack succeeds and the attack-found-prompts path runs too).
+    "pilot": Settings(n_test=4, n_train_attack=6, task_steps=3, harden_steps=2, lora_r=4, max_length=64,
+                      max_new_tokens=10, query_budget=6, batch_size=4, lr=3e-4, margin=0.02),
+}
+
+
+def rows(split: str) -> list[dict]:
+    return [r for r in map(json.loads, DATA.read_text(encoding="utf-8").splitlines()) if r["split"] == split]
+
+
+def rate(successes: int, n: int) -> dict:
+    from audit.stats import wilson_interval
+
+    lo, hi = wilson_interval(successes, n) if n else (math.nan, math.nan)
+    return {"k": successes, "n": n, "rate": successes / n if n else math.nan, "low": lo, "high": hi}
+
+
+def fmt_rate(r: dict) -> str:
+    return "n/a (n=0)" if not r["n"] else f"{r['rate']:.2f} [{r['low']:.2f}, {r['high']:.2f}] n={r['n']}"
+
+
+def attack(lm, records: list[dict], recipes: list[str], s: Settings, *, seed: int = 0) -> dict[str, list[dict]]:
+    """task_degradation attacks of ``recipes`` on ``records`` (prompt + reference); records per recipe."""
+    from audit.attacks import build_attack, check_data
+    from audit.attacks.goals import make_goal
+    from audit.attacks.run import Target, attack_lockstep
+    from audit.attacks.wrapper import GenerationModelWrapper
+    from audit.config import GenerationSettings
+
+    for r in recipes:
+        check_data(r)
+    wrapper = GenerationModelWrapper(lm, GenerationSettings(max_new_tokens=s.max_new_tokens, batch_size=s.batch_size), seed=seed)
+    clean = wrapper([r["prompt"] for r in records])
+    refs = {r["prompt"]: r["reference"] for r in records}
+    targets = [Target(r["id"], r["prompt"], c, r["reference"]) for r, c in zip(records, clean)]
+
+    def make(recipe):
+        goal = make_goal("task_degradation", wrapper, query_budget=s.query_budget, references=refs, margin=s.margin)
+        return build_attack(recipe, goal, protect=[])   # chat prompts: the whole text is the user's words
+
+    return attack_lockstep(make, targets, recipes, seed=seed), wrapper, clean
+
+
+def evaluate(lm, test: list[dict], s: Settings) -> dict:
+    """Every measurement of the table on the held-out prompts."""
+    from audit.attacks.similarity import similarity
+    from audit.metrics import sentence_chrf
+    from audit.perturb import perturb
+
+    t0 = time.time()
+    by_recipe, wrapper, clean = attack(lm, test, [TRAIN_ATTACK, *TRANSFER], s)
+    out = {}
+    for recipe, recs in by_recipe.items():
+        attacked = [r for r in recs if not r["skipped"]]
+        out[recipe] = rate(sum(r["success"] for r in attacked), len(attacked))
+    # Worst case over character-level perturbations, same criterion (and the same skip rule).
+    variants = [[perturb(r["prompt"], p, seed=0) for p in PERTURBATIONS] for r in test]
+    flat = [v for vs in variants for v in vs]
+    outs = wrapper(flat)
+    k = n = 0
+    for i, r in enumerate(test):
+        clean_sim = similarity(clean[i], r["reference"])
+        if clean_sim <= s.margin:
+            continue
+        n += 1
+        sims = [similarity(o, r["reference"]) for o in outs[i * len(PERTURBATIONS):(i + 1) * len(PERTURBATIONS)]]
+        k += any(clean_sim - x > s.margin for x in sims)
+    out["perturbations"] = rate(k, n)
+    out["chrf"] = sum(sentence_chrf(clean, [r["reference"] for r in test])) / len(test)
+    ll = lm.loglikelihood([(r["prompt"], r["reference"]) for r in test], batch_size=s.batch_size)
+    out["perplexity"] = math.exp(-sum(x for x, _ in ll) / max(1, sum(t for _, t in ll)))
+    out["eval_minutes"] = (time.time() - t0) / 60
+    return out
+
+
+def finetune_cfg(s: Settings, *, model: str, data: Path, out_dir: Path, steps: int, **extra) -> dict:
+    return {"model": model, "data": str(data), "format": "prompt_target", "prompt_field": "prompt",
+            "target_field": "reference", "lora": {"r": s.lora_r, "alpha": 2 * s.lora_r}, "max_steps": steps,
+            "lr": s.lr, "batch_size": s.batch_size, "max_length": s.max_length, "val_fraction": 0.0, "warmup_steps": 0,
+            "eval_every": 10 ** 6, "save_every": 10 ** 6, "keep_checkpoints": 1, "seed": 0, "progress": False,
+            "out_dir": str(out_dir), **extra}
+
+
+AUG = {"transformations": ["char_swap", "char_delete", "qwerty"], "per_prompt": 1, "pct_words_to_swap": 0.1}
+PGD = {"weight": 1.0, "norm": "l2", "init": "uniform", "epsilon": 1.0, "step_size": 0.5, "steps": 1}   # FreeLB-style
+CONFIGS = {
+    "clean CE (control)": dict(losses={"ce": 1.0}),
+    "augmentation": dict(losses={"ce": 1.0}, augment=AUG),
+    "attack-found prompts": dict(losses={"ce": 1.0}, adversarial=True),
+    "PGD/FreeLB": dict(losses={"ce": 1.0, "pgd": PGD}),
+    "SMART": dict(losses={"ce": 1.0, "smart": 1.0}),
+    "consistency KL (+aug)": dict(losses={"ce": 1.0, "consistency": 1.0}, augment=AUG),
+    "combination": dict(losses={"ce": 1.0, "pgd": PGD, "consistency": 1.0}, augment=AUG, adversarial=True),
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--gpu", action="store_true", help="the larger settings, on CUDA")
+    ap.add_argument("--pilot", action="store_true", help="a few prompts and steps: the plumbing only")
+    ap.add_argument("--model", default="builtin:smollm2")
+    ap.add_argument("--out", default="runs/experiment_harden_real")
+    ap.add_argument("--configs", nargs="*", default=list(CONFIGS), help="subset of: " + ", ".join(CONFIGS))
+    args = ap.parse_args(argv)
+    import torch
+
+    from audit.finetune import finetune
+    from audit.finetune.data import TextPair
+    from audit.finetune.harden import check_held_out
+    from audit.model import LanguageModel
+
+    s = SETTINGS["pilot" if args.pilot else "gpu" if args.gpu else "cpu"]
+    if not args.gpu:
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_all = time.time()
+    train, test = rows("train"), rows("test")[:s.n_test]
+    train_file = out / "train.jsonl"
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in train), encoding="utf-8")
+
+    def load(path):
+        return LanguageModel.load(str(path), device=s.device, dtype="float32")
+
+    # 1. The task model.
+    t0 = time.time()
+    task = finetune(finetune_cfg(s, model=args.model, data=train_file, out_dir=out / "task", steps=s.task_steps))
+    task_minutes = (time.time() - t0) / 60
+    lm = load(task.model_dir)
+    assert lm.chat is not None, "the task model lost its chat template"
+    results = {"settings": s.__dict__, "task_model": {"steps": task.steps, "minutes": task_minutes}}
+    print(f"task model: {task.steps} LoRA steps in {task_minutes:.1f} min -> {task.model_dir}", flush=True)
+
+    # 2. Before.
+    before = evaluate(lm, test, s)
+    results["before"] = before
+    print("before:", json.dumps(before), flush=True)
+
+    # 3. Attack-found training prompts (train split only), with clean targets (the references).
+    by_recipe, _, _ = attack(lm, train[:s.n_train_attack], [TRAIN_ATTACK], s)
+    ref = {r["id"]: r["reference"] for r in train}
+    adv = [{"prompt": r["perturbed_prompt"], "original_prompt": r["original_prompt"], "target": ref[r["id"]],
+            "pair_target": ref[r["id"]], "recipe": TRAIN_ATTACK, "id": r["id"]}
+           for r in by_recipe[TRAIN_ATTACK] if r["success"]]
+    adv_file = out / "adversarial.jsonl"
+    adv_file.write_text("".join(json.dumps(a) + "\n" for a in adv), encoding="utf-8")
+    results["adversarial_train_prompts"] = len(adv)
+    print(f"attack-found training prompts: {len(adv)} of {min(len(train), s.n_train_attack)} attacked", flush=True)
+    test_prompts = [r["prompt"] for r in test]
+    check_held_out([TextPair(r["prompt"], r["reference"]) for r in train]
+                   + [TextPair(a["prompt"], a["target"], source="adversarial", meta=a) for a in adv], test_prompts)
+    del lm
+
+    # 4. Every configuration from the task model at equal steps.
+    results["configs"] = {}
+    for name in args.configs:
+        spec = dict(CONFIGS[name])
+        use_adv = spec.pop("adversarial", False)
+        if use_adv and not adv:
+            print(f"{name}: skipped (no attack-found training prompt)", flush=True)
+            continue
+        t0 = time.time()
+        cfg = finetune_cfg(s, model=str(task.model_dir), data=train_file, out_dir=out / "configs" / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"),
+                           steps=s.harden_steps, adversarial=[str(adv_file)] if use_adv else [], **spec)
+        tr = finetune(cfg)
+        train_minutes = (time.time() - t0) / 60
+        after = evaluate(load(tr.model_dir), test, s)
+        after.update(steps=tr.steps, train_minutes=train_minutes)
+        results["configs"][name] = after
+        print(f"{name}:", json.dumps(after), flush=True)
+        (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+    results["minutes"] = (time.time() - t_all) / 60
+    (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(table(results))
+    return 0
+
+
+def table(results: dict) -> str:
+    b = results["before"]
+    head = (f"| configuration | {TRAIN_ATTACK} (trained on) success | transfer: {' / '.join(TRANSFER)} | "
+            f"char perturbations | clean chrF | perplexity | steps | minutes |")
+    lines = [head, "|" + "---|" * 8]
+
+    def row(name, m, steps, minutes):
+        transfer = " / ".join(fmt_rate(m[t]) for t in TRANSFER)
+        return (f"| {name} | {fmt_rate(m[TRAIN_ATTACK])} | {transfer} | {fmt_rate(m['perturbations'])} | {m['chrf']:.1f} | "
+                f"{m['perplexity']:.2f} | {steps} | {minutes:.1f} |")
+
+    lines.append(row("task model (before)", b, 0, b["eval_minutes"]))
+    for name, m in results["configs"].items():
+        lines.append(row(name, m, m["steps"], m["train_minutes"] + m["eval_minutes"]))
+    lines.append("")
+    lines.append(f"goal: {TRAIN_ATTACK} success down >= 30% relative, before/after intervals disjoint, chrF and perplexity "
+                 f"within 2% of the task model")
+    for name, m in results["configs"].items():
+        a, z = b[TRAIN_ATTACK], m[TRAIN_ATTACK]
+        rel = (a["rate"] - z["rate"]) / a["rate"] if a["n"] and z["n"] and a["rate"] > 0 else math.nan
+        disjoint = bool(a["n"] and z["n"] and (z["high"] < a["low"]))
+        kept = abs(m["chrf"] - b["chrf"]) <= 0.02 * b["chrf"] and m["perplexity"] <= 1.02 * b["perplexity"]
+        drop = "n/a (no success before)" if math.isnan(rel) else f"{rel:+.0%}"
+        lines.append(f"- {name}: relative drop {drop}, intervals disjoint: {disjoint}, clean quality kept: {kept} "
+                     f"-> {'MET' if rel >= 0.3 and disjoint and kept else 'not met'}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""A real OpenAI-compatible server in the tests: llama.cpp's (llama-cpp-python[server]) serving SmolLM2.
+
+The server runs the Q4_1 GGUF; the local side runs the same weights dequantized to fp32 (the
+converted model directory), so greedy answers agree mostly, not always (llama.cpp multiplies
+quantized weights with quantized activations). The tests state the agreement they measure.
+Skipped, with the reason, where the server's venv is absent (`make server` builds it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from llama_server import LlamaServer, why_unavailable  # noqa: E402
+
+pytestmark = pytest.mark.skipif(why_unavailable() is not None, reason=str(why_unavailable()))
+
+HF_DIR = Path("/work/models/smollm2-hf")   # the converted model, where this machine has it ready
+
+
+def _local_dir() -> str:
+    if (HF_DIR / "model.safetensors").exists():
+        return str(HF_DIR)
+    from audit.builtin import resolve
+
+    return str(resolve("builtin:smollm2"))   # converts the GGUF once (cached)
+
+
+def _questions(n: int) -> list[str]:
+    from audit.config import bundled_dir
+
+    rows = [json.loads(line) for line in (bundled_dir() / "data" / "support_chat.jsonl").read_text().splitlines() if line.strip()]
+    return [r["prompt"] for r in rows[:n]]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = LlamaServer(log_path=tmp_path_factory.mktemp("llama") / "server.log").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def local_lm():
+    from audit.model import LanguageModel
+
+    return LanguageModel.load(_local_dir(), device="cpu", dtype="float32")
+
+
+def _served(url: str, **kw):
+    from audit.served import ServedModel, ServedSpec
+
+    return ServedModel.load(ServedSpec(base_url=url, **kw))
+
+
+def _common_prefix_words(a: str, b: str) -> float:
+    wa, wb = a.split(), b.split()
+    k = 0
+    while k < min(len(wa), len(wb)) and wa[k] == wb[k]:
+        k += 1
+    return k / max(len(wa), len(wb), 1)
+
+
+def test_greedy_answers_agree_with_the_local_dequantized_weights(server, local_lm):
+    from audit.config import GenerationSettings
+
+    qs = _questions(8)
+    s = GenerationSettings(max_new_tokens=16)
+    served = [g[0] for g in _served(server.url, concurrency=4).generate(qs, s)]
+    local = [g[0] for g in local_lm.generate(qs, s)]
+    exact = sum(a.strip() == b.strip() for a, b in zip(served, local)) / len(qs)
+    prefix = sum(_common_prefix_words(a, b) for a, b in zip(served, local)) / len(qs)
+    first3 = sum(a.split()[:3] == b.split()[:3] for a, b in zip(served, local)) / len(qs)
+    print(f"\ngreedy agreement server (Q4_1) vs local (dequantized fp32), {len(qs)} prompts x 16 tokens: "
+          f"exact {exact:.0%}, first 3 words {first3:.0%}, mean common word prefix {prefix:.0%}")
+    assert all(a.strip() for a in served)
+    # Same weights and template, different arithmetic (llama.cpp multiplies Q4_1 weights with 8-bit
+    # activations): answers start alike and drift apart after a few words (measured here: exact 25%,
+    # first 3 words 100%, common prefix 65%). Another template, system prompt or sampling would not start alike.
+    assert first3 >= 0.75 and prefix >= 0.5
+
+
+@pytest.mark.xfail(strict=True, reason="llama-cpp-python 0.3.36: echo+logprobs on raw (non-chat) prompts disagree with the "
+                   "local model by ~10 nats/token (measured -130.5 vs -21.1 over 9 tokens) and between two identical "
+                   "requests; the chat-template path agrees within 0.1 nat/token. Not diagnosed yet.")
+def test_prompt_logprobs_match_the_local_model(server, local_lm):
+    pairs = [("Customer: my order is late.\nAgent:", " Sorry about that, let me check."),
+             ("The capital of France is", " Paris.")]
+    served = _served(server.url, api="completions", tokenizer=_local_dir()).loglikelihood(pairs)
+    from audit.model import LanguageModel
+
+    raw = LanguageModel(local_lm.model, local_lm.tokenizer, spec="raw", chat=None)   # completions api: raw prompts
+    local = raw.loglikelihood(pairs)
+    print("\nlog-likelihood server vs local:", [(round(a, 3), n, round(b, 3), m) for (a, n), (b, m) in zip(served, local)])
+    for (a, n), (b, m) in zip(served, local):
+        assert n == m and n > 0
+        assert abs(a - b) / n < 0.15   # nats per token: Q4_1 arithmetic vs fp32
+
+
+def test_chat_likelihood_uses_the_rendered_template(server, local_lm):
+    pairs = [("Where is my order?", "It ships tomorrow."), ("Can I get a refund?", "Yes, within 30 days."),
+             ("", "Hello there.")]   # an empty user turn, as the bias section's likelihood pairs
+    served = _served(server.url, tokenizer=_local_dir()).loglikelihood(pairs)
+    local = local_lm.loglikelihood(pairs)   # the local model renders the same ChatML template
+    for (a, n), (b, m) in zip(served, local):
+        assert n == m and abs(a - b) / n < 0.15
+
+
+def test_a_suite_through_the_server(server, tmp_path):
+    from audit import run_suite
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"""name: served-smollm2
+model: {{provider: openai, base_url: "{server.url}", name: smollm2, concurrency: 4, tokenizer: "{_local_dir()}"}}
+data: {{path: "audit:data/support_chat.jsonl", split: test, limit: 4}}
+generation: {{max_new_tokens: 12}}
+sections:
+  quality: {{metrics: [perplexity, chrf, rouge_l]}}
+  diversity: {{distinct: [1, 2]}}
+gates:
+  - quality.perplexity < 100
+  - diversity.distinct_2 >= 0.3
+""")
+    result = run_suite(str(suite), out_dir=tmp_path / "out", progress=False, cache_dir=tmp_path / "cache")
+    assert not result.errors, result.errors
+    assert 1 < result.metrics["quality.perplexity"] < 100 and result.passed
+    model = json.loads((tmp_path / "out" / "results.json").read_text())["model"]
+    assert model["server_model"] == "smollm2" and model["base_url"] == server.url and model["api"] == "chat"
+
+
+def test_killed_server_restarted_on_the_same_port_the_audit_resumes(tmp_path):
+    """Kill llama.cpp's server mid-run and start it again: retries carry the run through, answers unchanged."""
+    from audit.config import GenerationSettings
+
+    qs = _questions(5)
+    s = GenerationSettings(max_new_tokens=8)
+    srv = LlamaServer(log_path=tmp_path / "server.log").start()
+    port = srv.port
+    lm = _served(srv.url, concurrency=1, max_attempts=40, backoff=0.25, backoff_max=1.0)
+    done: list = []
+    state: dict = {}
+
+    def kill_and_restart():
+        while len(done) < 2:
+            time.sleep(0.05)
+        srv.stop()
+        state["restarted"] = LlamaServer(port=port, log_path=tmp_path / "server2.log").start()
+
+    t = threading.Thread(target=kill_and_restart, daemon=True)
+    t.start()
+    try:
+        out = lm.generate(qs, s, on_batch=done.extend)
+    finally:
+        t.join(150)
+        srv.stop()
+    try:
+        assert lm.client.stats["retries"] >= 1 and "restarted" in state
+        again = _served(state["restarted"].url, concurrency=4).generate(qs, s)   # uninterrupted, same server
+        assert out == again
+    finally:
+        state["restarted"].stop()
