@@ -218,7 +218,11 @@ def main() -> None:
 
     diff_inseq, diff_captum, scale = 0.0, 0.0, 0.0
     for e, a, b, c, ids in zip(exps, ours, theirs, cap, inseq_ids):
-        assert ids == e.token_ids, "inseq tokenized the pair differently"
+        if ids != e.token_ids:   # say where, so the alignment can be fixed for this tokenizer
+            at = next((i for i, (u, v) in enumerate(zip(ids, e.token_ids)) if u != v), min(len(ids), len(e.token_ids)))
+            raise SystemExit(f"inseq tokenized the pair differently: {len(ids)} vs {len(e.token_ids)} ids, first "
+                             f"difference at {at}: inseq {ids[max(0, at - 3):at + 3]} vs ours "
+                             f"{e.token_ids[max(0, at - 3):at + 3]}")
         assert a.shape == b.shape, (a.shape, b.shape)
         both = ~torch.isnan(a)
         fixed = ~torch.isnan(b) & torch.isnan(a)    # kept fixed by both: we say None, inseq scores 0
