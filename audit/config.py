@@ -144,6 +144,20 @@ class GenerationSettings:
         if not all(isinstance(s, str) and s for s in self.stop):
             raise ValueError("stop must be a list of non-empty strings")
 
+    def cut_at_stop(self, text: str) -> str:
+        """``text`` cut at the first occurrence of any :attr:`stop` string (the whole text when none occurs).
+
+        Example:
+            >>> GenerationSettings(stop=["\\n", "User:"]).cut_at_stop("Fine.\\nUser: more")
+            'Fine.'
+        """
+        cut = len(text)
+        for s in self.stop:
+            j = text.find(s)
+            if j != -1:
+                cut = min(cut, j)
+        return text[:cut]
+
     def key(self) -> dict:
         """The settings that change what is generated: what generation caches and baselines must match."""
         return self.key_of(dataclasses.asdict(self))

@@ -402,7 +402,7 @@ class LanguageModel:
             if end is not None:
                 row = row[:end]
             text = self.tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            texts.append(_cut_at_stop(text, s.stop))
+            texts.append(s.cut_at_stop(text))
         return texts
 
     def _can_pass_4d_mask(self, total_len: int) -> bool:
@@ -542,12 +542,3 @@ def _stop_token_ids(model, tokenizer) -> set[int]:
     elif isinstance(extra, (list, tuple)):
         ids.update(i for i in extra if isinstance(i, int))
     return ids
-
-
-def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    cut = len(text)
-    for s in stops:
-        j = text.find(s)
-        if j != -1:
-            cut = min(cut, j)
-    return text[:cut]

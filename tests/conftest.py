@@ -50,3 +50,18 @@ def write_suite(tmp_path: Path, body: str, name: str = "suite.yaml") -> Path:
     p = tmp_path / name
     p.write_text(body)
     return p
+
+
+# A tiny Llama with SmolLM2's ChatML template, built locally (tests/chat_models.py); one per test module.
+@pytest.fixture(scope="module")
+def chat_dir(tmp_path_factory):
+    from .chat_models import build_chat_llama
+
+    return build_chat_llama(tmp_path_factory.mktemp("chat") / "m")
+
+
+@pytest.fixture(scope="module")
+def chat_lm(chat_dir):
+    from audit.model import LanguageModel
+
+    return LanguageModel.load(str(chat_dir))

@@ -17,21 +17,10 @@ from audit.data import DataError, load_records
 from audit.generation import cached_generate, generation_cache
 from audit.model import LanguageModel
 
-from .chat_models import CHATML, build_chat_llama
 from .conftest import write_suite
 
 PROMPTS = ["Where is my order?", "Can I change the payment method on file?", "hi", "My tablet broke. Is that covered?",
            "I returned my order last week and haven't seen the money yet."]
-
-
-@pytest.fixture(scope="module")
-def chat_dir(tmp_path_factory):
-    return build_chat_llama(tmp_path_factory.mktemp("chat") / "m")
-
-
-@pytest.fixture(scope="module")
-def chat_lm(chat_dir):
-    return LanguageModel.load(str(chat_dir))
 
 
 def _hf_greedy(lm, input_ids: list[int], n: int) -> list[int]:

@@ -48,7 +48,7 @@ def test_two_process_audit_equals_one_process(micro_path, tmp_path):
     (tmp_path / "suite.yaml").write_text(SUITE.format(model=micro_path))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("WORLD_SIZE", None)
-    one = _run([sys.executable, "-m", "audit", "run", "suite.yaml", "--out", "one", "--cache-dir", "c1", "-q"], tmp_path, env)
+    _run([sys.executable, "-m", "audit", "run", "suite.yaml", "--out", "one", "--cache-dir", "c1", "-q"], tmp_path, env)
     accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
     two = _run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
                 "--dynamo_backend", "no", "-m", "audit", "run", "suite.yaml", "--out", "two", "--cache-dir", "c2"], tmp_path, env)

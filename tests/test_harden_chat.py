@@ -8,27 +8,15 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from audit.finetune.config import load_finetune_config
 from audit.finetune.data import TextPair, tokenize_pairs
 from audit.finetune.losses.base import IGNORE
 from audit.model import LanguageModel
 
-from .chat_models import build_chat_llama
 
 ANSWER = "Go to Settings and add the card."
 PROMPT = "Can I change the payment method?"
-
-
-@pytest.fixture(scope="module")
-def chat_dir(tmp_path_factory):
-    return build_chat_llama(tmp_path_factory.mktemp("chat") / "m")
-
-
-@pytest.fixture(scope="module")
-def chat_lm(chat_dir):
-    return LanguageModel.load(str(chat_dir))
 
 
 def _learned(tok, ex) -> str:

@@ -228,7 +228,7 @@ class ServedModel:
             body["prompt"] = self.render(prompt)
             path, parse = "/completions", _completion_texts
         texts = self.client.post_json(path, body, parse=lambda obj: parse(obj, len(ks)))
-        return [_cut_at_stop(t, s.stop) for t in texts]
+        return [s.cut_at_stop(t) for t in texts]
 
     # ---- scoring -------------------------------------------------------------------------
     def loglikelihood(self, pairs: Sequence[tuple[Any, str]], *, batch_size: int = 16, progress: bool = False) -> list[tuple[float, int]]:
@@ -415,12 +415,3 @@ class _NoPromptLogprobs(ServedUnsupported):
     def __init__(self):
         super().__init__("the server returned no prompt log-probabilities (POST /completions with echo: true, "
                          "logprobs: 1); perplexity and likelihood pairs need a server that does (vLLM, llama.cpp)")
-
-
-def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    cut = len(text)
-    for s in stops:
-        j = text.find(s)
-        if j != -1:
-            cut = min(cut, j)
-    return text[:cut]
