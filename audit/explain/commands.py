@@ -12,7 +12,7 @@ def add_commands(sub, *, common, run_args) -> None:
                        description="Generate (or take --target) and attribute every generated token to the tokens before it "
                                    "with Captum; print the top sources and a faithfulness check, and write -o FILE "
                                    "(.html heatmap or .json). `audit ls` lists the methods.")
-    p.add_argument("--model", "-m", default="builtin:tiny", help="model spec: builtin:tiny, builtin:micro or a local directory")
+    p.add_argument("--model", "-m", default="builtin:tiny", help="model spec: builtin:tiny, builtin:smollm2, builtin:micro, a local model directory or a .gguf file")
     p.add_argument("--prompt", "-p", required=True, help="the prompt text")
     p.add_argument("--target", "-t", help="the continuation to explain (default: generate one greedily)")
     p.add_argument("--method", default="auto", help="attribution method (default: auto = integrated_gradients under 20M "
