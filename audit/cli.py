@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run SUITE (a YAML file or a bundled suite name) on a model; write results.json, "
                                    "samples.jsonl and reports; exit 0 if every gate passes, 1 if one fails, 2 on error.")
     p.add_argument("suite", help="suite YAML file, or a bundled suite name (e.g. demo)")
-    p.add_argument("--model", "-m", help="model: builtin:tiny, a local Hugging Face directory, or a cached hub id (overrides the suite)")
+    p.add_argument("--model", "-m", help="model (overrides the suite): builtin:tiny, builtin:smollm2, a local Hugging Face directory, a .gguf file, a cached hub id, or a served model openai:URL[#NAME]")
     _run_args(p)
     _common(p)
     p.set_defaults(func=cmd_run)
