@@ -71,27 +71,36 @@ CHAT_PAIRS = [
 ]
 
 
-def chat_pairs(lm, n_tokens: int):
-    """Rendered prompts, answers cut to ``n_tokens``, and the spans that exclude the bos/eos markers."""
+def inseq_view(lm, text: str):
+    """``text`` as inseq tokenizes it, and the character spans that move along its path.
+
+    inseq tokenizes with add_special_tokens=True: where the tokenizer adds a BOS, it lands first (for
+    a rendered chat prompt before the rendered <|im_start|>: its doubled-BOS fix does not reach the
+    target side, measured: ids [1, 1, 9690, ...]). Its baseline keeps every token equal to the eos
+    fixed (the converted SmolLM2 tokenizer names <|im_start|> its eos, bos and pad). Give explain the
+    same sequence and keep the same markers fixed through user_spans, so both compute one integral.
+    """
     import re
 
-    marker = lm.tokenizer.convert_ids_to_tokens(lm.tokenizer.eos_token_id)
+    tok = lm.tokenizer
+    if tok.bos_token and getattr(tok, "add_bos_token", False):
+        text = tok.bos_token + text
+    marker = tok.convert_ids_to_tokens(tok.eos_token_id)
+    spans, pos = [], 0
+    for m in re.finditer(re.escape(marker), text):
+        if m.start() > pos:
+            spans.append((pos, m.start()))
+        pos = m.end()
+    if pos < len(text):
+        spans.append((pos, len(text)))
+    return text, spans
+
+
+def chat_pairs(lm, n_tokens: int):
+    """Rendered prompts as inseq sees them, answers cut to ``n_tokens``, and the spans that move."""
     out = []
     for user, answer in CHAT_PAIRS:
-        rendered, _ = lm.chat_prompt(user)
-        # inseq tokenizes with add_special_tokens=True: its BOS (= <|im_start|>) lands before the
-        # rendered one, and its doubled-BOS fix does not reach the target side (measured: ids
-        # [1, 1, 9690, ...]); give explain the same sequence.
-        if lm.tokenizer.bos_token and getattr(lm.tokenizer, "add_bos_token", False):
-            rendered = lm.tokenizer.bos_token + rendered
-        cuts = [(m.start(), m.end()) for m in re.finditer(re.escape(marker), rendered)]
-        spans, pos = [], 0
-        for a, b in cuts:
-            if a > pos:
-                spans.append((pos, a))
-            pos = b
-        if pos < len(rendered):
-            spans.append((pos, len(rendered)))
+        rendered, spans = inseq_view(lm, lm.chat_prompt(user)[0])
         out.append((rendered, lm.tokenizer.decode(lm.encode(answer)[:n_tokens]), spans))
     return out
 
@@ -188,7 +197,12 @@ def main() -> None:
     if args.chat:
         pairs = chat_pairs(lm, args.tokens)[:args.pairs]
     else:
-        pairs = [(p, lm.tokenizer.decode(lm.encode(t)[:args.tokens])) for p, t in PAIRS][:args.pairs]
+        pairs = []
+        for p, t in PAIRS[:args.pairs]:
+            # A tokenizer that adds BOS (SmolLM2): inseq's sequence. On a raw prompt inseq's baseline
+            # moves that BOS too (measured: a nonzero score on it), so no span keeps it fixed here.
+            text, _ = inseq_view(lm, p)
+            pairs.append((text, lm.tokenizer.decode(lm.encode(t)[:args.tokens])))
     n_tokens = sum(len(lm.encode(t)) for _, t, *_ in pairs)
     print(f"# {len(pairs)} generations, {n_tokens} explained tokens, IG gausslegendre n_steps={args.steps}, "
           f"internal_batch_size={args.batch}")
@@ -197,7 +211,8 @@ def main() -> None:
     warm = [(p, lm.tokenizer.decode(lm.encode(t)[:1]), *rest) for p, t, *rest in pairs[:1]]  # short: a warm-up
     run_ours(lm, warm, args.steps, args.batch)
     run_inseq(lm, warm, args.steps, args.batch)
-    use_captum = not args.no_captum and not args.chat   # Captum's LLM wrapper would move the template tokens
+    # Captum's LLM wrapper would move the template tokens that inseq and we keep fixed.
+    use_captum = not args.no_captum and not args.chat
     if use_captum:
         run_captum(lm, warm, args.steps, args.batch)
 
