@@ -65,3 +65,17 @@ def chat_lm(chat_dir):
     from audit.model import LanguageModel
 
     return LanguageModel.load(str(chat_dir))
+
+
+@pytest.fixture(scope="module")
+def sensitive_micro_lm(micro_path):
+    # The random micro model answers every prompt with the same tokens, so no attack can change its
+    # output. Scaling its matrices makes it chaotic: outputs depend on the prompt, attacks succeed.
+    from audit.model import LanguageModel
+
+    lm = LanguageModel.load(str(micro_path))
+    with torch.no_grad():
+        for p in lm.model.parameters():
+            if p.dim() >= 2:
+                p.mul_(6)
+    return lm

@@ -7,23 +7,13 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 
 @pytest.fixture(scope="module")
-def sensitive_micro(tmp_path_factory, micro_path):
-    # The random micro model answers every prompt with the same tokens, so no attack can change its
-    # output. Scaling its matrices makes it chaotic: outputs depend on the prompt, attacks succeed.
-    from audit.model import LanguageModel
-
-    lm = LanguageModel.load(str(micro_path))
-    with torch.no_grad():
-        for p in lm.model.parameters():
-            if p.dim() >= 2:
-                p.mul_(6)
+def sensitive_micro(tmp_path_factory, sensitive_micro_lm):
     path = tmp_path_factory.mktemp("sensitive") / "model"
-    lm.model.save_pretrained(path)
-    lm.tokenizer.save_pretrained(path)
+    sensitive_micro_lm.model.save_pretrained(path)
+    sensitive_micro_lm.tokenizer.save_pretrained(path)
     return path
 
 

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from audit.errors import AuditError
 from audit.finetune.data import TextPair
@@ -51,16 +50,8 @@ def test_the_bundled_support_splits_are_held_out_from_each_other(name):
 
 # ---- harden end to end with train_split ----------------------------------------------------------
 @pytest.fixture(scope="module")
-def sensitive_micro(tmp_path_factory, micro_path):
-    # The random micro model says the same for every prompt; scaled matrices make it prompt-sensitive.
-    from audit.model import LanguageModel
-
-    lm = LanguageModel.load(str(micro_path))
-    with torch.no_grad():
-        for p in lm.model.parameters():
-            if p.dim() >= 2:
-                p.mul_(6)
-    return lm
+def sensitive_micro(sensitive_micro_lm):
+    return sensitive_micro_lm
 
 
 QUESTIONS = ["how do I reset my password", "where is my parcel today", "can I pay with a new card",
