@@ -84,6 +84,15 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def cached_file_sha256(path: str | os.PathLike) -> str:
+    """Full sha256 of one file, remembered in the same per-file digest cache as model fingerprints,
+    so a multi-GB file (a ``.gguf``) is hashed once until it changes."""
+    cache = _DigestCache()
+    digest = cache.digest(Path(path))
+    cache.save()
+    return digest
+
+
 class _DigestCache:
     """Per-file digests keyed by (absolute path, size, mtime_ns, ctime_ns, inode); a missing or
     unreadable cache file is an empty cache, and a cache that cannot be written is skipped."""

