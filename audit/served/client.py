@@ -128,7 +128,7 @@ class Client:
         except (socket.timeout, TimeoutError):
             raise _Retryable(f"no answer within the timeout of {self.timeout:g}s") from None
         except urllib.error.URLError as e:
-            reason = e.reason if not isinstance(e.reason, str) else e.reason
+            reason = e.reason
             if isinstance(reason, (socket.timeout, TimeoutError)):
                 raise _Retryable(f"no answer within the timeout of {self.timeout:g}s") from None
             raise _Retryable(f"connection error: {one_line(reason, limit=200)}") from None

@@ -19,12 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from ..errors import AuditError
+from ..errors import AuditError, first_line
 from .client import Client, ServedError
 from .spec import ServedSpec
 
@@ -74,8 +73,7 @@ class ServedModel:
         self.path = spec.base_url
         self.server_model = server_model
         self._max_length = max_length
-        self.client = client or Client(spec.base_url, api_key=spec.api_key(), timeout=spec.timeout,
-                                       max_attempts=spec.max_attempts, backoff=spec.backoff, backoff_max=spec.backoff_max)
+        self.client = client or _client(spec)
         self.tokenizer = None
         self.chat = None   # a local ChatFormat, only for rendering likelihood text (generation uses the server's)
         if spec.tokenizer:
@@ -89,8 +87,7 @@ class ServedModel:
     @classmethod
     def load(cls, spec: ServedSpec) -> "ServedModel":
         """Ask the server which models it serves (GET /models) and check ``spec.name`` is one of them."""
-        client = Client(spec.base_url, api_key=spec.api_key(), timeout=spec.timeout, max_attempts=spec.max_attempts,
-                        backoff=spec.backoff, backoff_max=spec.backoff_max)
+        client = _client(spec)
         listing = client.get_json("/models")
         models = listing.get("data") if isinstance(listing, dict) else None
         if not isinstance(models, list):
@@ -117,7 +114,7 @@ class ServedModel:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as e:
-            raise AuditError(f"model.tokenizer: cannot load a tokenizer from {path!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise AuditError(f"model.tokenizer: cannot load a tokenizer from {path!r}: {first_line(e)}") from None
         if self.spec_obj.api == "chat":
             self.chat = resolve_format(self.tokenizer, "auto", self.spec_obj.system_prompt)
 
@@ -295,7 +292,6 @@ class ServedModel:
         error: BaseException | None = None
         pending = iter(jobs)
         inflight: dict = {}
-        stop = threading.Event()
         with ThreadPoolExecutor(max_workers=self.spec_obj.concurrency, thread_name_prefix="served") as ex:
             try:
                 for job in pending:   # fill the window, then one new request per finished one
@@ -311,13 +307,12 @@ class ServedModel:
                         except BaseException as e:  # noqa: BLE001 - remembered, raised after the drain
                             if error is None:
                                 error = e
-                                stop.set()
                             continue
                         finished(job, value)
                         self.stats["requests"] += 1
                         if bar:
                             bar.update(1)
-                        if not stop.is_set():
+                        if error is None:   # after a failure for good, no new request starts
                             nxt = next(pending, None)
                             if nxt is not None:
                                 inflight[ex.submit(ask, nxt)] = nxt
@@ -330,6 +325,11 @@ class ServedModel:
                     bar.close()
         if error is not None:
             raise error
+
+
+def _client(spec: ServedSpec) -> Client:
+    return Client(spec.base_url, api_key=spec.api_key(), timeout=spec.timeout, max_attempts=spec.max_attempts,
+                  backoff=spec.backoff, backoff_max=spec.backoff_max)
 
 
 def _chat_texts(obj: Any, n: int) -> list[str]:
