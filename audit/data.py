@@ -81,10 +81,11 @@ def read_rows(path: str | os.PathLike) -> list[tuple[int, dict]]:
             raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
         except RecursionError:
             raise DataError(f"{path}: JSON nested too deeply") from None
+        escaped = bool(_SURROGATE_ESCAPE.search(text))   # one scan of the file, not one per item
         for n, obj in enumerate(items, 1):
             if not isinstance(obj, dict):
                 raise DataError(f"{path}: item {n} of the array: expected a JSON object, got {type(obj).__name__}")
-            if _SURROGATE_ESCAPE.search(text):
+            if escaped:
                 _check_unicode(obj, f"{path}: item {n} of the array")
             rows.append((n, obj))
     elif suffix in (".jsonl", ".ndjson", ".json"):

@@ -107,9 +107,10 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     timings["load_model"] = time.perf_counter() - t
     if baseline is not None:  # the chat template is known once the tokenizer is loaded
         check_baseline_prompt_format(baseline, base_summary, lm.prompt_format, force=force_baseline)
-    params = lm.info().parameters   # unknown (None) behind a server
-    log.info("model %s: %s, %s parameters, %s on %s", lm.spec, lm.info().architecture,
-             f"{params:,}" if isinstance(params, int) else "unknown", lm.info().dtype, lm.device)
+    info = lm.info()
+    params = info.parameters   # unknown (None) behind a server
+    log.info("model %s: %s, %s parameters, %s on %s", lm.spec, info.architecture,
+             f"{params:,}" if isinstance(params, int) else "unknown", info.dtype, lm.device)
 
     t = time.perf_counter()
     ctx = _generation_pass(suite, lm, records, cache_root=Path(cache_dir) if cache_dir else None, use_cache=use_cache,

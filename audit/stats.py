@@ -256,9 +256,7 @@ def group_gap_test(groups: Mapping[str, Sequence[float]], *, strata: Mapping[str
     sizes = onehot.sum(0)                                                            # (G,)
     if strata is not None:
         codes: dict[Hashable, int] = {}
-        strat = np.array([codes.setdefault(v, len(codes)) for g in names for v in strata[g]])
-        if len(strat) != len(x):
-            raise ValueError("strata must give one stratum per value")
+        strat = np.array([codes.setdefault(v, len(codes)) for g in names for v in strata[g]])   # lengths checked above
         blocks = [np.flatnonzero(strat == c) for c in range(len(codes))]
     else:
         blocks = [np.arange(len(x))]

@@ -29,8 +29,7 @@ import torch
 import yaml
 
 from ..errors import AuditError, first_line
-from ..input_files import read_text
-from ..safe_yaml import load_yaml
+from ..safe_yaml import load_yaml_file
 from ..tensor_files import load_tensors
 
 STATE_FILE = "trainer_state.json"
@@ -167,8 +166,8 @@ def write_checkpoint(root: Path, step: int, *, model: torch.nn.Module, tokenizer
 def config_diff(path: Path, config: dict[str, Any], fields: tuple[str, ...]) -> str:
     """``field=saved (this run: value)`` for each of ``fields`` where the checkpoint's config differs."""
     try:
-        saved = load_yaml(read_text(path / "finetune.yaml", what="saved finetune config")) or {}
-    except (AuditError, yaml.YAMLError):
+        saved = load_yaml_file(path / "finetune.yaml", what="saved finetune config", error=AuditError) or {}
+    except AuditError:
         return ""
     return ", ".join(f"{k}={saved.get(k)!r} (this run: {config.get(k)!r})" for k in fields
                      if k in saved and saved.get(k) != config.get(k))
