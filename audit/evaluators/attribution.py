@@ -192,11 +192,12 @@ class AttributionEvaluator(Evaluator):
                 comp.append(ce)
             excluded = set(e.excluded)
             # For the report: each prompt token's total; None for template tokens (never attributed).
-            d["prompt_attribution"] = [None if j in excluded else v for j, v in enumerate(e.prompt_attribution())]
+            totals = e.prompt_attribution()
+            d["prompt_attribution"] = [None if j in excluded else v for j, v in enumerate(totals)]
             d["completeness_error"] = ce
             row = {"kind": it["kind"], "id": it["id"], "prompt": it["prompt"], "generation": e.target,
                    "faithfulness": fs, "faithfulness_win_rate": fw,
-                   "top_prompt_tokens": [t for j, (t, _) in sorted(enumerate(zip(e.prompt_tokens, e.prompt_attribution())),
+                   "top_prompt_tokens": [t for j, (t, _) in sorted(enumerate(zip(e.prompt_tokens, totals)),
                                                                     key=lambda p: -abs(p[1][1])) if j not in excluded][:3],
                    "seconds": e.seconds}
             if e.complete is not None:
