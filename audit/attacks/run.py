@@ -46,7 +46,6 @@ def attack_targets(attack, targets: Sequence[Target], *, recipe: str, seed: int 
         >>> records[0]["success"]  # doctest: +SKIP
         True
     """
-    import numpy as np
 
     bar = None
     if progress and len(targets) > 1:
@@ -56,11 +55,7 @@ def attack_targets(attack, targets: Sequence[Target], *, recipe: str, seed: int 
     records = []
     try:
         for t in targets:
-            s = example_seed(seed, recipe, t.id)
-            random.seed(s)
-            np.random.seed(s)
-            result = attack.attack(t.prompt, t.clean_output)
-            records.append(to_record(result, t, recipe=recipe))
+            records.append(_attack_one(attack, t, recipe=recipe, seed=seed))
             if bar:
                 bar.update(1)
                 bar.set_postfix(success=sum(r["success"] for r in records))
@@ -85,16 +80,12 @@ def attack_lockstep(make_attack: Callable[[str], Any], targets: Sequence[Target]
         >>> by_recipe = attack_lockstep(lambda r: build_attack(r, make_goal("output_change", wrapper)),
         ...                             targets, ["deepwordbug", "bad_characters"])  # doctest: +SKIP
     """
-    import numpy as np
 
     from .lockstep import run_lockstep
 
     def job(recipe: str, t: Target):
         def run():
-            s = example_seed(seed, recipe, t.id)
-            random.seed(s)
-            np.random.seed(s)
-            return to_record(make_attack(recipe).attack(t.prompt, t.clean_output), t, recipe=recipe)
+            return _attack_one(make_attack(recipe), t, recipe=recipe, seed=seed)
         return run
 
     pairs = [(r, t) for r in recipes for t in targets]
@@ -112,6 +103,16 @@ def attack_lockstep(make_attack: Callable[[str], Any], targets: Sequence[Target]
     for (r, _), rec in zip(pairs, records):
         out[r].append(rec)
     return out
+
+
+def _attack_one(attack, t: Target, *, recipe: str, seed: int) -> dict[str, Any]:
+    """Attack one target from its own seed (independent of order and batching) into a record."""
+    import numpy as np
+
+    s = example_seed(seed, recipe, t.id)
+    random.seed(s)
+    np.random.seed(s)
+    return to_record(attack.attack(t.prompt, t.clean_output), t, recipe=recipe)
 
 
 def to_record(result, target: Target, *, recipe: str) -> dict[str, Any]:
