@@ -5,11 +5,15 @@ text derived from the prompt, and injects faults from a plan: ``plan(n, path, bo
 None (answer normally) or one of ``("status", code)``, ``("garbage",)``, ``("hang", seconds)`` (then an
 empty object), ``("delay", seconds)`` (then the normal answer).
 Every request is recorded (path, headers, body) so tests can count tries and inspect what was sent.
+``logprobs="aligned"`` answers ``/completions`` with ``echo`` + ``logprobs`` as vLLM does (a model that
+predicts every token at -0.1); ``"shifted"`` as llama-cpp-python 0.3.x does for a prompt without BOS
+(position i reports the distribution that predicts token i+1).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,13 +26,29 @@ def answer_for(text: str) -> str:
     return " " + " ".join(reversed(words[-4:])) + " ok"
 
 
+def echo_logprobs(text: str, prompt_len: int, *, shifted: bool) -> dict:
+    """Echoed prompt log-probabilities of a model that gives each next token p = e^-0.1 (one generated token)."""
+    spans = [(m.start(), m.group()) for m in re.finditer(r"\s*[^\s,]+|,", text)]
+    spans = [sp for sp in spans if sp[0] < prompt_len] + [next(sp for sp in spans if sp[0] >= prompt_len)]
+    tokens = [t for _, t in spans]
+    if shifted:   # the distribution at i predicts token i+1; the value reported is that of token i under it
+        tops = [{tokens[i + 1]: -0.1, tokens[i]: -9.0} if i + 1 < len(tokens) else {tokens[i]: -0.1} for i in range(len(tokens))]
+        values = [-9.0] * (len(tokens) - 1) + [-0.1]
+    else:
+        tops = [{t: -0.1} for t in tokens]
+        values = [-0.1] * len(tokens)
+    tops[0], values[0] = None, None
+    return {"tokens": tokens, "text_offset": [o for o, _ in spans], "token_logprobs": values, "top_logprobs": tops}
+
+
 class FakeServer:
     def __init__(self, plan: Callable[[int, str, dict], Any] | None = None, *, port: int = 0, model_id: str = "fake-model",
-                 require_key: str | None = None, error_echo: str = ""):
+                 require_key: str | None = None, error_echo: str = "", logprobs: str | None = None):
         self.plan = plan or (lambda n, path, body: None)
         self.model_id = model_id
         self.require_key = require_key
         self.error_echo = error_echo
+        self.logprobs = logprobs
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         self._port = port
@@ -95,7 +115,12 @@ class FakeServer:
                     return self._send(200, json.dumps({"model": fake.model_id, "choices": choices}).encode())
                 if self.path == "/v1/completions":
                     text = answer_for(body["prompt"])
-                    return self._send(200, json.dumps({"model": fake.model_id, "choices": [{"index": 0, "text": text}]}).encode())
+                    choice = {"index": 0, "text": text}
+                    if body.get("echo") and body.get("logprobs") and fake.logprobs:
+                        choice = {"index": 0, "text": body["prompt"] + text, "logprobs": echo_logprobs(body["prompt"] + text, len(body["prompt"]),
+                                                                                                   shifted=fake.logprobs == "shifted")}
+                    return self._send(200, json.dumps({"model": fake.model_id, "choices": [choice],
+                                                       "usage": {"completion_tokens": 1}}).encode())
                 return self._send(404, b'{"error": "not found"}')
 
             def do_GET(self):

@@ -18,7 +18,7 @@ import pytest
 
 from audit.config import GenerationSettings
 from audit.served import ServedError, ServedModel, ServedSpec, parse_served_string
-from audit.served.model import _continuation_logprob
+from audit.served.model import _alignment_verdict, _continuation_logprob
 
 sys.path.insert(0, str(Path(__file__).parent))
 from served_fake import FakeServer, answer_for  # noqa: E402
@@ -250,6 +250,42 @@ def test_weights_and_likelihood_sections_fail_their_gates_with_one_line(tmp_path
     passed = {m: (g["passed"] if isinstance(g, dict) else g.passed) for m, g in gates.items()}
     assert passed == {"diversity.distinct_1": True, "quality.perplexity": False, "attribution.faithfulness": False}
     assert not result.passed
+
+
+def test_echoed_logprobs_that_line_up_are_used():
+    with FakeServer(logprobs="aligned") as srv:
+        lm = ServedModel.load(_spec(srv.url, api="completions"))
+        (total, n), = lm.loglikelihood([("Customer: my order is late.", " Agent: sorry, checking now")])
+    assert n == 5 and total == pytest.approx(-0.5)   # " Agent:" " sorry" "," " checking" " now", and the probe passed
+    assert srv.count("/v1/completions") == 2          # one alignment probe, then the pair
+
+
+def test_echoed_logprobs_shifted_by_one_token_are_refused_in_one_line(tmp_path):
+    from audit import run_suite
+
+    with FakeServer(logprobs="shifted") as srv:
+        lm = ServedModel.load(_spec(srv.url, api="completions"))
+        with pytest.raises(Exception, match="shifted by one token") as e:
+            lm.loglikelihood([("Customer: my order is late.", " Agent: sorry")])
+        assert "\n" not in str(e.value)
+        suite = _write_suite(tmp_path, srv.url, extra_model="  api: completions\n", sections="  quality: {metrics: [perplexity]}\n",
+                             gates="  - quality.perplexity < 1e9\n")
+        result = run_suite(str(suite), out_dir=None, progress=False, cache_dir=tmp_path / "cache")
+    assert "shifted by one token" in result.sections["quality"].error
+    assert not result.passed   # the perplexity gate fails, never passes silently
+
+
+@pytest.mark.parametrize("tops, verdict", [
+    ([None, {",": -1}, {" 2": -1}, {",": -1}, {" 3": -1}], "aligned"),
+    ([None, {" 2": -1, ",": -5}, {",": -1, " 2": -9}, {" 3": -1, ",": -9}, {",": -1}], "shifted"),
+    ([None, {"x": -1}, {"y": -1}, {"z": -1}, {"w": -1}], "unknown"),   # no position predicts anything: cannot tell
+    (None, "unknown"),                                                # no top_logprobs at all
+])
+def test_alignment_verdict_on_hand_made_echoes(tops, verdict):
+    lp = {"tokens": ["1", ",", " 2", ",", " 3"], "token_logprobs": [None, -1, -1, -1, -1]}
+    if tops is not None:
+        lp["top_logprobs"] = tops
+    assert _alignment_verdict({"choices": [{"logprobs": lp}]}) == verdict
 
 
 def test_continuation_logprob_scores_tokens_ending_after_the_context():

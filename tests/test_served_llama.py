@@ -86,24 +86,20 @@ def test_greedy_answers_agree_with_the_local_dequantized_weights(server, local_l
     assert first3 >= 0.75 and prefix >= 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="llama-cpp-python 0.3.36: echo+logprobs on raw (non-chat) prompts disagree with the "
-                   "local model by ~10 nats/token (measured -130.5 vs -21.1 over 9 tokens) and between two identical "
-                   "requests; the chat-template path agrees within 0.1 nat/token. Diagnosis (curl, echo+logprobs=1 on "
-                   "'The capital of France is Paris.'): token_logprobs[i] is log p(token_i) under the distribution "
-                   "of position i, which predicts token i+1 (top_logprobs at ' capital' is {' of': -0.41}): the "
-                   "echoed values are shifted by one position; a fix needs log p(token_i) from position i-1.")
-def test_prompt_logprobs_match_the_local_model(server, local_lm):
-    pairs = [("Customer: my order is late.\nAgent:", " Sorry about that, let me check."),
-             ("The capital of France is", " Paris.")]
-    served = _served(server.url, api="completions", tokenizer=_local_dir()).loglikelihood(pairs)
-    from audit.model import LanguageModel
+def test_raw_prompt_logprobs_shifted_by_llama_cpp_are_refused(server, local_lm):
+    """llama-cpp-python 0.3.36 echoes raw-prompt log-probabilities one position off for a model without BOS.
 
-    raw = LanguageModel(local_lm.model, local_lm.tokenizer, spec="raw", chat=None)   # completions api: raw prompts
-    local = raw.loglikelihood(pairs)
-    print("\nlog-likelihood server vs local:", [(round(a, 3), n, round(b, 3), m) for (a, n), (b, m) in zip(served, local)])
-    for (a, n), (b, m) in zip(served, local):
-        assert n == m and n > 0
-        assert abs(a - b) / n < 0.15   # nats per token: Q4_1 arithmetic vs fp32
+    Measured before the probe existed: -130.5 vs the local model's -21.1 over 9 tokens (curl on 'The capital
+    of France is Paris.': top_logprobs at ' capital' is {' of': -0.41}, the next token's). The alignment probe
+    catches it and refuses in one line instead of reporting a perplexity off by ~10 nats per token. If a
+    llama-cpp-python release fixes it, this test fails: then compare to the local model here instead.
+    """
+    from audit.served import ServedUnsupported
+
+    pairs = [("Customer: my order is late.\nAgent:", " Sorry about that, let me check.")]
+    with pytest.raises(ServedUnsupported, match="shifted by one token") as e:
+        _served(server.url, api="completions", tokenizer=_local_dir()).loglikelihood(pairs)
+    assert "\n" not in str(e.value)
 
 
 def test_chat_likelihood_uses_the_rendered_template(server, local_lm):

@@ -82,6 +82,7 @@ class ServedModel:
         self.fingerprint = hashlib.sha256(ident.encode()).hexdigest()[:16]
         self.fingerprint_covers = ServedInfo.fingerprint_covers
         self.stats = {"requests": 0, "generated": 0}
+        self._alignment: dict[bool, str] = {}   # starts with the bos text? -> "aligned" | "unknown"
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
@@ -235,6 +236,8 @@ class ServedModel:
         every token that ends past the context (one straddling the boundary too) is scored.
         """
         rows = [self._likelihood_text(c, t) for c, t in pairs]
+        for starts_with_bos in dict.fromkeys(self._starts_with_bos(text) for text, _ in rows):
+            self._check_alignment(starts_with_bos)
         results: list[tuple[float, int]] = [(0.0, 0)] * len(rows)
 
         def ask(j):
@@ -265,6 +268,37 @@ class ServedModel:
                                         "set model.tokenizer to a local tokenizer directory")
             ctx_text = self.tokenizer.bos_token or self.tokenizer.eos_token
         return ctx_text + cont, len(ctx_text)
+
+    def _starts_with_bos(self, text: str) -> bool:
+        bos = self.tokenizer.bos_token if self.tokenizer is not None else None
+        return bool(bos) and text.startswith(bos)
+
+    def _check_alignment(self, starts_with_bos: bool) -> None:
+        """Refuse a server whose echoed prompt log-probabilities are off by one token.
+
+        llama-cpp-python (0.3.x) reports, at prompt position i, log p(token_i) under the distribution
+        that PREDICTS token i+1 unless the prompt starts with the model's BOS token (it strips that
+        token and only then lines up): for a model without an added BOS (SmolLM2, Qwen) raw prompts
+        get values that are each off by a position, and a perplexity from them is wrong by ~10 nats
+        per token. The probe is one request per prompt shape (with/without the BOS text) on a
+        counting sequence any language model predicts: a correct server's top-1 token at position i
+        is mostly token i; a shifted one's is mostly token i+1.
+        """
+        if starts_with_bos in self._alignment:
+            return
+        text = (self.tokenizer.bos_token if starts_with_bos else "") + ", ".join(str(i) for i in range(1, 25))
+        body = {"model": self.server_model, "prompt": text, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
+        verdict = self.client.post_json("/completions", body, parse=_alignment_verdict)
+        if verdict == "shifted":
+            raise ServedUnsupported(
+                f"{self.server_model} at {self.spec_obj.base_url}: the server's echoed prompt log-probabilities are shifted "
+                f"by one token (llama-cpp-python does this for prompts not starting with the model's BOS token); "
+                f"perplexity and likelihood pairs from it would be wrong, so they are not computed"
+                + ("" if self.spec_obj.api == "chat" else " (api: chat with model.tokenizer may line up; vLLM is correct)"))
+        if verdict == "unknown":
+            log.warning("served: could not verify that %s's prompt log-probabilities line up with the prompt's tokens "
+                        "(no top_logprobs in the echo); trusting them", self.server_model)
+        self._alignment[starts_with_bos] = verdict
 
     def _continuation_tokens(self, text: str, ctx_len: int) -> int:
         """Tokens of ``text`` after its context, split as the local model splits (joint tokenization)."""
@@ -409,6 +443,29 @@ def _last_tokens_logprob(obj: Any, n: int, text: str) -> tuple[float, int]:
     if not text.endswith("".join(toks).lstrip()) and "".join(toks).strip() not in text:
         raise ServedUnsupported("the server tokenizes the text differently from model.tokenizer (is it the served model's?)")
     return float(sum(values)), n
+
+
+def _alignment_verdict(obj: Any) -> str:
+    """``aligned``, ``shifted`` or ``unknown``: whose position's top-1 token matches the echoed token.
+
+    Example:
+        >>> lp = {"tokens": ["1", ",", " 2", ",", " 3"], "token_logprobs": [None, -0.1, -0.2, -0.1, -0.3],
+        ...       "top_logprobs": [None, {",": -0.1}, {" 2": -0.2}, {",": -0.1}, {" 3": -0.3}]}
+        >>> _alignment_verdict({"choices": [{"logprobs": lp}]})
+        'aligned'
+    """
+    lp = _choices(obj, 1)[0].get("logprobs")
+    if not isinstance(lp, dict) or not isinstance(lp.get("tokens"), list):
+        raise _NoPromptLogprobs()
+    tokens, tops = lp["tokens"], lp.get("top_logprobs")
+    if not isinstance(tops, list) or len(tops) != len(tokens):
+        return "unknown"
+    top1 = [max(t, key=t.get) if isinstance(t, dict) and t else None for t in tops]
+    aligned = sum(1 for i in range(len(tokens)) if top1[i] is not None and top1[i] == tokens[i])
+    shifted = sum(1 for i in range(len(tokens) - 1) if top1[i] is not None and top1[i] == tokens[i + 1])
+    if max(aligned, shifted) < len(tokens) // 4:   # the model cannot count, or tokens are not comparable
+        return "unknown"
+    return "shifted" if shifted > aligned else "aligned"
 
 
 class _NoPromptLogprobs(ServedUnsupported):
