@@ -2,12 +2,13 @@
 #   make demo   -> venv, install, build the embedded model (cached), audit it, write reports/demo/
 #   make test   -> venv, install, build llama.cpp's server (own venv, once), run the whole test suite
 #   make smollm2 -> audit the real instruct model SmolLM2-135M-Instruct (converted once, cached) -> reports/smollm2/
+#   make harden-smollm2 -> fine-tune SmolLM2 into a support task model, harden it on held-out prompts -> reports/harden-smollm2/
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sysdeps demo smollm2 test bench clean server
+.PHONY: install sysdeps demo smollm2 harden-smollm2 test bench clean server
 
 # System packages from Debian: Chromium (the HTML report is tested in a real browser) and WordNet 3.0
 # (synonym-swap attacks). Installed only when missing; skipped with a note where apt is unavailable.
@@ -37,6 +38,12 @@ demo: $(STAMP) sysdeps
 
 smollm2: $(STAMP) sysdeps
 	$(BIN)/audit run smollm2 --out reports/smollm2
+
+# The task model (LoRA on the support data's train split), then harden it: attacks on the train
+# split, adversarial fine-tuning, before/after audits of the held-out test split (comparison.html).
+harden-smollm2: $(STAMP) sysdeps
+	$(BIN)/audit finetune audit/suites/finetune-smollm2.yaml
+	$(BIN)/audit harden -m runs/task-smollm2/model -s harden-smollm2 --train-split train --out reports/harden-smollm2
 
 # The served-model tests run against a real llama.cpp server, so `make test` builds it too (once).
 test: $(STAMP) sysdeps server

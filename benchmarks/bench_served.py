@@ -4,8 +4,9 @@
    then through ServedModel with 1, 4 and 8 requests in flight, all in one run against one server.
 2. Metrics: one suite run on the local (dequantized) weights and through the server, side by side.
 
-Needs the server venv (`make server`). Run:
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_served.py [--prompts 16] [--tokens 32] [--threads 1] [--skip-metrics]
+Needs the server venv (`make server`), or ``--url`` of a server already running that serves
+SmolLM2-135M-Instruct as ``smollm2`` (e.g. vLLM: ``vllm serve DIR --served-model-name smollm2``). Run:
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_served.py [--prompts 16] [--tokens 32] [--threads 1] [--skip-metrics] [--url URL]
 """
 
 from __future__ import annotations
@@ -100,17 +101,23 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads")
     ap.add_argument("--limit", type=int, default=8, help="records in the metrics suite")
     ap.add_argument("--skip-metrics", action="store_true")
+    ap.add_argument("--url", help="a running server's base URL (…/v1) serving 'smollm2'; default: start llama.cpp's")
     args = ap.parse_args()
-    reason = why_unavailable()
-    if reason:
-        print(f"skip: {reason}")
-        return 0
+    import contextlib
+    import types
+
+    if not args.url:
+        reason = why_unavailable()
+        if reason:
+            print(f"skip: {reason}")
+            return 0
     import torch
 
     torch.set_num_threads(1)
-    with LlamaServer(n_threads=args.threads) as srv:
-        print(f"llama.cpp server (llama-cpp-python 0.3.36, SmolLM2-135M-Instruct Q4_1, {args.threads} thread(s)); "
-              f"{args.prompts} greedy chat requests x {args.tokens} tokens")
+    server = contextlib.nullcontext(types.SimpleNamespace(url=args.url)) if args.url else LlamaServer(n_threads=args.threads)
+    with server as srv:
+        what = args.url if args.url else f"llama.cpp server (llama-cpp-python 0.3.36, SmolLM2-135M-Instruct Q4_1, {args.threads} thread(s))"
+        print(f"{what}; {args.prompts} greedy chat requests x {args.tokens} tokens")
         print(f"{'mode':<28}{'seconds':>9}{'req/s':>8}{'vs sequential':>15}")
         for name, sec, ratio in throughput(srv.url, args.prompts, args.tokens):
             print(f"{name:<28}{sec:>9.2f}{args.prompts / sec:>8.2f}{ratio:>14.2f}x")

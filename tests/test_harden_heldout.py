@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from audit.errors import AuditError
 from audit.finetune.data import TextPair
@@ -66,7 +67,8 @@ def _suite(tmp_path: Path) -> Path:
     (tmp_path / "suite.yaml").write_text(
         "name: heldout\nseed: 0\ndata:\n  path: data.jsonl\n  split: test\ngeneration:\n  max_new_tokens: 4\n"
         "sections:\n  robustness:\n    recipes: [deepwordbug]\n    examples: 5\n    query_budget: 10\n"
-        "    max_similarity: 0.9\n    perturbations: []\n")
+        "    max_similarity: 0.9\n    perturbations: []\n"
+        "gates:\n  - robustness.attack_success_rate <= 1\n  - robustness.attack_success_rate regression <= 1\n")
     return tmp_path / "suite.yaml"
 
 
@@ -85,6 +87,13 @@ def test_harden_with_train_split_never_trains_on_audited_prompts(tmp_path, sensi
         assert (row.get("original_prompt") or row["prompt"]) in train_prompts   # built from the train split only
     check_held_out([TextPair(x["prompt"], x["target"], meta=x) for x in rows], test_prompts)
     assert json.loads((tmp_path / "o" / "harden.json").read_text())["held_out"] is True
+    # The targets are the model's own answers cut at max_new_tokens: no eos is taught after them.
+    assert yaml.safe_load((tmp_path / "o" / "train" / "finetune.yaml").read_text())["add_eos"] is False
+    # Regression gates hold the hardened model to the original: the after audit's baseline is the before
+    # audit; the before audit has nothing to regress from and is gated by the absolute gates alone.
+    assert [g.expression for g in r.before.gates] == ["robustness.attack_success_rate <= 1"]
+    regression = r.after.gates[1]
+    assert regression.baseline == r.before.metrics["robustness.attack_success_rate"] and regression.passed
 
 
 def test_harden_refuses_to_attack_the_audited_split(tmp_path, micro_lm):

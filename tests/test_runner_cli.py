@@ -152,13 +152,13 @@ def test_validate_and_ls(suite_file, capsys):
 
 
 def test_bundled_suites_validate():
+    from audit.finetune.config import load_finetune_config
+
     bundled = Path(__file__).parents[1] / "audit" / "suites"
-    for path in bundled.glob("*.yaml"):
-        try:
-            load_suite(path)
-        except Exception as e:  # finetune configs live beside suites but are not suites
-            if "finetune" not in path.name:
-                raise AssertionError(f"{path.name}: {e}")
+    paths = sorted(bundled.glob("*.yaml"))
+    for path in paths:   # finetune configs live beside the suites, named finetune-*.yaml
+        load_finetune_config(path) if path.name.startswith("finetune-") else load_suite(path)
+    assert {"finetune-demo.yaml", "finetune-smollm2.yaml", "harden-smollm2.yaml", "smollm2.yaml"} <= {p.name for p in paths}
 
 
 def test_quality_runs_a_local_evaluate_module(tmp_path, support_like):

@@ -13,7 +13,10 @@
    answer the perturbed prompt as it answers the clean one without drifting on clean prompts.
 3. Fine-tune with the adversarial losses (``ce + pgd`` by default; any :class:`FinetuneConfig`
    field can be overridden) and save the hardened model to ``train/model``.
-4. Re-run the same suite with the same seed on the hardened model: ``after/``.
+4. Re-run the same suite with the same seed on the hardened model: ``after/``, with ``before`` as
+   its baseline, so a suite's ``regression`` gates (``quality.chrf regression <= 2%``) hold the
+   hardened model to the original. The ``before`` audit has nothing to regress from: it is gated
+   by the suite's other gates only.
 5. Write ``comparison.html`` / ``.md`` / ``.json`` (before vs after) and ``harden.json``.
 
 The verdict is the suite's gates on the hardened model.
@@ -201,7 +204,10 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     run_kw = dict(progress=progress, use_cache=use_cache, cache_dir=cache_dir)
 
     log.info("harden 1/4: auditing the original model")
-    before = run_suite(suite, model=lm, out_dir=out / "before", outputs=_reports(out / "before"), **run_kw)
+    import dataclasses
+
+    absolute = dataclasses.replace(suite, gates=[g for g in suite.gates if g.max_regression is None])
+    before = run_suite(absolute, model=lm, out_dir=out / "before", outputs=_reports(out / "before"), **run_kw)
     failed = before.sections.get("robustness")
     if failed is not None and failed.error:
         raise AuditError(f"harden: the robustness section failed on the original model ({failed.error}); "
@@ -227,6 +233,10 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     log.info("harden 2/4: fine-tuning on %d adversarial + %d clean pairs", n_adv, len(pairs) - n_adv)
     data = write_pairs_jsonl(pairs, out / "train.jsonl")
     cfg = {**HARDEN_DEFAULTS, **(config or {})}
+    if target == "target" and "add_eos" not in (config or {}):
+        # The targets are the model's own answers, cut at the suite's max_new_tokens: an eos token after
+        # a cut answer would teach the model to stop mid-sentence.
+        cfg["add_eos"] = False
     cfg.update(data=str(data), format="prompt_target", prompt_field="prompt", target_field="target", out_dir=str(out / "train"),
                progress=progress, seed=cfg.get("seed", suite.seed))
     cfg.pop("adversarial", None)
@@ -237,7 +247,8 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
 
     log.info("harden 3/4: re-auditing the hardened model (same suite, same seed)")
     hardened = LanguageModel.load(str(trained.model_dir), device=str(lm.device), dtype=str(lm.dtype).replace("torch.", ""))
-    after = run_suite(suite, model=hardened, out_dir=out / "after", outputs=_reports(out / "after"), seed=before.seed, **run_kw)
+    after = run_suite(suite, model=hardened, out_dir=out / "after", outputs=_reports(out / "after"), seed=before.seed,
+                      baseline=before, **run_kw)
 
     log.info("harden 4/4: writing the before/after comparison")
     reports = _compare(before, after, out)
