@@ -43,7 +43,8 @@ smollm2: $(STAMP) sysdeps
 # split, adversarial fine-tuning, before/after audits of the held-out test split (comparison.html).
 harden-smollm2: $(STAMP) sysdeps
 	$(BIN)/audit finetune audit/suites/finetune-smollm2.yaml
-	$(BIN)/audit harden -m runs/task-smollm2/model -s harden-smollm2 --train-split train --out reports/harden-smollm2
+	$(BIN)/audit harden -m runs/task-smollm2/model -s harden-smollm2 --train-split train \
+	  --config audit/suites/finetune-harden-smollm2.yaml --out reports/harden-smollm2
 
 # The served-model tests run against a real llama.cpp server, so `make test` builds it too (once).
 test: $(STAMP) sysdeps server

@@ -28,7 +28,7 @@ def test_harden_end_to_end(sensitive_micro, tmp_path):
         "    max_similarity: 0.9\n    perturbations: []\ngates:\n  - robustness.attack_success_rate <= 0.5\n")
     out = tmp_path / "out"
     p = subprocess.run([sys.executable, "-m", "audit", "harden", "--model", str(sensitive_micro), "--suite", "suite.yaml",
-                        "--out", str(out), "--max-steps", "4", "--lr", "3e-3", "-q"],
+                        "--out", str(out), "--max-steps", "4", "--lr", "3e-3", "--target", "target", "-q"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert p.returncode in (0, 1), p.stderr[-2000:]
     summary = json.loads((out / "harden.json").read_text())
@@ -43,7 +43,9 @@ def test_harden_end_to_end(sensitive_micro, tmp_path):
     for r in (t for t in train if t["source"] == "adversarial"):
         match = next(a for a in adv if a["prompt"] == r["prompt"])
         assert r["target"] == match["target"] and r["prompt"] != match["original_prompt"]
-    assert summary["steps"] == 4
+    assert summary["steps"] == 4 and summary["target"] == "target"
+    # The targets are the model's own answers cut at max_new_tokens: no eos is taught after them.
+    assert "add_eos: false" in (out / "train" / "finetune.yaml").read_text()
     # The re-audit used the hardened model (a new fingerprint), the same suite and seed.
     before = json.loads((out / "before" / "results.json").read_text())
     after = json.loads((out / "after" / "results.json").read_text())

@@ -87,8 +87,10 @@ def test_harden_with_train_split_never_trains_on_audited_prompts(tmp_path, sensi
         assert (row.get("original_prompt") or row["prompt"]) in train_prompts   # built from the train split only
     check_held_out([TextPair(x["prompt"], x["target"], meta=x) for x in rows], test_prompts)
     assert json.loads((tmp_path / "o" / "harden.json").read_text())["held_out"] is True
-    # The targets are the model's own answers cut at max_new_tokens: no eos is taught after them.
-    assert yaml.safe_load((tmp_path / "o" / "train" / "finetune.yaml").read_text())["add_eos"] is False
+    # Every record has a reference: target auto trains towards the references (ending in eos, as written).
+    assert json.loads((tmp_path / "o" / "harden.json").read_text())["target"] == "reference"
+    assert {row["target"] for row in rows} == {" Open settings and choose reset."}
+    assert yaml.safe_load((tmp_path / "o" / "train" / "finetune.yaml").read_text())["add_eos"] is True
     # Regression gates hold the hardened model to the original: the after audit's baseline is the before
     # audit; the before audit has nothing to regress from and is gated by the absolute gates alone.
     assert [g.expression for g in r.before.gates] == ["robustness.attack_success_rate <= 1"]

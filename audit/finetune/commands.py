@@ -87,8 +87,9 @@ def add_commands(sub, *, common, run_args) -> None:
     p.add_argument("--suite", "-s", required=True, help="suite YAML file or bundled name; must have a robustness section")
     p.add_argument("--out", "-d", required=True, metavar="DIR", help="output directory (before/, train/, after/, comparison.*)")
     p.add_argument("--config", metavar="FILE", help="finetune config YAML overriding the harden defaults (data/out_dir are set by harden)")
-    p.add_argument("--target", choices=["target", "reference"], default="target",
-                   help="train perturbed prompts towards the model's clean output (target) or the dataset reference")
+    p.add_argument("--target", choices=["auto", "target", "reference"], default="auto",
+                   help="train perturbed prompts towards the dataset reference (reference) or the model's clean output "
+                        "(target); auto (default): reference when every record has one")
     p.add_argument("--no-clean", action="store_true", help="train on the adversarial pairs only")
     p.add_argument("--train-split", metavar="SPLIT", help="build the training set by attacking the data's SPLIT records "
                    "(e.g. train); the suite's audited prompts stay held out and are never trained on")

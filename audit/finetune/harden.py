@@ -11,8 +11,9 @@
    output on the original prompt (``target: target``) or the dataset reference
    (``target: reference``), plus the clean prompts with the same targets, so the model learns to
    answer the perturbed prompt as it answers the clean one without drifting on clean prompts.
-3. Fine-tune with the adversarial losses (``ce + pgd`` by default; any :class:`FinetuneConfig`
-   field can be overridden) and save the hardened model to ``train/model``.
+3. Fine-tune (by default CE plus the clean-vs-perturbed ``consistency`` KL, on the pairs and a
+   typo'd copy of each; any :class:`FinetuneConfig` field can be overridden, e.g. ``losses: {ce: 1,
+   pgd: 1}``) and save the hardened model to ``train/model``.
 4. Re-run the same suite with the same seed on the hardened model: ``after/``, with ``before`` as
    its baseline, so a suite's ``regression`` gates (``quality.chrf regression <= 2%``) hold the
    hardened model to the original. The ``before`` audit has nothing to regress from: it is gated
@@ -41,8 +42,13 @@ from ..errors import AuditError
 log = logging.getLogger("audit")
 
 #: Fine-tuning defaults for hardening; any FinetuneConfig field in ``config`` overrides them.
+#: Losses and data from the held-out experiment on a real task model (BENCHMARKS.md, "Hardening a real
+#: task model"): no configuration separated from plain CE there, and CE + the clean-vs-perturbed KL on
+#: typo'd copies of every training prompt had the lowest transfer-attack rates at 0.43x the training
+#: time of CE + embedding PGD (the earlier default, which left the trained-on attack's success unchanged).
 HARDEN_DEFAULTS: dict[str, Any] = {
-    "losses": {"ce": 1.0, "pgd": 1.0},
+    "losses": {"ce": 1.0, "consistency": 1.0},
+    "augment": {"transformations": ["char_swap", "char_delete", "qwerty"], "per_prompt": 1, "pct_words_to_swap": 0.1},
     "epochs": 3,
     "batch_size": 8,
     "lr": 1e-4,
@@ -154,11 +160,13 @@ def _attack_split_suite(suite, split: str):
     if suite.data.split == split:
         raise AuditError(f"harden: train_split {split!r} is the split the suite audits (data.split); "
                          f"training on it would measure the training prompts")
+    # Only the attacks: the worst case over perturbations measures, it finds nothing to train on.
+    attacks = dataclasses.replace(suite.sections["robustness"], perturbations=[])
     return dataclasses.replace(suite, name=f"{suite.name}-attack-{split}", data=dataclasses.replace(suite.data, split=split),
-                               sections={"robustness": suite.sections["robustness"]}, gates=[])
+                               sections={"robustness": attacks}, gates=[])
 
 
-def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] | None = None, target: str = "target",
+def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] | None = None, target: str = "auto",
            include_clean: bool = True, progress: bool = True, use_cache: bool = True,
            cache_dir: str | os.PathLike | None = None, train_split: str | None = None) -> HardenResult:
     """Attack a model with a suite's robustness section, fine-tune on the successful attacks, re-audit.
@@ -171,7 +179,10 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
             ``comparison.{html,md,json}`` and ``harden.json``.
         config: :class:`~audit.finetune.config.FinetuneConfig` fields overriding
             :data:`HARDEN_DEFAULTS` (e.g. ``{"losses": {"ce": 1, "smart": 1}, "max_steps": 200}``).
-        target: ``target`` (the model's clean output) or ``reference`` (the dataset's).
+        target: ``target`` (the model's clean output), ``reference`` (the dataset's) or ``auto``
+            (the default: ``reference`` when every record trained on has one, else ``target``). On a
+            real task model, the model's own answers as targets raised reference perplexity by 42%
+            in 60 steps; references kept it (BENCHMARKS.md, "Hardening a real task model").
         include_clean: also train on the clean prompts (keeps clean quality).
         train_split: attack the data's records of this split to build the training set (held-out
             hardening; the suite's own split is audited before and after and never trained on).
@@ -190,8 +201,8 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     from .data import write_pairs_jsonl
     from .run import finetune
 
-    if target not in ("target", "reference"):
-        raise AuditError(f"harden: target must be 'target' or 'reference', got {target!r}")
+    if target not in ("auto", "target", "reference"):
+        raise AuditError(f"harden: target must be 'auto', 'target' or 'reference', got {target!r}")
     from ..output_paths import check_output_dir
 
     out = check_output_dir(out_dir)   # before the first audit, not after it
@@ -220,13 +231,16 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
         err = source.sections["robustness"].error
         if err:
             raise AuditError(f"harden: the robustness section failed on the {train_split!r} split ({err})")
+    if target == "auto":
+        target = "reference" if source.samples and all(s.reference for s in source.samples) else "target"
+        log.info("harden: training targets: %s", "the dataset's references" if target == "reference" else "the model's own clean answers")
     pairs, n_adv = training_pairs(source, source_dir / "adversarial.jsonl", target=target, include_clean=include_clean)
     if train_split is not None:
         check_held_out(pairs, [s.prompt for s in before.samples])
     if n_adv == 0:
         log.warning("harden: no attack succeeded on the original model; nothing to train on, the model is unchanged")
         reports = _compare(before, before, out)
-        _summary(out, before, before, None, n_adv, 0, None, held_out=train_split is not None)
+        _summary(out, before, before, None, n_adv, 0, None, held_out=train_split is not None, target=target)
         return HardenResult(before=before, after=before, out_dir=out, model_dir=None, n_adversarial=0, n_train=0,
                             reports=reports)
 
@@ -252,7 +266,8 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
 
     log.info("harden 4/4: writing the before/after comparison")
     reports = _compare(before, after, out)
-    _summary(out, before, after, trained, n_adv, len(pairs), trained.model_dir, held_out=train_split is not None)
+    _summary(out, before, after, trained, n_adv, len(pairs), trained.model_dir, held_out=train_split is not None,
+             target=target)
     return HardenResult(before=before, after=after, out_dir=out, model_dir=trained.model_dir, n_adversarial=n_adv,
                         n_train=len(pairs), train=trained, reports=reports)
 
@@ -276,12 +291,14 @@ def _compare(before, after, out: Path) -> list[Path]:
     return paths
 
 
-def _summary(out: Path, before, after, trained, n_adv: int, n_train: int, model_dir, *, held_out: bool = False) -> Path:
+def _summary(out: Path, before, after, trained, n_adv: int, n_train: int, model_dir, *, held_out: bool = False,
+             target: str = "target") -> Path:
     keys = sorted(k for k in set(before.metrics) | set(after.metrics) if k.startswith("robustness."))
     summary = {
         "model_dir": str(model_dir) if model_dir else None,
         # True: trained on another split's attacks, the audited prompts were never trained on.
         "held_out": held_out,
+        "target": target,   # what the perturbed prompts were trained towards: reference | target (own clean answer)
         "adversarial_examples": n_adv,
         "training_pairs": n_train,
         "steps": trained.steps if trained else 0,
