@@ -21,8 +21,10 @@
 Run (from the repo root):
     OMP_NUM_THREADS=2 PYTHONPATH=. HF_HUB_OFFLINE=1 python benchmarks/experiment_harden_real.py [--gpu] [--pilot]
 ``--pilot`` proves the pipeline end to end in minutes (a few prompts, a few steps; numbers mean
-nothing); the default settings are sized for 30 minutes on 2 quiet CPU cores; ``--gpu`` uses the
-larger settings meant for a lent H200 in under 10 minutes.
+nothing); the default settings take 46 minutes on 2 quiet CPU cores for all configurations (``--configs``
+picks some); ``--gpu`` uses the larger settings meant for a lent H200 in under 10 minutes (not yet run).
+``--task-model DIR --n-test 51 --harden-steps 60 --configs ...`` is round 2 of BENCHMARKS.md (the method
+changes: every test prompt, twice the steps, self-distilled targets).
 """
 
 from __future__ import annotations
@@ -54,26 +56,31 @@ class Settings:
     lora_r: int
     max_length: int          # tokens per training example
     max_new_tokens: int      # answer length in every measurement
-    query_budget: int        # model queries per attacked prompt and recipe
-    batch_size: int
+    query_budget: int        # model queries per attacked prompt, for the training attack
+    transfer_budget: int     # model queries per attacked prompt, for each transfer attack
+    batch_size: int          # training batch
     lr: float
+    gen_batch: int = 16      # prompts per generation forward pass
     margin: float = 0.1      # task_degradation: chrF similarity points (0-1) the answer must lose
     device: str = "cpu"
 
 
 SETTINGS = {
-    # 2 quiet CPU cores, ~25-30 min: an ESTIMATE scaled from the pilot's cost (queries x tokens; ~1.5 min per
-    # evaluation x 8, ~1 min per training run x 8), not yet a measured run. n=20 gives Wilson intervals
-    # about +-0.2 wide: only a large effect (e.g. 0.6 -> 0.2) can show disjoint intervals at this size.
-    "cpu": Settings(n_test=20, n_train_attack=24, task_steps=40, harden_steps=24, lora_r=8, max_length=96,
-                    max_new_tokens=16, query_budget=8, batch_size=8, lr=3e-4),
+    # 2 quiet CPU cores. 30 held-out prompts (Wilson intervals about +-0.17); 24-token answers (the
+    # references are ~30 tokens; chrF needs most of the answer); 12 queries per prompt for the training
+    # attack (DeepWordBug ranks ~5 content words, then edits the top 1-2) and 8 for each transfer attack.
+    # Measured: 46 min for all 7 configurations (~4.2 min per CE-type one, ~7 per PGD/SMART one); the
+    # 30-minute budget holds for the task model, before and 4 CE-type configurations (--configs).
+    "cpu": Settings(n_test=30, n_train_attack=60, task_steps=60, harden_steps=30, lora_r=8, max_length=96,
+                    max_new_tokens=24, query_budget=12, transfer_budget=8, batch_size=8, lr=3e-4),
     # a lent H200, < 10 min: every test prompt, more attack queries, longer training.
-    "gpu": Settings(n_test=51, n_train_attack=120, task_steps=300, harden_steps=200, lora_r=16, max_length=192,
-                    max_new_tokens=48, query_budget=40, batch_size=32, lr=2e-4, device="cuda"),
+    "gpu": Settings(n_test=51, n_train_attack=182, task_steps=300, harden_steps=200, lora_r=16, max_length=192,
+                    max_new_tokens=48, query_budget=40, transfer_budget=20, batch_size=32, lr=2e-4, gen_batch=64,
+                    device="cuda"),
     # the plumbing only: minutes on a busy box, numbers meaningless.
     # (a small margin, so some attack succeeds and the attack-found-prompts path runs too).
     "pilot": Settings(n_test=4, n_train_attack=6, task_steps=3, harden_steps=2, lora_r=4, max_length=64,
-                      max_new_tokens=10, query_budget=6, batch_size=4, lr=3e-4, margin=0.02),
+                      max_new_tokens=10, query_budget=6, transfer_budget=4, batch_size=4, lr=3e-4, margin=0.02),
 }
 
 
@@ -92,7 +99,7 @@ def fmt_rate(r: dict) -> str:
     return "n/a (n=0)" if not r["n"] else f"{r['rate']:.2f} [{r['low']:.2f}, {r['high']:.2f}] n={r['n']}"
 
 
-def attack(lm, records: list[dict], recipes: list[str], s: Settings, *, seed: int = 0) -> dict[str, list[dict]]:
+def attack(lm, records: list[dict], recipes: list[str], s: Settings, *, seed: int = 0):
     """task_degradation attacks of ``recipes`` on ``records`` (prompt + reference); records per recipe."""
     from audit.attacks import build_attack, check_data
     from audit.attacks.goals import make_goal
@@ -102,16 +109,38 @@ def attack(lm, records: list[dict], recipes: list[str], s: Settings, *, seed: in
 
     for r in recipes:
         check_data(r)
-    wrapper = GenerationModelWrapper(lm, GenerationSettings(max_new_tokens=s.max_new_tokens, batch_size=s.batch_size), seed=seed)
+    wrapper = GenerationModelWrapper(lm, GenerationSettings(max_new_tokens=s.max_new_tokens, batch_size=s.gen_batch), seed=seed)
     clean = wrapper([r["prompt"] for r in records])
     refs = {r["prompt"]: r["reference"] for r in records}
     targets = [Target(r["id"], r["prompt"], c, r["reference"]) for r, c in zip(records, clean)]
 
     def make(recipe):
-        goal = make_goal("task_degradation", wrapper, query_budget=s.query_budget, references=refs, margin=s.margin)
+        budget = s.query_budget if recipe == TRAIN_ATTACK else s.transfer_budget
+        goal = make_goal("task_degradation", wrapper, query_budget=budget, references=refs, margin=s.margin)
         return build_attack(recipe, goal, protect=[])   # chat prompts: the whole text is the user's words
 
     return attack_lockstep(make, targets, recipes, seed=seed), wrapper, clean
+
+
+def calibrate(lm, test: list[dict], s: Settings) -> dict:
+    """How much the task metric moves between two answers the model itself finds plausible.
+
+    Two samples per held-out prompt (temperature 0.7): |sim(a1, ref) - sim(a2, ref)| is the
+    metric's "rewording noise"; a ``margin`` well above its median means a task_degradation success
+    is a real loss of task quality, not a rewording. Also: how far greedy answers sit from the reference.
+    """
+    import statistics
+
+    from audit.attacks.similarity import similarity
+    from audit.config import GenerationSettings
+
+    g = GenerationSettings(max_new_tokens=s.max_new_tokens, do_sample=True, temperature=0.7, num_samples=2,
+                           batch_size=s.gen_batch)
+    outs = lm.generate([r["prompt"] for r in test], g, seed=1)
+    noise = sorted(abs(similarity(a, r["reference"]) - similarity(b, r["reference"])) for (a, b), r in zip(outs, test))
+    q = lambda f: noise[min(len(noise) - 1, int(f * len(noise)))]  # noqa: E731
+    return {"n": len(noise), "median": statistics.median(noise), "p75": q(0.75), "p90": q(0.9),
+            "share_above_margin": sum(x > s.margin for x in noise) / len(noise), "margin": s.margin}
 
 
 def evaluate(lm, test: list[dict], s: Settings) -> dict:
@@ -123,9 +152,12 @@ def evaluate(lm, test: list[dict], s: Settings) -> dict:
     t0 = time.time()
     by_recipe, wrapper, clean = attack(lm, test, [TRAIN_ATTACK, *TRANSFER], s)
     out = {}
+    broken: dict[str, bool] = {}   # per prompt: did ANY attack or perturbation degrade it (HELM's worst case)
     for recipe, recs in by_recipe.items():
         attacked = [r for r in recs if not r["skipped"]]
         out[recipe] = rate(sum(r["success"] for r in attacked), len(attacked))
+        for r in attacked:
+            broken[r["id"]] = broken.get(r["id"], False) or bool(r["success"])
     # Worst case over character-level perturbations, same criterion (and the same skip rule).
     variants = [[perturb(r["prompt"], p, seed=0) for p in PERTURBATIONS] for r in test]
     flat = [v for vs in variants for v in vs]
@@ -137,10 +169,19 @@ def evaluate(lm, test: list[dict], s: Settings) -> dict:
             continue
         n += 1
         sims = [similarity(o, r["reference"]) for o in outs[i * len(PERTURBATIONS):(i + 1) * len(PERTURBATIONS)]]
-        k += any(clean_sim - x > s.margin for x in sims)
+        hit = any(clean_sim - x > s.margin for x in sims)
+        k += hit
+        broken[r["id"]] = broken.get(r["id"], False) or hit
     out["perturbations"] = rate(k, n)
+    # Diagnosis: how often a perturbed prompt's answer is the clean answer word for word, and the mean
+    # task-metric change it causes (negative: worse), over every (prompt, perturbation).
+    pairs = [(clean[i], outs[i * len(PERTURBATIONS) + j], r["reference"]) for i, r in enumerate(test) for j in range(len(PERTURBATIONS))]
+    out["unchanged_answers"] = sum(c == o for c, o, _ in pairs) / len(pairs)
+    out["mean_similarity_change"] = sum(similarity(o, ref) - similarity(c, ref) for c, o, ref in pairs) / len(pairs)
+    out["any"] = rate(sum(broken.values()), len(broken))
     out["chrf"] = sum(sentence_chrf(clean, [r["reference"] for r in test])) / len(test)
-    ll = lm.loglikelihood([(r["prompt"], r["reference"]) for r in test], batch_size=s.batch_size)
+    out["clean_similarity"] = sum(similarity(c, r["reference"]) for c, r in zip(clean, test)) / len(test)
+    ll = lm.loglikelihood([(r["prompt"], r["reference"]) for r in test], batch_size=s.gen_batch)
     out["perplexity"] = math.exp(-sum(x for x, _ in ll) / max(1, sum(t for _, t in ll)))
     out["eval_minutes"] = (time.time() - t0) / 60
     return out
@@ -164,7 +205,39 @@ CONFIGS = {
     "SMART": dict(losses={"ce": 1.0, "smart": 1.0}),
     "consistency KL (+aug)": dict(losses={"ce": 1.0, "consistency": 1.0}, augment=AUG),
     "combination": dict(losses={"ce": 1.0, "pgd": PGD, "consistency": 1.0}, augment=AUG, adversarial=True),
+    # Method changes after the first round (BENCHMARKS.md part C says why): typo'd copies of the train
+    # prompts trained towards the task model's OWN greedy answer to the clean prompt (self-distillation:
+    # the answer must not move, which is what task_degradation measures), alone and with the KL.
+    "self-distilled augmentation": dict(losses={"ce": 1.0}, self_aug="augmented"),
+    "self-distilled aug + consistency KL": dict(losses={"ce": 1.0, "consistency": 1.0}, self_aug="augmented"),
+    # what `audit harden` trains on by default (target: the model's own clean output, clean prompts included)
+    "self-distilled, clean too": dict(losses={"ce": 1.0}, self_aug="all"),
 }
+
+
+def self_augmented(lm, train: list[dict], s: Settings, path: Path, *, clean: str = "reference") -> Path:
+    """Train records plus AUG-typo'd copies of each prompt whose target is the model's own clean greedy answer.
+
+    ``clean``: the clean prompts' target, ``reference`` or ``own`` (the model's answer, as `audit harden` does).
+    """
+    from audit.config import GenerationSettings
+    from audit.finetune.augment import augment_pairs
+    from audit.finetune.config import AugmentOptions
+    from audit.finetune.data import TextPair
+
+    # Whole answers (they end at <|im_end|>), not the measurement's cut-off ones: a target cut at
+    # max_new_tokens, then followed by the eos token, would teach the model to stop early.
+    answers = [o[0] for o in lm.generate([r["prompt"] for r in train], GenerationSettings(
+        max_new_tokens=64, batch_size=s.gen_batch))]
+    own = {r["prompt"]: a.strip() for r, a in zip(train, answers)}
+    aug = augment_pairs([TextPair(r["prompt"], own[r["prompt"]]) for r in train if own[r["prompt"]]],
+                        AugmentOptions(**AUG), seed=0)
+    recs = [{"prompt": r["prompt"], "reference": r["reference"] if clean == "reference" else own[r["prompt"]] or r["reference"]}
+            for r in train]
+    recs += [{"prompt": a.prompt, "reference": a.target, "original_prompt": a.meta["original_prompt"],
+              "pair_target": a.target} for a in aug]
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    return path
 
 
 def main(argv=None) -> int:
@@ -174,6 +247,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="builtin:smollm2")
     ap.add_argument("--out", default="runs/experiment_harden_real")
     ap.add_argument("--configs", nargs="*", default=list(CONFIGS), help="subset of: " + ", ".join(CONFIGS))
+    ap.add_argument("--task-model", help="reuse this task model directory (an earlier run's OUT/task/model) instead of training one")
+    ap.add_argument("--n-test", type=int, help="override the settings' number of held-out test prompts")
+    ap.add_argument("--harden-steps", type=int, help="override the settings' optimizer steps per configuration")
     args = ap.parse_args(argv)
     import torch
 
@@ -182,7 +258,10 @@ def main(argv=None) -> int:
     from audit.finetune.harden import check_held_out
     from audit.model import LanguageModel
 
+    import dataclasses
+
     s = SETTINGS["pilot" if args.pilot else "gpu" if args.gpu else "cpu"]
+    s = dataclasses.replace(s, **{k: v for k, v in (("n_test", args.n_test), ("harden_steps", args.harden_steps)) if v})
     if not args.gpu:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     out = Path(args.out)
@@ -197,43 +276,60 @@ def main(argv=None) -> int:
 
     # 1. The task model.
     t0 = time.time()
-    task = finetune(finetune_cfg(s, model=args.model, data=train_file, out_dir=out / "task", steps=s.task_steps))
+    if args.task_model:
+        task_dir, task_steps = Path(args.task_model), None
+    else:
+        task = finetune(finetune_cfg(s, model=args.model, data=train_file, out_dir=out / "task", steps=s.task_steps))
+        task_dir, task_steps = task.model_dir, task.steps
     task_minutes = (time.time() - t0) / 60
-    lm = load(task.model_dir)
+    lm = load(task_dir)
     assert lm.chat is not None, "the task model lost its chat template"
-    results = {"settings": s.__dict__, "task_model": {"steps": task.steps, "minutes": task_minutes}}
-    print(f"task model: {task.steps} LoRA steps in {task_minutes:.1f} min -> {task.model_dir}", flush=True)
+    results = {"settings": s.__dict__, "task_model": {"steps": task_steps, "minutes": task_minutes, "dir": str(task_dir)}}
+    print(f"task model: {task_steps} LoRA steps in {task_minutes:.1f} min -> {task_dir}", flush=True)
 
     # 2. Before.
     before = evaluate(lm, test, s)
     results["before"] = before
     print("before:", json.dumps(before), flush=True)
+    results["calibration"] = calibrate(lm, test, s)
+    print("margin calibration (rewording noise of the task metric):", json.dumps(results["calibration"]), flush=True)
 
     # 3. Attack-found training prompts (train split only), with clean targets (the references).
-    by_recipe, _, _ = attack(lm, train[:s.n_train_attack], [TRAIN_ATTACK], s)
-    ref = {r["id"]: r["reference"] for r in train}
-    adv = [{"prompt": r["perturbed_prompt"], "original_prompt": r["original_prompt"], "target": ref[r["id"]],
-            "pair_target": ref[r["id"]], "recipe": TRAIN_ATTACK, "id": r["id"]}
-           for r in by_recipe[TRAIN_ATTACK] if r["success"]]
+    adv: list[dict] = []
     adv_file = out / "adversarial.jsonl"
-    adv_file.write_text("".join(json.dumps(a) + "\n" for a in adv), encoding="utf-8")
-    results["adversarial_train_prompts"] = len(adv)
-    print(f"attack-found training prompts: {len(adv)} of {min(len(train), s.n_train_attack)} attacked", flush=True)
+    if any(CONFIGS[name].get("adversarial") for name in args.configs):
+        t0 = time.time()
+        by_recipe, _, _ = attack(lm, train[:s.n_train_attack], [TRAIN_ATTACK], s)
+        ref = {r["id"]: r["reference"] for r in train}
+        adv = [{"prompt": r["perturbed_prompt"], "original_prompt": r["original_prompt"], "target": ref[r["id"]],
+                "pair_target": ref[r["id"]], "recipe": TRAIN_ATTACK, "id": r["id"]}
+               for r in by_recipe[TRAIN_ATTACK] if r["success"]]
+        adv_file.write_text("".join(json.dumps(a) + "\n" for a in adv), encoding="utf-8")
+        results["adversarial_train_prompts"] = len(adv)
+        results["train_attack_minutes"] = (time.time() - t0) / 60
+        print(f"attack-found training prompts: {len(adv)} of {min(len(train), s.n_train_attack)} attacked", flush=True)
+    del lm
     test_prompts = [r["prompt"] for r in test]
     check_held_out([TextPair(r["prompt"], r["reference"]) for r in train]
                    + [TextPair(a["prompt"], a["target"], source="adversarial", meta=a) for a in adv], test_prompts)
-    del lm
 
     # 4. Every configuration from the task model at equal steps.
     results["configs"] = {}
     for name in args.configs:
         spec = dict(CONFIGS[name])
         use_adv = spec.pop("adversarial", False)
+        self_aug = spec.pop("self_aug", False)
         if use_adv and not adv:
             print(f"{name}: skipped (no attack-found training prompt)", flush=True)
             continue
         t0 = time.time()
-        cfg = finetune_cfg(s, model=str(task.model_dir), data=train_file, out_dir=out / "configs" / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"),
+        data = train_file
+        if self_aug:
+            data = self_augmented(load(task_dir), train, s, out / "self_augmented.jsonl",
+                                  clean="reference" if self_aug == "augmented" else "own")
+            check_held_out([TextPair(r["prompt"], r["reference"]) for r in map(json.loads, data.read_text().splitlines())],
+                           test_prompts)
+        cfg = finetune_cfg(s, model=str(task_dir), data=data, out_dir=out / "configs" / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"),
                            steps=s.harden_steps, adversarial=[str(adv_file)] if use_adv else [], **spec)
         tr = finetune(cfg)
         train_minutes = (time.time() - t0) / 60
@@ -252,12 +348,13 @@ def main(argv=None) -> int:
 def table(results: dict) -> str:
     b = results["before"]
     head = (f"| configuration | {TRAIN_ATTACK} (trained on) success | transfer: {' / '.join(TRANSFER)} | "
-            f"char perturbations | clean chrF | perplexity | steps | minutes |")
-    lines = [head, "|" + "---|" * 8]
+            f"char perturbations | any attack (worst case) | clean chrF | perplexity | steps | minutes |")
+    lines = [head, "|" + "---|" * 9]
 
     def row(name, m, steps, minutes):
         transfer = " / ".join(fmt_rate(m[t]) for t in TRANSFER)
-        return (f"| {name} | {fmt_rate(m[TRAIN_ATTACK])} | {transfer} | {fmt_rate(m['perturbations'])} | {m['chrf']:.1f} | "
+        anyr = fmt_rate(m["any"]) if "any" in m else "-"
+        return (f"| {name} | {fmt_rate(m[TRAIN_ATTACK])} | {transfer} | {fmt_rate(m['perturbations'])} | {anyr} | {m['chrf']:.1f} | "
                 f"{m['perplexity']:.2f} | {steps} | {minutes:.1f} |")
 
     lines.append(row("task model (before)", b, 0, b["eval_minutes"]))
@@ -270,7 +367,8 @@ def table(results: dict) -> str:
         a, z = b[TRAIN_ATTACK], m[TRAIN_ATTACK]
         rel = (a["rate"] - z["rate"]) / a["rate"] if a["n"] and z["n"] and a["rate"] > 0 else math.nan
         disjoint = bool(a["n"] and z["n"] and (z["high"] < a["low"]))
-        kept = abs(m["chrf"] - b["chrf"]) <= 0.02 * b["chrf"] and m["perplexity"] <= 1.02 * b["perplexity"]
+        # within 2%: no more than 2% worse (a better chrF or a lower perplexity is kept quality)
+        kept = m["chrf"] >= 0.98 * b["chrf"] and m["perplexity"] <= 1.02 * b["perplexity"]
         drop = "n/a (no success before)" if math.isnan(rel) else f"{rel:+.0%}"
         lines.append(f"- {name}: relative drop {drop}, intervals disjoint: {disjoint}, clean quality kept: {kept} "
                      f"-> {'MET' if rel >= 0.3 and disjoint and kept else 'not met'}")
