@@ -123,7 +123,8 @@ def main() -> int:
             print(f"{name:<28}{sec:>9.2f}{args.prompts / sec:>8.2f}{ratio:>14.2f}x")
         if not args.skip_metrics:
             (lm, lt, le), (sm, st, se) = metrics_side_by_side(srv.url, args.limit)
-            print(f"\nsuite metrics, local dequantized fp32 ({lt:.0f} s) vs served Q4_1 ({st:.0f} s), {args.limit} records:")
+            served = f"served by {args.url}" if args.url else "served Q4_1"
+            print(f"\nsuite metrics, local dequantized fp32 ({lt:.0f} s) vs {served} ({st:.0f} s), {args.limit} records:")
             for k in sorted(set(lm) | set(sm)):
                 a, b = lm.get(k, math.nan), sm.get(k, math.nan)
                 print(f"  {k:<40}{a:>10.4f}{b:>10.4f}")

@@ -18,7 +18,7 @@ import pytest
 
 from audit.config import GenerationSettings
 from audit.served import ServedError, ServedModel, ServedSpec, parse_served_string
-from audit.served.model import _alignment_verdict, _continuation_logprob
+from audit.served.model import _alignment_verdict, _continuation_logprob, _last_tokens_logprob
 
 sys.path.insert(0, str(Path(__file__).parent))
 from served_fake import FakeServer, answer_for  # noqa: E402
@@ -286,6 +286,19 @@ def test_alignment_verdict_on_hand_made_echoes(tops, verdict):
     if tops is not None:
         lp["top_logprobs"] = tops
     assert _alignment_verdict({"choices": [{"logprobs": lp}]}) == verdict
+
+
+def test_last_tokens_accept_vllm_token_strings_without_their_leading_space():
+    text = "<|im_start|>assistant\nIt ships tomorrow."
+    # vLLM echoes each token decoded alone: " ships" comes back as "ships"
+    payload = {"usage": {"completion_tokens": 1}, "choices": [{"index": 0, "logprobs": {
+        "tokens": ["<|im_start|>", "assistant", "\n", "It", "ships", "tomorrow", ".", "!"],
+        "token_logprobs": [None, -1.0, -0.1, -2.0, -3.0, -1.5, -0.5, -9.0]}}]}
+    assert _last_tokens_logprob(payload, 4, text) == (-7.0, 4)
+    from audit.served import ServedUnsupported
+
+    with pytest.raises(ServedUnsupported, match="tokenizes the text differently"):
+        _last_tokens_logprob(payload, 4, "<|im_start|>assistant\nIt ships today.")
 
 
 def test_continuation_logprob_scores_tokens_ending_after_the_context():
