@@ -80,9 +80,11 @@ def add_commands(sub, *, common, run_args) -> None:
     p.set_defaults(func=lambda a: cmd_finetune(a, fields))
 
     p = sub.add_parser("harden", help="attack a model, fine-tune on the successful attacks, re-audit, compare",
-                       description="Run SUITE's robustness section on MODEL, fine-tune on the successful adversarial prompts "
-                                   "(clean targets) with adversarial losses, re-audit with the same suite and seed, and write "
-                                   "the before/after comparison. Exit 0/1 by the suite's gates on the hardened model.")
+                       description="Run SUITE's robustness section on MODEL (or, with --train-split, on that split's records), "
+                                   "fine-tune on the successful adversarial prompts and the clean ones (clean targets; by default "
+                                   "CE + the clean-vs-perturbed consistency KL, plus a typo'd copy of each), re-audit with the same "
+                                   "suite and seed (regression gates compare with the first audit), and write the before/after "
+                                   "comparison. Exit 0/1 by the suite's gates on the hardened model.")
     p.add_argument("--model", "-m", help="model to harden (default: the suite's)")
     p.add_argument("--suite", "-s", required=True, help="suite YAML file or bundled name; must have a robustness section")
     p.add_argument("--out", "-d", required=True, metavar="DIR", help="output directory (before/, train/, after/, comparison.*)")
