@@ -521,11 +521,23 @@ class LanguageModel:
             if not ctx_text:
                 return [bos], self.encode(cont)
         whole = self.encode(ctx_text + cont)
-        c_ids = self.encode(ctx_text)
-        k = 0  # longest common prefix: where the joint tokenization still agrees with the context's
-        while k < min(len(c_ids), len(whole)) and c_ids[k] == whole[k]:
-            k += 1
+        k = joint_split(whole, self.encode(ctx_text))
         return (whole[:k] or [bos]), whole[k:]
+
+
+def joint_split(whole: Sequence[int], ctx: Sequence[int]) -> int:
+    """Where the tokens of context + continuation, tokenized together, stop agreeing with the context's own.
+
+    The continuation is ``whole[k:]``: a token that straddles the boundary belongs to it (lm-eval's split).
+
+    Example:
+        >>> joint_split([5, 6, 9], [5, 7])
+        1
+    """
+    k = 0
+    while k < min(len(whole), len(ctx)) and whole[k] == ctx[k]:
+        k += 1
+    return k
 
 
 def _stop_token_ids(model, tokenizer) -> set[int]:

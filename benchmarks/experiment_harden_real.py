@@ -143,6 +143,41 @@ def calibrate(lm, test: list[dict], s: Settings) -> dict:
             "share_above_margin": sum(x > s.margin for x in noise) / len(noise), "margin": s.margin}
 
 
+def answer_changes(clean: list[str], outs: list[str], test: list[dict], s: Settings) -> dict:
+    """What the character perturbations do to the answers, over every (prompt, perturbation).
+
+    ``outs[i * len(PERTURBATIONS) + j]`` answers perturbation j of prompt i. Returns the share of answers
+    left word for word the same, and over the changed ones: the mean change of similarity to the
+    reference (negative: worse) and the share that lose more than the margin.
+    """
+    from audit.attacks.similarity import similarity
+
+    k = len(PERTURBATIONS)
+    pairs = [(clean[i], outs[i * k + j], r["reference"]) for i, r in enumerate(test) for j in range(k)]
+    changed = [similarity(o, ref) - similarity(c, ref) for c, o, ref in pairs if c != o]
+    return {"unchanged_answers": 1 - len(changed) / len(pairs),
+            "mean_change_when_changed": sum(changed) / len(changed) if changed else 0.0,
+            "changed_beyond_margin": sum(x < -s.margin for x in changed) / len(changed) if changed else 0.0}
+
+
+def diagnose(model_dirs: list[str], test: list[dict], s: Settings) -> dict:
+    """:func:`answer_changes` of saved models (the task model, a configuration's ``model/``), greedy."""
+    from audit.config import GenerationSettings
+    from audit.model import LanguageModel
+    from audit.perturb import perturb
+
+    prompts = [r["prompt"] for r in test]
+    variants = [perturb(p, q, seed=0) for p in prompts for q in PERTURBATIONS]
+    g = GenerationSettings(max_new_tokens=s.max_new_tokens, batch_size=s.gen_batch)
+    out = {}
+    for d in model_dirs:
+        lm = LanguageModel.load(d, device=s.device, dtype="float32")
+        answers = [o[0] for o in lm.generate(prompts + variants, g)]
+        out[d] = answer_changes(answers[:len(prompts)], answers[len(prompts):], test, s)
+        print(d, json.dumps(out[d]), flush=True)
+    return out
+
+
 def evaluate(lm, test: list[dict], s: Settings) -> dict:
     """Every measurement of the table on the held-out prompts."""
     from audit.attacks.similarity import similarity
@@ -173,11 +208,7 @@ def evaluate(lm, test: list[dict], s: Settings) -> dict:
         k += hit
         broken[r["id"]] = broken.get(r["id"], False) or hit
     out["perturbations"] = rate(k, n)
-    # Diagnosis: how often a perturbed prompt's answer is the clean answer word for word, and the mean
-    # task-metric change it causes (negative: worse), over every (prompt, perturbation).
-    pairs = [(clean[i], outs[i * len(PERTURBATIONS) + j], r["reference"]) for i, r in enumerate(test) for j in range(len(PERTURBATIONS))]
-    out["unchanged_answers"] = sum(c == o for c, o, _ in pairs) / len(pairs)
-    out["mean_similarity_change"] = sum(similarity(o, ref) - similarity(c, ref) for c, o, ref in pairs) / len(pairs)
+    out.update(answer_changes(clean, outs, test, s))
     out["any"] = rate(sum(broken.values()), len(broken))
     out["chrf"] = sum(sentence_chrf(clean, [r["reference"] for r in test])) / len(test)
     out["clean_similarity"] = sum(similarity(c, r["reference"]) for c, r in zip(clean, test)) / len(test)
@@ -250,6 +281,8 @@ def main(argv=None) -> int:
     ap.add_argument("--task-model", help="reuse this task model directory (an earlier run's OUT/task/model) instead of training one")
     ap.add_argument("--n-test", type=int, help="override the settings' number of held-out test prompts")
     ap.add_argument("--harden-steps", type=int, help="override the settings' optimizer steps per configuration")
+    ap.add_argument("--diagnose", nargs="+", metavar="MODEL_DIR", help="only measure what the character "
+                    "perturbations do to these saved models' answers (unchanged share, change when changed)")
     args = ap.parse_args(argv)
     import torch
 
@@ -264,10 +297,13 @@ def main(argv=None) -> int:
     s = dataclasses.replace(s, **{k: v for k, v in (("n_test", args.n_test), ("harden_steps", args.harden_steps)) if v})
     if not args.gpu:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    train, test = rows("train"), rows("test")[:s.n_test]
+    if args.diagnose:
+        diagnose(args.diagnose, test, s)
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
-    train, test = rows("train"), rows("test")[:s.n_test]
     train_file = out / "train.jsonl"
     train_file.write_text("".join(json.dumps(r) + "\n" for r in train), encoding="utf-8")
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import AuditError
-from .explanation import Explanation
+from .explanation import Explanation, completeness_error
 from .faithfulness import deletion_check
 from .methods import METHODS
 from .options import ExplainOptions
@@ -287,7 +287,7 @@ def _explain_one(lm, prompt: str, target: str, method, opts: ExplainOptions, spa
     if delta is not None and opts.completeness_tolerance is not None:
         settings["completeness_tolerance"] = opts.completeness_tolerance
         settings["max_n_steps"] = opts.max_n_steps
-        complete = all(abs(d) <= opts.completeness_tolerance * max(abs(a - b), 1e-3) for d, a, b in zip(delta, fx, fb))
+        complete = completeness_error(delta, fx, fb) <= opts.completeness_tolerance
     if method.uses_gradients:
         settings["grad_rows"] = grad_rows
     if method.uses_baseline or opts.faithfulness:

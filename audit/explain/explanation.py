@@ -101,8 +101,7 @@ class Explanation:
         """
         if self.convergence_delta is None or self.baseline_logprobs is None:
             return None
-        return max((abs(d) / max(abs(fx - fb), 1e-3) for d, fx, fb in
-                    zip(self.convergence_delta, self.target_logprobs, self.baseline_logprobs)), default=0.0)
+        return completeness_error(self.convergence_delta, self.target_logprobs, self.baseline_logprobs)
 
     # ---- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -142,3 +141,13 @@ def _json_safe(obj):
     if isinstance(obj, float):
         return _num(obj)
     return obj
+
+
+def completeness_error(delta, fx, fb) -> float:
+    """Largest ``|delta| / max(|f(x) - f(b)|, 1e-3)`` over steps: the completeness gap relative to what there was to explain.
+
+    Example:
+        >>> completeness_error([0.1, -0.5], [-1.0, -2.0], [-3.0, -7.0])
+        0.1
+    """
+    return max((abs(d) / max(abs(a - b), 1e-3) for d, a, b in zip(delta, fx, fb)), default=0.0)

@@ -30,6 +30,8 @@ Example:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import os
@@ -155,8 +157,6 @@ def check_held_out(pairs, held_out: list[str], *, threshold: float = LEAK_SIMILA
 
 def _attack_split_suite(suite, split: str):
     """The suite's robustness section alone, on the data's ``split`` records (where training attacks come from)."""
-    import dataclasses
-
     if suite.data.split == split:
         raise AuditError(f"harden: train_split {split!r} is the split the suite audits (data.split); "
                          f"training on it would measure the training prompts")
@@ -193,8 +193,6 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     Example:
         >>> r = harden("builtin:micro", "tests/suites/robust.yaml", "runs/h", config={"max_steps": 10})  # doctest: +SKIP
     """
-    import copy
-
     from ..suite import SuiteConfig, load_suite
     from ..model import LanguageModel
     from ..runner import run_suite
@@ -215,8 +213,6 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     run_kw = dict(progress=progress, use_cache=use_cache, cache_dir=cache_dir)
 
     log.info("harden 1/4: auditing the original model")
-    import dataclasses
-
     absolute = dataclasses.replace(suite, gates=[g for g in suite.gates if g.max_regression is None])
     before = run_suite(absolute, model=lm, out_dir=out / "before", outputs=_reports(out / "before"), **run_kw)
     failed = before.sections.get("robustness")

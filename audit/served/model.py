@@ -302,11 +302,10 @@ class ServedModel:
 
     def _continuation_tokens(self, text: str, ctx_len: int) -> int:
         """Tokens of ``text`` after its context, split as the local model splits (joint tokenization)."""
-        whole, ctx = self.encode(text), self.encode(text[:ctx_len])
-        k = 0
-        while k < min(len(whole), len(ctx)) and whole[k] == ctx[k]:
-            k += 1
-        return len(whole) - k
+        from ..model import joint_split
+
+        whole = self.encode(text)
+        return len(whole) - joint_split(whole, self.encode(text[:ctx_len]))
 
     # ---- concurrency -----------------------------------------------------------------------
     def _pool(self, jobs: list, ask: Callable, finished: Callable, *, progress: bool, desc: str) -> None:
