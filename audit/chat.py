@@ -56,6 +56,19 @@ def check_messages(messages: Any, where: str) -> list[dict[str, str]]:
     return out
 
 
+def as_turns(prompt: Prompt, system: str | None = None) -> list[dict[str, str]]:
+    """The prompt as role/content turns (a string is one user turn), after ``system`` unless it has its own.
+
+    Example:
+        >>> as_turns("Hi", "Be brief.")
+        [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi'}]
+    """
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+    if system and not any(m["role"] == "system" for m in turns):
+        turns.insert(0, {"role": "system", "content": system})
+    return turns
+
+
 @dataclass(frozen=True)
 class ChatFormat:
     """A resolved chat template and system prompt; renders prompts through the tokenizer's Jinja engine."""
@@ -66,11 +79,7 @@ class ChatFormat:
 
     def messages(self, prompt: Prompt, system: str | None = None) -> list[dict[str, str]]:
         """The turns to render: the prompt as a user turn (or its turns), after the system prompt."""
-        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-        system = self.system_prompt if system is None else system
-        if system and not any(m["role"] == "system" for m in turns):
-            turns.insert(0, {"role": "system", "content": system})
-        return turns
+        return as_turns(prompt, self.system_prompt if system is None else system)
 
     def render_messages(self, tokenizer, turns: Messages, *, add_generation_prompt: bool = True) -> str:
         try:

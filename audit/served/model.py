@@ -149,10 +149,9 @@ class ServedModel:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def messages(self, prompt) -> list[dict[str, str]]:
-        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-        if self.spec_obj.system_prompt and not any(m["role"] == "system" for m in turns):
-            turns.insert(0, {"role": "system", "content": self.spec_obj.system_prompt})
-        return turns
+        from ..chat import as_turns
+
+        return as_turns(prompt, self.spec_obj.system_prompt)
 
     def render(self, prompt) -> str:
         """The text the model reads: raw prompt (completions api) or the locally rendered chat (needs ``tokenizer``)."""
