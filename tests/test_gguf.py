@@ -40,6 +40,13 @@ def test_gguf_model_equals_its_source_and_is_converted_once(source, gguf_file, m
     tok = lm.tokenizer
     assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
     assert tok("Hello")["input_ids"] == tok("Hello", add_special_tokens=False)["input_ids"]
+    # A byte-level BPE is saved as the plain fast class: transformers 5 and vLLM rebuild a
+    # "LlamaTokenizerFast" with a SentencePiece pre-tokenizer and mangle every space.
+    assert json.loads(open(f"{lm.path}/tokenizer_config.json").read())["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert type(tok).__name__ == "PreTrainedTokenizerFast"
+    text = "I'm sorry,  the café's order\n\nis late."
+    assert tok.decode(tok(text)["input_ids"]) == text
+    assert tok(text)["input_ids"] == src.tokenizer(text, add_special_tokens=False)["input_ids"]
     assert lm.chat is not None and lm.prompt_format == src.prompt_format
     s = GenerationSettings(max_new_tokens=8)
     assert lm.generate(["Hi", "Where is my order?"], s) == src.generate(["Hi", "Where is my order?"], s)
