@@ -66,13 +66,14 @@ class Settings:
 
 
 SETTINGS = {
-    # 2 quiet CPU cores. 30 held-out prompts (Wilson intervals about +-0.17); 24-token answers (the
-    # references are ~30 tokens; chrF needs most of the answer); 12 queries per prompt for the training
-    # attack (DeepWordBug ranks ~5 content words, then edits the top 1-2) and 8 for each transfer attack.
-    # Measured: 46 min for all 7 configurations (~4.2 min per CE-type one, ~7 per PGD/SMART one); the
-    # 30-minute budget holds for the task model, before and 4 CE-type configurations (--configs).
-    "cpu": Settings(n_test=30, n_train_attack=60, task_steps=60, harden_steps=30, lora_r=8, max_length=96,
-                    max_new_tokens=24, query_budget=12, transfer_budget=8, batch_size=8, lr=3e-4),
+    # 2 quiet CPU cores, the whole experiment (task model, before, 7 configurations) in under 30 minutes:
+    # 30 held-out prompts (Wilson intervals about +-0.17); 24-token answers (the references are ~30 tokens;
+    # chrF needs most of the answer); 12 queries per prompt for the training attack (DeepWordBug ranks ~5
+    # content words, then edits the top 1-2) and 6 for each transfer attack; 24 hardening steps of 8
+    # examples (about one epoch of the 182 train questions); 40 train prompts attacked for attack-found
+    # data; batches of 32 prompts per generation pass (1.24x the throughput of 16 here).
+    "cpu": Settings(n_test=30, n_train_attack=40, task_steps=60, harden_steps=24, lora_r=8, max_length=96,
+                    max_new_tokens=24, query_budget=12, transfer_budget=6, batch_size=8, lr=3e-4, gen_batch=32),
     # a lent H200, < 10 min: every test prompt, more attack queries, longer training.
     "gpu": Settings(n_test=51, n_train_attack=182, task_steps=300, harden_steps=200, lora_r=16, max_length=192,
                     max_new_tokens=48, query_budget=40, transfer_budget=20, batch_size=32, lr=2e-4, gen_batch=64,
@@ -227,15 +228,18 @@ def finetune_cfg(s: Settings, *, model: str, data: Path, out_dir: Path, steps: i
 
 
 AUG = {"transformations": ["char_swap", "char_delete", "qwerty"], "per_prompt": 1, "pct_words_to_swap": 0.1}
-PGD = {"weight": 1.0, "norm": "l2", "init": "uniform", "epsilon": 1.0, "step_size": 0.5, "steps": 1}   # FreeLB-style
+# One PGD ascent step from zero (the FGM/PGD-1 form): its first direction comes off the clean pass, so it
+# costs one forward fewer than FreeLB's random start (round 1 used init: uniform; both left attacks as they were).
+PGD = {"weight": 1.0, "norm": "l2", "init": "zero", "epsilon": 1.0, "step_size": 1.0, "steps": 1}
 CONFIGS = {
     "clean CE (control)": dict(losses={"ce": 1.0}),
     "augmentation": dict(losses={"ce": 1.0}, augment=AUG),
     "attack-found prompts": dict(losses={"ce": 1.0}, adversarial=True),
-    "PGD/FreeLB": dict(losses={"ce": 1.0, "pgd": PGD}),
+    "PGD": dict(losses={"ce": 1.0, "pgd": PGD}),
     "SMART": dict(losses={"ce": 1.0, "smart": 1.0}),
     "consistency KL (+aug)": dict(losses={"ce": 1.0, "consistency": 1.0}, augment=AUG),
-    "combination": dict(losses={"ce": 1.0, "pgd": PGD, "consistency": 1.0}, augment=AUG, adversarial=True),
+    # the discrete-input pieces together (round 1's combination also had PGD: the same rates at 2.4x the cost)
+    "combination": dict(losses={"ce": 1.0, "consistency": 1.0}, augment=AUG, adversarial=True),
     # Method changes after the first round (BENCHMARKS.md part C says why): typo'd copies of the train
     # prompts trained towards the task model's OWN greedy answer to the clean prompt (self-distillation:
     # the answer must not move, which is what task_degradation measures), alone and with the KL.
@@ -277,7 +281,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pilot", action="store_true", help="a few prompts and steps: the plumbing only")
     ap.add_argument("--model", default="builtin:smollm2")
     ap.add_argument("--out", default="runs/experiment_harden_real")
-    ap.add_argument("--configs", nargs="*", default=list(CONFIGS), help="subset of: " + ", ".join(CONFIGS))
+    ap.add_argument("--configs", nargs="*", default=list(CONFIGS)[:7], help="default: the first 7 (the issue's); "
+                    "any of: " + ", ".join(CONFIGS))
     ap.add_argument("--task-model", help="reuse this task model directory (an earlier run's OUT/task/model) instead of training one")
     ap.add_argument("--n-test", type=int, help="override the settings' number of held-out test prompts")
     ap.add_argument("--harden-steps", type=int, help="override the settings' optimizer steps per configuration")

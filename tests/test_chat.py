@@ -46,6 +46,23 @@ def test_generation_renders_the_template_like_apply_chat_template(chat_lm):
     assert info.chat_template == "tokenizer" and info.prompt_format == chat_lm.prompt_format and len(info.prompt_format) == 16
 
 
+def test_shared_prefix_cache_changes_no_answer(chat_lm, monkeypatch):
+    """A batch of chat prompts prefills the template's common start once; answers are the same as
+    prefilling every row whole, greedy and sampled, with and without padding in the middle."""
+    prompts = PROMPTS + [p + " Please answer quickly, it is urgent." for p in PROMPTS[:3]]
+    rows = [chat_lm.encode(chat_lm.render(p)) for p in prompts]
+    n, past = chat_lm._shared_prefix(rows)
+    system = chat_lm.encode(chat_lm.render("x"))
+    assert n >= 4 and rows[0][:n] == system[:n] and past is not None   # the path under test really runs
+    greedy, sampled = GenerationSettings(max_new_tokens=10, batch_size=16), GenerationSettings(
+        max_new_tokens=10, batch_size=16, do_sample=True, temperature=0.9)
+    shared = chat_lm.generate(prompts, greedy), chat_lm.generate(prompts, sampled, seed=4)
+    monkeypatch.setattr(chat_lm, "_shared_prefix", lambda rows: (0, None))
+    whole = chat_lm.generate(prompts, greedy), chat_lm.generate(prompts, sampled, seed=4)
+    assert shared == whole
+    assert chat_lm.generate(prompts[:1], greedy) == [shared[0][0]]               # a batch of one shares nothing
+
+
 def test_generation_stops_on_generation_config_eos_like_transformers(micro_path, tmp_path):
     """The tokenizer's eos AND the generation config's eos ids (int or list) end a generation."""
     d = tmp_path / "m"
@@ -289,10 +306,14 @@ def _sequences_read(lm, run):
                 seen.append(row)
 
     handle = lm.model.get_input_embeddings().register_forward_hook(hook)
+    # Whole prompts only: with the shared-prefix cache a batch reads its common start once and then
+    # each row's own tail (test_shared_prefix_cache_changes_no_answer checks that path).
+    lm._shared_prefix = lambda rows: (0, None)
     try:
         run()
     finally:
         handle.remove()
+        del lm._shared_prefix
     return seen
 
 

@@ -254,3 +254,47 @@ def test_pgd_zero_init_shortcut_equals_an_explicit_first_ascent(micro_lm, batch)
     slow = adversarial_delta(embeds, attn, objective, o)
     assert torch.allclose(fast, slow, atol=1e-5)
     model.zero_grad()
+
+
+def test_pgd_from_zero_under_lora_reuses_the_clean_pass(micro_path, batch):
+    """Under LoRA the embedding matrix is frozen; the trainer still lets PGD read d(loss)/d(embeds) off the
+    clean pass: two forwards per step instead of three, and the same loss and adapter gradients."""
+    import copy
+
+    from audit.finetune.config import LoraOptions
+    from audit.finetune.lora import apply_lora, transformer_blocks
+    from audit.finetune.trainer import LossModule
+    from audit.model import LanguageModel
+
+    ids, attn, labels = batch
+    torch.manual_seed(0)
+    net = apply_lora(LanguageModel.load(str(micro_path)).model, LoraOptions(r=2))
+    for n, p in net.named_parameters():          # adapters away from their zero init: a real gradient
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.1)
+    net.eval()
+    from audit.finetune.config import load_finetune_config
+
+    spec = load_finetune_config({"losses": {"ce": 1.0, "pgd": {"init": "zero", "steps": 1, "epsilon": 0.5}}}).loss_specs()
+
+    def run(module):
+        calls = []
+        hook = module.lm.get_input_embeddings().register_forward_hook(lambda *a: calls.append(1))
+        inner = transformer_blocks(module.lm)[0].register_forward_hook(lambda *a: calls.append(2))
+        try:
+            total, _ = module(ids, attn, labels)
+            total.backward()
+        finally:
+            hook.remove()
+            inner.remove()
+        grads = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+        module.zero_grad()
+        return float(total), grads, calls.count(2)
+
+    fast = LossModule(net, spec)
+    slow = LossModule(copy.deepcopy(net), spec)
+    slow.needs_embed_grad = False                 # the path without the reuse: a forward of its own at delta = 0
+    (lf, gf, nf), (ls, gs, ns) = run(fast), run(slow)
+    assert (nf, ns) == (2, 3)
+    assert lf == pytest.approx(ls, rel=1e-5)
+    assert gf.keys() == gs.keys() and gf and all(torch.allclose(gf[k], gs[k], atol=1e-5) for k in gf)

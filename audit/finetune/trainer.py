@@ -66,10 +66,15 @@ class LossModule(torch.nn.Module):
         self.terms = [LOSSES.get(s.name)(s.options) for s in specs]
         self.needs_hidden = any(t.needs_hidden for t in self.terms)
         self.needs_pairs = any(t.needs_pairs for t in self.terms)
+        self.needs_embed_grad = any(t.needs_embed_grad for t in self.terms)
 
     def forward(self, input_ids, attention_mask, labels, **pair):
         # From embeddings, so the adversarial losses perturb exactly what the clean pass saw.
         embeds = self.lm.get_input_embeddings()(input_ids)                          # (B, T, D)
+        if self.needs_embed_grad and not embeds.requires_grad and torch.is_grad_enabled():
+            # Frozen embeddings (LoRA): no parameter is upstream, so a detached leaf loses nothing and
+            # lets PGD read d(loss)/d(embeds) off the clean pass instead of a forward of its own.
+            embeds = embeds.detach().requires_grad_(True)
         out = self.lm(inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=self.needs_hidden,
                       use_cache=False)
         inputs = LossInputs(model=self.lm, input_ids=input_ids, attention_mask=attention_mask, labels=labels,

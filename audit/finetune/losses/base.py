@@ -55,12 +55,15 @@ class Loss:
     """Base class: public ``__call__`` template, subclass hook ``_compute``.
 
     Subclasses set ``name``, the ``Options`` dataclass, ``needs_hidden`` when they read the
-    last hidden states of the clean pass, and ``needs_pairs`` when they read ``LossInputs.pair``.
+    last hidden states of the clean pass, ``needs_pairs`` when they read ``LossInputs.pair``, and
+    ``needs_embed_grad`` when they take gradients w.r.t. the clean pass's ``embeds`` (the trainer
+    then makes them require grad even where the embedding matrix is frozen, as under LoRA).
     """
 
     name: ClassVar[str] = ""
     needs_hidden: ClassVar[bool] = False
     needs_pairs: ClassVar[bool] = False
+    needs_embed_grad: bool = False
 
     @dataclass
     class Options:

@@ -138,6 +138,12 @@ class EmbeddingPGD(Loss):
             if self.mode not in ("pgd", "freelb"):
                 raise ValueError(f"mode must be pgd or freelb, got {self.mode!r}")
 
+    @property
+    def needs_embed_grad(self) -> bool:
+        """PGD from zero takes its first ascent direction from the clean pass (one forward fewer)."""
+        o = self.options
+        return o.mode == "pgd" and o.init == "zero" and o.steps > 0
+
     def _compute(self, inputs: LossInputs) -> torch.Tensor:
         o = self.options
         mask = inputs.attention_mask
