@@ -2,7 +2,8 @@
 
 :class:`LanguageModel` loads a causal LM + tokenizer (``builtin:*``, a local directory, or a hub id
 already in the user's cache), generates in batches with a KV cache (left-padded, batches sorted by
-length), and scores log-likelihoods. Results never depend on the batch size: greedy decoding is
+length, the prompt start every row of a batch shares - a chat template's system prompt - prefilled
+once), and scores log-likelihoods. Results never depend on the batch size: greedy decoding is
 deterministic per row, and sampling draws from a generator seeded per (seed, prompt, sample index).
 """
 
@@ -551,20 +552,32 @@ class LanguageModel:
     def _pair_ids(self, ctx: Prompt, cont: str) -> tuple[list[int], list[int]]:
         """Token ids of (context, continuation), split where the context's own tokens end."""
         bos = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
-        if self.chat is not None:
-            ctx_text, cont = self.render(ctx), cont.strip()
-        else:
-            ctx_text = self.render(ctx)
-            # lm-eval: the context's trailing whitespace moves to the continuation, whose first
-            # word carries it in BPE vocabularies (" It", not " " + "It").
-            n = len(ctx_text) - len(ctx_text.rstrip())
-            if n:
-                ctx_text, cont = ctx_text[:-n], ctx_text[-n:] + cont
-            if not ctx_text:
-                return [bos], self.encode(cont)
+        ctx_text, cont = likelihood_texts(self.render(ctx), cont, chat=self.chat is not None)
+        if not ctx_text:
+            return [bos], self.encode(cont)
         whole = self.encode(ctx_text + cont)
         k = joint_split(whole, self.encode(ctx_text))
         return (whole[:k] or [bos]), whole[k:]
+
+
+def likelihood_texts(ctx_text: str, cont: str, *, chat: bool) -> tuple[str, str]:
+    """The (context, continuation) texts whose log-likelihood split is scored, local or served.
+
+    Through a chat template the continuation is the assistant's turn: its own surrounding whitespace
+    goes (the template ends the context where the answer starts). For raw prompts, lm-eval's rule:
+    the context's trailing whitespace moves to the continuation, whose first word carries it in BPE
+    vocabularies (" It", not " " + "It").
+
+    Example:
+        >>> likelihood_texts("Customer: hi\nAgent: ", "Hello.", chat=False)
+        ('Customer: hi\nAgent:', ' Hello.')
+        >>> likelihood_texts("<|im_start|>assistant\n", " Hello. ", chat=True)
+        ('<|im_start|>assistant\n', 'Hello.')
+    """
+    if chat:
+        return ctx_text, cont.strip()
+    stripped = ctx_text.rstrip()
+    return stripped, ctx_text[len(stripped):] + cont
 
 
 def joint_split(whole: Sequence[int], ctx: Sequence[int]) -> int:

@@ -4,7 +4,7 @@
    the bundled support data's ``train`` split (``support_chat.jsonl``: user questions, agent answers).
 2. Before: on held-out ``test``-split prompts (never trained on), measure
    - attack success of the TRAINING attack (deepwordbug) and of TRANSFER attacks never used in
-     training (bad_characters, pruthi), all with the ``task_degradation`` goal: success = the
+     training (pruthi; on the GPU also bad_characters), all with the ``task_degradation`` goal: success = the
      answer's chrF similarity to the reference drops by more than ``margin`` below the clean answer's;
    - worst case over character-level perturbations from consistency (typos, whitespace,
      punctuation, lowercase): share of prompts where some perturbation degrades the answer the same way;
@@ -14,17 +14,20 @@
    :func:`audit.finetune.harden.check_held_out` refuses any training prompt that is a test prompt
    or a perturbation of one.
 4. Hardening configurations, each from the task model, all at the same optimizer steps and LoRA rank:
-   clean CE only (control), augmentation, attack-found prompts, PGD/FreeLB, SMART, consistency KL,
+   clean CE only (control), augmentation, attack-found prompts, embedding PGD, SMART, consistency KL,
    and a combination. After each, the measurements of step 2 on the same held-out prompts.
 5. Print the BENCHMARKS.md table: every rate with its Wilson 95% interval and n.
 
 Run (from the repo root):
     OMP_NUM_THREADS=2 PYTHONPATH=. HF_HUB_OFFLINE=1 python benchmarks/experiment_harden_real.py [--gpu] [--pilot]
 ``--pilot`` proves the pipeline end to end in minutes (a few prompts, a few steps; numbers mean
-nothing); the default settings take 46 minutes on 2 quiet CPU cores for all configurations (``--configs``
-picks some); ``--gpu`` uses the larger settings meant for a lent H200 in under 10 minutes (not yet run).
-``--task-model DIR --n-test 51 --harden-steps 60 --configs ...`` is round 2 of BENCHMARKS.md (the method
-changes: every test prompt, twice the steps, self-distilled targets).
+nothing). The default settings ("cpu") run everything - task model, before, the 7 configurations - in
+under 30 minutes on 2 quiet CPU cores (BENCHMARKS.md gives the measured time); ``--configs`` picks some.
+``--gpu`` uses the larger settings meant for a lent H200 in under 10 minutes (not yet run: no session has
+been lent one). ``--task-model DIR --n-test 51 --harden-steps 60 --configs ...`` is round 2 of
+BENCHMARKS.md (the method changes: every test prompt, twice the steps, self-distilled targets); rounds 1
+and 2 ran with the settings of commit 71ef972 (30 steps, both transfer attacks at 8 queries, FreeLB-style
+PGD from a random start, generation batches of 16).
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DATA = Path(__file__).resolve().parents[1] / "audit" / "suites" / "data" / "support_chat.jsonl"
 TRAIN_ATTACK = "deepwordbug"
-TRANSFER = ["bad_characters", "pruthi"]
 PERTURBATIONS = ["typos", "whitespace", "punctuation", "lowercase"]   # character level, as consistency's INV set
 
 
@@ -63,16 +65,19 @@ class Settings:
     gen_batch: int = 16      # prompts per generation forward pass
     margin: float = 0.1      # task_degradation: chrF similarity points (0-1) the answer must lose
     device: str = "cpu"
+    transfer: tuple[str, ...] = ("bad_characters", "pruthi")   # attacks never trained on
 
 
 SETTINGS = {
-    # 2 quiet CPU cores, the whole experiment (task model, before, 7 configurations) in under 30 minutes:
-    # 30 held-out prompts (Wilson intervals about +-0.17); 24-token answers (the references are ~30 tokens;
-    # chrF needs most of the answer); 12 queries per prompt for the training attack (DeepWordBug ranks ~5
-    # content words, then edits the top 1-2) and 6 for each transfer attack; 24 hardening steps of 8
-    # examples (about one epoch of the 182 train questions); 40 train prompts attacked for attack-found
-    # data; batches of 32 prompts per generation pass (1.24x the throughput of 16 here).
-    "cpu": Settings(n_test=30, n_train_attack=40, task_steps=60, harden_steps=24, lora_r=8, max_length=96,
+    # 2 quiet CPU cores, the whole experiment (task model, before, 7 configurations) in under 30 minutes
+    # (measured: BENCHMARKS.md). 30 held-out prompts (Wilson intervals about +-0.17); 24-token answers (the
+    # references are ~30 tokens; chrF needs most of the answer); 12 queries per prompt for the training
+    # attack (DeepWordBug ranks ~5 content words, then edits the top 1-2) and 6 for each transfer attack;
+    # a 50-step task model; 14 hardening steps of 8 examples (0.6 epoch of the 182 train questions: the
+    # budget's main cut; round 2 tried 60 steps without a different answer); 24 train prompts attacked
+    # for attack-found data; batches of 32 prompts per generation pass (1.24x the throughput of 16 here).
+    # Measuring takes ~1.8 min per model, training 0.9 (CE) to 3.2 (SMART) min per 20 steps.
+    "cpu": Settings(n_test=30, n_train_attack=24, task_steps=50, harden_steps=14, lora_r=8, max_length=96,
                     max_new_tokens=24, query_budget=12, transfer_budget=6, batch_size=8, lr=3e-4, gen_batch=32),
     # a lent H200, < 10 min: every test prompt, more attack queries, longer training.
     "gpu": Settings(n_test=51, n_train_attack=182, task_steps=300, harden_steps=200, lora_r=16, max_length=192,
@@ -186,7 +191,7 @@ def evaluate(lm, test: list[dict], s: Settings) -> dict:
     from audit.perturb import perturb
 
     t0 = time.time()
-    by_recipe, wrapper, clean = attack(lm, test, [TRAIN_ATTACK, *TRANSFER], s)
+    by_recipe, wrapper, clean = attack(lm, test, [TRAIN_ATTACK, *s.transfer], s)
     out = {}
     broken: dict[str, bool] = {}   # per prompt: did ANY attack or perturbation degrade it (HELM's worst case)
     for recipe, recs in by_recipe.items():
@@ -388,12 +393,13 @@ def main(argv=None) -> int:
 
 def table(results: dict) -> str:
     b = results["before"]
-    head = (f"| configuration | {TRAIN_ATTACK} (trained on) success | transfer: {' / '.join(TRANSFER)} | "
+    transfers = results["settings"]["transfer"]
+    head = (f"| configuration | {TRAIN_ATTACK} (trained on) success | transfer: {' / '.join(transfers)} | "
             f"char perturbations | any attack (worst case) | clean chrF | perplexity | steps | minutes |")
     lines = [head, "|" + "---|" * 9]
 
     def row(name, m, steps, minutes):
-        transfer = " / ".join(fmt_rate(m[t]) for t in TRANSFER)
+        transfer = " / ".join(fmt_rate(m[t]) for t in transfers)
         anyr = fmt_rate(m["any"]) if "any" in m else "-"
         return (f"| {name} | {fmt_rate(m[TRAIN_ATTACK])} | {transfer} | {fmt_rate(m['perturbations'])} | {anyr} | {m['chrf']:.1f} | "
                 f"{m['perplexity']:.2f} | {steps} | {minutes:.1f} |")

@@ -326,3 +326,12 @@ def test_lora_and_pgd_on_a_llama_then_explain_it(tiny_llama, train_file, tmp_pat
     long = explain(lm, "where is my order " * 40, target=" Your", method="saliency")
     assert long.n_prompt + len(long.target_tokens) == 64
     assert explain(lm, "", target=" order", method="saliency").n_prompt == 1
+
+
+def test_two_runs_in_one_process_may_use_different_precisions(micro_path, train_file, tmp_path):
+    """Accelerate's process-wide state used to refuse the second run ("cannot be changed")."""
+    a = finetune(_cfg(micro_path, train_file, tmp_path / "fp32", max_steps=2, precision="no", val_split=None, val_fraction=0.0))
+    b = finetune(_cfg(micro_path, train_file, tmp_path / "bf16", max_steps=2, precision="bf16", val_split=None, val_fraction=0.0))
+    c = finetune(_cfg(micro_path, train_file, tmp_path / "fp32b", max_steps=2, precision="no", val_split=None, val_fraction=0.0))
+    assert a.steps == b.steps == c.steps == 2
+    assert all(torch.equal(x, y) for x, y in zip(_weights(a.model_dir).values(), _weights(c.model_dir).values()))

@@ -260,6 +260,17 @@ def test_echoed_logprobs_that_line_up_are_used():
     assert srv.count("/v1/completions") == 2          # one alignment probe, then the pair
 
 
+def test_raw_likelihood_text_keeps_the_contexts_trailing_space_with_the_continuation_as_locally():
+    """The trailing space belongs to the continuation's first token (" Hello"); it used to be dropped."""
+    from audit.model import likelihood_texts
+
+    with FakeServer() as srv:
+        lm = ServedModel.load(_spec(srv.url, api="completions"))
+        ctx, cont = "Customer: hi\nAgent: ", "Hello."
+        assert lm._likelihood_text(ctx, cont) == ("Customer: hi\nAgent: Hello.", len("Customer: hi\nAgent:"))
+        assert likelihood_texts(ctx, cont, chat=False) == ("Customer: hi\nAgent:", " Hello.")   # what the local model splits
+
+
 def test_echoed_logprobs_shifted_by_one_token_are_refused_in_one_line(tmp_path):
     from audit import run_suite
 

@@ -55,6 +55,22 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _fresh_precision(precision: str) -> str:
+    """``precision``, after forgetting another run's in this process.
+
+    Accelerate keeps one process-wide state and refuses a second ``Accelerator`` with another
+    mixed precision ("AcceleratorState has already been initialized and cannot be changed"): two
+    ``finetune()`` calls in one notebook, the first fp32, the second bf16, died on that. The state
+    of the process group (``PartialState``) stays; only the precision choice is dropped.
+    """
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") not in (None, precision):
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return precision
+
+
 class LossModule(torch.nn.Module):
     """The causal LM plus the weighted loss terms; ``forward(batch) -> (total, parts)``."""
 
@@ -144,7 +160,7 @@ class Trainer:
         self.merge_lora = merge_lora
         # cpu=True without CUDA: `accelerate launch --multi_gpu` then gives gloo processes (MULTI_CPU)
         # instead of silently independent single-process runs.
-        self.accelerator = Accelerator(mixed_precision=_precision(cfg), cpu=not torch.cuda.is_available())
+        self.accelerator = Accelerator(mixed_precision=_fresh_precision(_precision(cfg)), cpu=not torch.cuda.is_available())
         acc = self.accelerator
         self.out = Path(cfg.out_dir)
         self.ckpt_root = self.out / "checkpoints"

@@ -257,10 +257,9 @@ class ServedModel:
         return results
 
     def _likelihood_text(self, ctx, cont: str) -> tuple[str, int]:
-        if self.spec_obj.api == "chat":
-            ctx_text, cont = self.render(ctx), cont.strip()
-        else:
-            ctx_text = self.render(ctx).rstrip()   # trailing whitespace belongs to the continuation's first token
+        from ..model import likelihood_texts
+
+        ctx_text, cont = likelihood_texts(self.render(ctx), cont, chat=self.spec_obj.api == "chat")
         if not ctx_text:   # condition on the bos/eos token, as the local model does
             if self.tokenizer is None:
                 raise ServedUnsupported("scoring text without a context needs the model's bos/eos token text: "
