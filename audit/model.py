@@ -569,10 +569,10 @@ def likelihood_texts(ctx_text: str, cont: str, *, chat: bool) -> tuple[str, str]
     vocabularies (" It", not " " + "It").
 
     Example:
-        >>> likelihood_texts("Customer: hi\nAgent: ", "Hello.", chat=False)
-        ('Customer: hi\nAgent:', ' Hello.')
-        >>> likelihood_texts("<|im_start|>assistant\n", " Hello. ", chat=True)
-        ('<|im_start|>assistant\n', 'Hello.')
+        >>> likelihood_texts("Customer: hi\\nAgent: ", "Hello.", chat=False)
+        ('Customer: hi\\nAgent:', ' Hello.')
+        >>> likelihood_texts("<|im_start|>assistant\\n", " Hello. ", chat=True)
+        ('<|im_start|>assistant\\n', 'Hello.')
     """
     if chat:
         return ctx_text, cont.strip()
