@@ -388,11 +388,13 @@ class LanguageModel:
         cache cannot be repeated along the batch (then the batch is prefilled whole, as before).
         Every row keeps at least one token of its own, whose logits pick the first new token.
         """
+        if len(rows) < 2 or not type(self.model).__module__.startswith("transformers."):
+            return 0, None
         n = min(len(r) for r in rows) - 1
         first = rows[0]
         for r in rows[1:]:
             n = min(n, next((j for j in range(n) if r[j] != first[j]), n))
-        if len(rows) < 2 or n < 4 or not type(self.model).__module__.startswith("transformers."):
+        if n < 4:
             return 0, None
         ids = torch.tensor([first[:n]], dtype=torch.long, device=self.device)
         out = self.model(input_ids=ids, position_ids=torch.arange(n, device=self.device)[None], use_cache=True,

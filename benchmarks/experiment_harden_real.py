@@ -4,7 +4,7 @@
    the bundled support data's ``train`` split (``support_chat.jsonl``: user questions, agent answers).
 2. Before: on held-out ``test``-split prompts (never trained on), measure
    - attack success of the TRAINING attack (deepwordbug) and of TRANSFER attacks never used in
-     training (pruthi; on the GPU also bad_characters), all with the ``task_degradation`` goal: success = the
+     training (bad_characters, pruthi), all with the ``task_degradation`` goal: success = the
      answer's chrF similarity to the reference drops by more than ``margin`` below the clean answer's;
    - worst case over character-level perturbations from consistency (typos, whitespace,
      punctuation, lowercase): share of prompts where some perturbation degrades the answer the same way;

@@ -261,7 +261,7 @@ def test_pgd_from_zero_under_lora_reuses_the_clean_pass(micro_path, batch):
     clean pass: two forwards per step instead of three, and the same loss and adapter gradients."""
     import copy
 
-    from audit.finetune.config import LoraOptions
+    from audit.finetune.config import LoraOptions, load_finetune_config
     from audit.finetune.lora import apply_lora, transformer_blocks
     from audit.finetune.trainer import LossModule
     from audit.model import LanguageModel
@@ -273,8 +273,6 @@ def test_pgd_from_zero_under_lora_reuses_the_clean_pass(micro_path, batch):
         if "lora_B" in n:
             torch.nn.init.normal_(p, std=0.1)
     net.eval()
-    from audit.finetune.config import load_finetune_config
-
     spec = load_finetune_config({"losses": {"ce": 1.0, "pgd": {"init": "zero", "steps": 1, "epsilon": 0.5}}}).loss_specs()
 
     def run(module):
