@@ -10,7 +10,7 @@ def __getattr__(name):
 
         return run_suite
     if name in ("LanguageModel",):
-        from .model import LanguageModel
+        from .models.local import LanguageModel
 
         return LanguageModel
     if name in ("AuditResult", "SectionResult", "SampleRecord"):

@@ -90,7 +90,7 @@ COMMAND_MODULES: list[str] = ["audit.report.commands", "audit.finetune.commands"
 
 class _OneLineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        from .untrusted import one_line
+        from .io.untrusted import one_line
 
         return one_line(super().format(record))
 
@@ -143,7 +143,7 @@ def cmd_run(args) -> int:
     result = run_suite(suite, out_dir=out_dir, outputs=_default_outputs(out_dir) + args.output, progress=not args.quiet,
                        use_cache=not args.no_cache, cache_dir=args.cache_dir, only_sections=args.section, seed=args.seed,
                        baseline=getattr(args, "baseline", None), force_baseline=getattr(args, "force_baseline", False))
-    from .distributed import world
+    from .models.distributed import world
 
     if not world().is_main:   # under `accelerate launch`: rank 0 prints the summary and writes the reports
         return EXIT_ERROR if result.errors else EXIT_PASS if result.passed else EXIT_GATE_FAILED
@@ -240,7 +240,7 @@ _MAX_ERROR_CHARS = 1000
 def _error_line(e: BaseException) -> str:
     """``audit: error: ...`` on one printable line; never raises (a failure here would exit 1, not 2)."""
     from .errors import AuditError, first_line
-    from .untrusted import one_line
+    from .io.untrusted import one_line
 
     try:
         if isinstance(e, MemoryError):

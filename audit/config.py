@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import AuditError
 from .registry import did_you_mean
-from .untrusted import excerpt, one_line
+from .io.untrusted import excerpt, one_line
 
 # Devices torch can be asked for by name (checked before any model loads; availability is checked at load).
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")

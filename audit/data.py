@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AuditError
-from .input_files import check_regular_file, iter_lines, read_text
-from .untrusted import excerpt
+from .io.input_files import check_regular_file, iter_lines, read_text
+from .io.untrusted import excerpt
 
 MAX_JSON_ARRAY_BYTES = 256 << 20   # a .json array is parsed whole; JSONL streams line by line
 
@@ -187,7 +187,7 @@ def load_records(path: str | os.PathLike, *, prompt_field: str = "prompt", refer
 
 def _messages(value: Any, where: str) -> list[dict[str, str]] | None:
     """A record's ``messages`` turns, validated (a CSV cell holds them as a JSON string)."""
-    from .chat import ChatTemplateError, check_messages
+    from .models.chat import ChatTemplateError, check_messages
 
     if value is None or value == "":
         return None

@@ -10,7 +10,7 @@ back, by whichever of them asks.
 Example:
     >>> from audit.config import GenerationSettings
     >>> from audit.data import Record
-    >>> from audit.model import LanguageModel
+    >>> from audit.models.local import LanguageModel
     >>> lm = LanguageModel.load("builtin:micro")
     >>> cache = generation_cache(lm, None, enabled=False)
     >>> samples, reused = generate_samples(lm, [Record("r1", "Hello")], GenerationSettings(max_new_tokens=4),
@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-from .cache import DiskCache, make_key
+from .io.cache import DiskCache, make_key
 from .config import GenerationSettings
 from .results import SampleRecord
 

@@ -115,7 +115,7 @@ def preflight(suite, *, check_model: bool = True):
                         split=d.split, limit=d.limit)
     if not check_model:
         return recs
-    from .served import ServedSpec
+    from .models.served import ServedSpec
 
     if isinstance(suite.model, ServedSpec):   # a served model: its server is asked when the run starts
         return recs

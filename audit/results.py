@@ -206,8 +206,8 @@ def read_results(path: str | os.PathLike, *, label: str = "", error: type[Except
     error = error or AuditError
     p = Path(path)
     prefix = f"{label} {p}" if label else str(p)
-    from .input_files import check_regular_file
-    from .untrusted import one_line
+    from .io.input_files import check_regular_file
+    from .io.untrusted import one_line
 
     if not p.exists():
         raise error(f"{prefix}: {'file' if label else 'results file'} not found")

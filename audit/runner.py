@@ -30,7 +30,7 @@ from .generation import generate_samples, generation_cache
 from .baseline import check_baseline_prompt_format, data_fingerprint, identity, prepare_baseline
 from .gates import apply_gates
 from .registry import did_you_mean
-from .model import LanguageModel
+from .models.local import LanguageModel
 from .results import AuditResult, SectionResult
 
 log = logging.getLogger("audit")
@@ -72,7 +72,7 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     """
     t0 = time.perf_counter()
     # Under `accelerate launch`/torchrun: join the process group; other ranks keep their own cache copy.
-    from .distributed import distribute, log_share, rank_cache_dir, setup
+    from .models.distributed import distribute, log_share, rank_cache_dir, setup
 
     world = setup()
     cache_dir = rank_cache_dir(cache_dir, world)
@@ -93,9 +93,9 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
 
     t = time.perf_counter()
     if model is not None and not isinstance(model, str):
-        lm = model   # an adapter the caller loaded: LanguageModel or audit.served.ServedModel
+        lm = model   # an adapter the caller loaded: LanguageModel or audit.models.served.ServedModel
     else:
-        from .served import load_model   # the one dispatch point: served endpoint or local weights
+        from .models.served import load_model   # the one dispatch point: served endpoint or local weights
 
         lm = load_model(suite.model)
     lm = distribute(lm)   # several processes: generation and scoring split by rank, outputs gathered
@@ -135,7 +135,7 @@ def _prepare_suite(suite: SuiteConfig | str | os.PathLike, *, model: str | None,
     seed overrides applied and, with ``only_sections``, just those sections and their gates."""
     suite = dataclasses.replace(suite if isinstance(suite, SuiteConfig) else load_suite(suite))
     if model is not None:
-        from .served import override_model   # a served spec (openai:URL) or a local path
+        from .models.served import override_model   # a served spec (openai:URL) or a local path
 
         suite.model = override_model(suite.model, model)
     if seed is not None:
@@ -185,7 +185,7 @@ def run_sections(ctx: Context, sections: dict[str, Any]) -> dict[str, float]:
         log.info("section %s ...", name)
         try:
             if getattr(evaluator, "needs_weights", False) and not getattr(ctx.model, "has_weights", True):
-                from .served import ServedUnsupported
+                from .models.served import ServedUnsupported
 
                 raise ServedUnsupported(f"section {name} needs local model weights; {ctx.model.spec} is served (run "
                                         f"this section on a local copy of the model)")

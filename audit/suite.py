@@ -1,7 +1,7 @@
 """A suite: model, data, generation, sections and gates, loaded from YAML and validated before any model loads.
 
 A suite file is YAML, read with a ``yaml.SafeLoader`` only (no code in YAML; alias bombs refused,
-see :mod:`audit.safe_yaml`): it can only name registered sections, metrics and components. Every
+see :mod:`audit.io.safe_yaml`): it can only name registered sections, metrics and components. Every
 error names the file and the field; unknown names suggest the closest valid one. This module sits
 above :mod:`audit.config` (the plain settings) and :mod:`audit.evaluators` (which use those
 settings), so neither imports the other back.
@@ -26,9 +26,9 @@ from .config import (MAX_REASON, ConfigError, DataSpec, GenerationSettings, Mode
                      non_finite_field, resolve_data_path)
 from .evaluators import SECTIONS
 from .registry import did_you_mean
-from .safe_yaml import load_yaml_file
+from .io.safe_yaml import load_yaml_file
 from .stats import ConfidenceSettings
-from .untrusted import excerpt, one_line
+from .io.untrusted import excerpt, one_line
 
 
 @dataclass
@@ -98,8 +98,8 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
             raise ConfigError(f"{where}: {key}: expected a string, got {excerpt(raw[key])}")
     name = raw.get("name") or (Path(path).stem if path else "suite")
     model_raw = raw.get("model", {})
-    # A served model (openai:URL, or a mapping with `provider:`) gets its own spec; see audit.served.
-    from .served import model_spec_from, override_model
+    # A served model (openai:URL, or a mapping with `provider:`) gets its own spec; see audit.models.served.
+    from .models.served import model_spec_from, override_model
 
     model = model_spec_from(model_raw, f"{where}: model")
     if model is None:

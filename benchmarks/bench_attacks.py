@@ -58,7 +58,7 @@ def load_prompts(n: int) -> tuple[list[str], str]:
 
 
 def load_model(spec: str):
-    from audit.model import LanguageModel, ModelLoadError
+    from audit.models.local import LanguageModel, ModelLoadError
 
     try:
         return LanguageModel.load(spec), spec

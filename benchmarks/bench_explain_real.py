@@ -78,7 +78,7 @@ def main() -> None:
     from audit.config import GenerationSettings
     from audit.explain import explain, explain_many
     from audit.explain.files import explain_to_files, text_summary
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     t0 = time.perf_counter()
     e, _ = explain_to_files(args.model, QUESTIONS[0], max_new_tokens=args.tokens)   # what `audit explain` runs

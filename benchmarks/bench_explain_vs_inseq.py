@@ -106,7 +106,7 @@ def chat_pairs(lm, n_tokens: int):
 
 
 def load(spec: str, chat: bool = False):
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     if spec == "random:tiny-shape":
         # builtin:tiny's shape (2 layers x 128, 4 heads) with random weights and the micro tokenizer:

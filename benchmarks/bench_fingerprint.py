@@ -1,6 +1,6 @@
 """Cost of the full-content weights fingerprint, against loading the same weights.
 
-The fingerprint (``audit.fingerprint``) hashes every byte of a model directory's weight, config and
+The fingerprint (``audit.models.fingerprint``) hashes every byte of a model directory's weight, config and
 tokenizer files; per-file digests are cached by path, size, mtime, ctime and inode. This prints, in
 one run: the first fingerprint (empty digest cache), a repeat (cached), the previous sampled scheme
 (name, size, first and last MiB of each file; kept here as the baseline) and reading the weights
@@ -40,14 +40,14 @@ def main() -> None:
     ap.add_argument("--model", default="builtin:smollm2", help="a model directory or builtin:NAME")
     args = ap.parse_args()
     if args.model.startswith("builtin:"):
-        from audit.builtin import resolve
+        from audit.models.builtin import resolve
 
         d = Path(resolve(args.model))   # built or converted once, cached (before the digest cache is emptied)
     else:
         d = Path(args.model)
     # An empty digest cache: the first fingerprint below hashes every byte. cache_dir() is read per call.
     os.environ["AUDIT_CACHE"] = tempfile.mkdtemp(prefix="bench-fp-")
-    from audit.fingerprint import fingerprint_path
+    from audit.models.fingerprint import fingerprint_path
 
     t = time.perf_counter()
     fp = fingerprint_path(d)

@@ -80,7 +80,7 @@ def main() -> None:
 
     from audit.config import GenerationSettings, bundled_dir
     from audit.data import load_records
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     lm = LanguageModel.load(args.model)
     data = "support_chat.jsonl" if lm.chat is not None else "support.jsonl"

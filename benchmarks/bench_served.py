@@ -56,7 +56,7 @@ def bare_sequential(url: str, qs: list[str], tokens: int) -> float:
 def throughput(url: str, n: int, tokens: int, rounds: int = 2) -> list[tuple[str, float, float]]:
     """Best of ``rounds`` per mode, the modes' order reversed every round (a busy box drifts)."""
     from audit.config import GenerationSettings
-    from audit.served import ServedModel, ServedSpec
+    from audit.models.served import ServedModel, ServedSpec
 
     qs = questions(n)
     bare_sequential(url, qs[:2], tokens)   # warm-up (first request loads caches)

@@ -35,7 +35,7 @@ def main(argv=None) -> dict:
 
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from audit.builtin import corpus_text, train_tokenizer
+    from audit.models.builtin import corpus_text, train_tokenizer
     from audit.finetune.config import FinetuneConfig
     from audit.finetune.data import Example, collate
     from audit.finetune.trainer import Trainer

@@ -61,7 +61,7 @@ def generation_metrics(lm, prompts, refs, max_new_tokens: int) -> dict:
 def part_a(args, data: Path, work: Path) -> dict:
     from audit.data import load_records
     from audit.finetune import finetune
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     test = load_records(data, split="test")
     prompts, refs = [r.prompt for r in test], [r.reference or "" for r in test]
@@ -95,8 +95,8 @@ def part_b(args, data: Path, work: Path) -> dict:
     from audit.suite import parse_suite
     from audit.finetune import finetune
     from audit.finetune.data import write_pairs_jsonl
-    from audit.finetune.harden import HARDEN_DEFAULTS, training_pairs
-    from audit.model import LanguageModel
+    from audit.harden import HARDEN_DEFAULTS, training_pairs
+    from audit.models.local import LanguageModel
     from audit.runner import run_suite
 
     kw = dict(budget=args.query_budget, max_new_tokens=args.attack_tokens)

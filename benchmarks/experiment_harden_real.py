@@ -11,7 +11,7 @@
    - clean quality: chrF of greedy answers to the references (0-100) and perplexity of the references.
 3. Training attacks: deepwordbug (task_degradation) on ``train``-split prompts of the task model; the
    successful perturbed prompts with CLEAN targets (the references) are the adversarial data.
-   :func:`audit.finetune.harden.check_held_out` refuses any training prompt that is a test prompt
+   :func:`audit.harden.check_held_out` refuses any training prompt that is a test prompt
    or a perturbation of one.
 4. Hardening configurations, each from the task model, all at the same optimizer steps and LoRA rank:
    clean CE only (control), augmentation, attack-found prompts, embedding PGD, SMART, consistency KL,
@@ -169,7 +169,7 @@ def answer_changes(clean: list[str], outs: list[str], test: list[dict], s: Setti
 def diagnose(model_dirs: list[str], test: list[dict], s: Settings) -> dict:
     """:func:`answer_changes` of saved models (the task model, a configuration's ``model/``), greedy."""
     from audit.config import GenerationSettings
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
     from audit.perturb import perturb
 
     prompts = [r["prompt"] for r in test]
@@ -298,8 +298,8 @@ def main(argv=None) -> int:
 
     from audit.finetune import finetune
     from audit.finetune.data import TextPair
-    from audit.finetune.harden import check_held_out
-    from audit.model import LanguageModel
+    from audit.harden import check_held_out
+    from audit.models.local import LanguageModel
 
     import dataclasses
 

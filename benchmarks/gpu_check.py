@@ -9,7 +9,7 @@ For each loss (ce, unlikelihood, simctg, pgd with 1 ascent step, smart, unlikeli
 ``--steps`` optimizer steps of the real :class:`audit.finetune.trainer.Trainer` (Accelerate, bf16
 autocast on capable CUDA, fused AdamW) on random token batches, and reports tokens/s, the step time
 as a ratio of the CE step, and peak GPU memory. Then it times batched greedy generation through
-:class:`audit.model.LanguageModel` (bf16) against one prompt at a time.
+:class:`audit.models.local.LanguageModel` (bf16) against one prompt at a time.
 
 ``--tiny`` runs the same code on a 2 x 64 model in seconds on a CPU (what the test suite does).
 The tokenizer is audit's BPE trained on the bundled corpus (about 6.7k tokens); the model keeps
@@ -48,7 +48,7 @@ def _sync():
 def build(tiny: bool):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from audit.builtin import corpus_text, train_tokenizer
+    from audit.models.builtin import corpus_text, train_tokenizer
 
     text = corpus_text()
     tok = train_tokenizer((text[:60_000] if tiny else text).split("\n"), vocab_size=512 if tiny else 8192)
@@ -67,7 +67,7 @@ def run(args) -> dict:
     from audit.finetune.config import FinetuneConfig
     from audit.finetune.data import Example
     from audit.finetune.trainer import Trainer
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"

@@ -30,7 +30,7 @@ def build_chat_llama(path: Path, *, seed: int = 0, template: str | None = CHATML
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from audit.builtin import EOS, corpus_text, train_tokenizer
+    from audit.models.builtin import EOS, corpus_text, train_tokenizer
 
     tok = train_tokenizer(corpus_text()[:60_000].split("\n"), vocab_size=320)
     tok.add_special_tokens({"additional_special_tokens": SPECIALS})

@@ -23,14 +23,14 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def micro_path() -> Path:
-    from audit.builtin import resolve
+    from audit.models.builtin import resolve
 
     return resolve("builtin:micro")
 
 
 @pytest.fixture(scope="session")
 def micro_lm(micro_path):
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     return LanguageModel.load(str(micro_path))
 
@@ -62,7 +62,7 @@ def chat_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chat_lm(chat_dir):
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     return LanguageModel.load(str(chat_dir))
 
@@ -71,7 +71,7 @@ def chat_lm(chat_dir):
 def sensitive_micro_lm(micro_path):
     # The random micro model answers every prompt with the same tokens, so no attack can change its
     # output. Scaling its matrices makes it chaotic: outputs depend on the prompt, attacks succeed.
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     lm = LanguageModel.load(str(micro_path))
     with torch.no_grad():

@@ -25,7 +25,7 @@ def server_python() -> Path:
 
 
 def smollm2_gguf() -> Path:
-    from audit.gguf import smollm2_gguf as find
+    from audit.models.gguf import smollm2_gguf as find
 
     return find()
 

@@ -112,7 +112,7 @@ def test_wrapper_matches_one_at_a_time_generation_and_never_generates_twice(micr
 
 def test_wrapper_disk_cache_reuses_outputs_across_wrappers(micro_lm, tmp_path):
     from audit.attacks import GenerationModelWrapper
-    from audit.cache import DiskCache
+    from audit.io.cache import DiskCache
 
     first = GenerationModelWrapper(micro_lm, SETTINGS, disk_cache=DiskCache(tmp_path, "gen"))
     a = first(PROMPTS)
@@ -124,8 +124,8 @@ def test_wrapper_disk_cache_is_not_shared_across_dtypes(micro_path, micro_lm, tm
     # Same weights file (same fingerprint, same cache namespace), other dtype: other generations,
     # so the cache must not answer a bfloat16 run with float32 outputs.
     from audit.attacks import GenerationModelWrapper
-    from audit.cache import DiskCache
-    from audit.model import LanguageModel
+    from audit.io.cache import DiskCache
+    from audit.models.local import LanguageModel
 
     bf16 = LanguageModel.load(str(micro_path), dtype="bfloat16")
     assert bf16.fingerprint == micro_lm.fingerprint

@@ -18,7 +18,7 @@ from audit import stats
 from audit.metrics import stereotype_preference
 from audit.evaluators.base import Context
 from audit.evaluators.bias import BiasEvaluator, load_pairs, load_templates, load_terms
-from audit.model import LanguageModel
+from audit.models.local import LanguageModel
 from tests.conftest import write_suite
 
 CROWS = Path(__file__).resolve().parents[2] / "shared" / "data" / "crows_pairs_anonymized.csv"

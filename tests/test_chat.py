@@ -10,12 +10,12 @@ import shutil
 import pytest
 import torch
 
-from audit.chat import ChatTemplateError
+from audit.models.chat import ChatTemplateError
 from audit.cli import main
 from audit.config import GenerationSettings, ModelSpec
 from audit.data import DataError, load_records
 from audit.generation import cached_generate, generation_cache
-from audit.model import LanguageModel
+from audit.models.local import LanguageModel
 
 from .conftest import write_suite
 

@@ -268,8 +268,8 @@ def test_rows_per_gradient_pass_follow_the_memory_budget(micro_lm):
 def test_chat_model_explains_the_rendered_prompt_and_only_the_users_words(micro_lm):
     """A model with a chat template: explain() renders the prompt as generation does, and the
     template's tokens (role tags, system prompt) are excluded without being asked."""
-    from audit.chat import ChatFormat
-    from audit.model import LanguageModel
+    from audit.models.chat import ChatFormat
+    from audit.models.local import LanguageModel
 
     fmt = ChatFormat(template="{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}"
                               "{% if add_generation_prompt %}<assistant>{% endif %}", source="inline")
@@ -291,7 +291,7 @@ def test_auto_method_is_integrated_gradients_on_small_models_and_ablation_on_lar
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from audit.explain.core import resolve_method
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     e = explain(micro_lm, PROMPT, target=TARGET, method="auto", faithfulness=False)
     assert e.method == "integrated_gradients" and e.complete is True
@@ -317,7 +317,7 @@ def test_prompt_only_sources_keep_generated_tokens_fixed(micro_lm):
 def test_bf16_path_runs_on_cpu_and_reports_its_completeness_honestly(micro_path):
     """The GPU dtype, checked where CI can: bf16 weights, float32 interpolation; whatever gap bf16
     rounding leaves is measured and flagged, never hidden."""
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     lm = LanguageModel.load(str(micro_path), dtype="bfloat16")
     e = explain(lm, PROMPT, target=TARGET, max_n_steps=60)

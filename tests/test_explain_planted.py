@@ -33,7 +33,7 @@ def _single_token_words(tok, n: int) -> list[int]:
 def planted(micro_lm):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     tok = micro_lm.tokenizer
     words = _single_token_words(tok, 20)

@@ -260,7 +260,7 @@ def test_resume_from_a_checkpoint_of_a_different_config_is_a_clear_error(micro_p
 def test_saved_config_names_the_model_that_was_trained(micro_path, train_file, tmp_path):
     import yaml
 
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     cfg = _cfg(micro_path, train_file, tmp_path / "spec", max_steps=1)
     del cfg["model"]  # the model comes from the `model=` argument (as `audit harden` passes it), not the config
@@ -294,7 +294,7 @@ def tiny_llama(tmp_path_factory) -> Path:
     """A random 2-layer Llama (rotary positions, RMSNorm, untied head) with a byte-level BPE tokenizer."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from audit.builtin import train_tokenizer
+    from audit.models.builtin import train_tokenizer
 
     tok = train_tokenizer(["Customer: where is my order? Agent: Your order is on its way today."] * 20, vocab_size=300)
     eos = tok.eos_token_id
@@ -310,7 +310,7 @@ def tiny_llama(tmp_path_factory) -> Path:
 
 def test_lora_and_pgd_on_a_llama_then_explain_it(tiny_llama, train_file, tmp_path):
     from audit.explain import explain
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     # peft's default target modules for Llama (q_proj, v_proj); PGD perturbs the embeddings rotary models read.
     r = finetune(_cfg(tiny_llama, train_file, tmp_path / "llama", max_steps=2, lora={"r": 2},

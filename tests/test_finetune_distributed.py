@@ -37,6 +37,6 @@ def test_two_process_accelerate_run_ends_with_identical_weights(micro_path, tmp_
     assert json.loads((ck / "trainer_state.json").read_text())["world_size"] == 2
     assert p.stdout.count("finetune: 6 steps") == 1
     # And the saved model is those weights.
-    from audit.model import LanguageModel, params_fingerprint
+    from audit.models.local import LanguageModel, params_fingerprint
 
     assert params_fingerprint(LanguageModel.load(str(out / "model")).model) == f0

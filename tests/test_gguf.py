@@ -11,8 +11,8 @@ import torch
 from audit import gguf as G
 from audit.cli import main
 from audit.config import GenerationSettings
-from audit.model import LanguageModel
-from audit.paths import cache_dir
+from audit.models.local import LanguageModel
+from audit.io.paths import cache_dir
 
 from .chat_models import build_chat_llama, write_gguf
 

@@ -12,7 +12,7 @@ import json
 from audit.finetune.config import load_finetune_config
 from audit.finetune.data import TextPair, tokenize_pairs
 from audit.finetune.losses.base import IGNORE
-from audit.model import LanguageModel
+from audit.models.local import LanguageModel
 
 
 ANSWER = "Go to Settings and add the card."

@@ -10,7 +10,7 @@ import yaml
 
 from audit.errors import AuditError
 from audit.finetune.data import TextPair
-from audit.finetune.harden import LeakError, check_held_out
+from audit.harden import LeakError, check_held_out
 
 TEST = ["Customer: My tablet broke. Is that covered?\nAgent:", "Customer: Where is invoice 1234?\nAgent:"]
 TRAIN = ["Customer: Can I change the payment method?\nAgent:", "Customer: How do I reset my password?\nAgent:"]

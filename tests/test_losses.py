@@ -264,7 +264,7 @@ def test_pgd_from_zero_under_lora_reuses_the_clean_pass(micro_path, batch):
     from audit.finetune.config import LoraOptions, load_finetune_config
     from audit.finetune.lora import apply_lora, transformer_blocks
     from audit.finetune.trainer import LossModule
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     ids, attn, labels = batch
     torch.manual_seed(0)

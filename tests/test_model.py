@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from audit.config import GenerationSettings
-from audit.model import LanguageModel, ModelLoadError
+from audit.models.local import LanguageModel, ModelLoadError
 
 PROMPTS = [f"Customer: question {i} about " + "the print statement " * (i % 5) + "?\nAgent:" for i in range(33)]
 
@@ -132,7 +132,7 @@ def test_other_architectures_load_and_decode_like_transformers(tmp_path, arch):
     """Not only GPT-2: rotary, grouped-query models load from a directory and decode like HF, batch-independently."""
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from audit.builtin import EOS, corpus_text, train_tokenizer
+    from audit.models.builtin import EOS, corpus_text, train_tokenizer
 
     cfg_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[arch]
     tok = train_tokenizer(corpus_text()[:60_000].split("\n"), vocab_size=320)
@@ -161,7 +161,7 @@ def test_other_architectures_load_and_decode_like_transformers(tmp_path, arch):
 def test_weights_fingerprint_covers_weights_and_tokenizer_files(tmp_path, micro_path):
     import shutil
 
-    from audit.model import weights_fingerprint
+    from audit.models.local import weights_fingerprint
 
     d = tmp_path / "m"
     shutil.copytree(micro_path, d)

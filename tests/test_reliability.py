@@ -105,7 +105,7 @@ def test_defect1_resume_checkpoint_pickle_runs_no_code(finetuned_checkpoint, tmp
 
 
 def test_defect1_no_full_unpickler_left_in_the_package():
-    """Every torch.load goes through audit.tensor_files (weights_only=True); no pickle module use."""
+    """Every torch.load goes through audit.io.tensor_files (weights_only=True); no pickle module use."""
     root = Path(__file__).resolve().parents[1] / "audit"
     offenders = []
     for py in root.rglob("*.py"):
@@ -142,7 +142,7 @@ def _two_models_differing_in_a_middle_layer(root: Path, micro_path: Path) -> tup
 
 
 def test_defect2_models_differing_in_a_middle_layer_never_share_generations(tmp_path, micro_path, support_like):
-    from audit.model import weights_fingerprint
+    from audit.models.local import weights_fingerprint
 
     a, b = _two_models_differing_in_a_middle_layer(tmp_path, micro_path)
     size = (a / "model.safetensors").stat().st_size
@@ -183,7 +183,7 @@ def test_defect2_file_digests_are_cached_by_path_size_and_times(tmp_path, monkey
 
 
 def test_defect2_docs_state_what_the_fingerprint_covers():
-    from audit.fingerprint import STATEMENT
+    from audit.models.fingerprint import STATEMENT
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "reports.md").read_text(encoding="utf-8")
     assert STATEMENT in docs
@@ -282,7 +282,7 @@ def test_defect3_finetune_config_alias_bomb_is_refused(tmp_path):
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Fails the test if any model is loaded (the check must come first)."""
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     def refuse(*a, **k):
         raise AssertionError("a model was loaded before the output paths were checked")
@@ -322,9 +322,9 @@ def test_defect4_bad_output_paths_fail_before_the_model_loads(tmp_path, support_
 
 def test_defect4_explain_finetune_and_harden_outputs_fail_first(tmp_path, support_like, no_model_load, monkeypatch):
     from audit.explain.files import explain_to_files
-    from audit.finetune.harden import harden
+    from audit.harden import harden
     from audit.finetune.run import finetune
-    from audit.output_paths import OutputPathError
+    from audit.io.output_paths import OutputPathError
 
     (tmp_path / "e.html").mkdir()
     (tmp_path / "afile").write_text("x")
@@ -472,7 +472,7 @@ def test_defect6_data_fifo_does_not_block(tmp_path):
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
 def test_defect6_a_line_over_the_cap_names_the_file_and_line(tmp_path, suffix):
     from audit.data import DataError, load_records
-    from audit.input_files import MAX_LINE_BYTES
+    from audit.io.input_files import MAX_LINE_BYTES
 
     p = tmp_path / f"big{suffix}"
     head = '{"prompt": "ok"}\n' if suffix == ".jsonl" else "prompt\nok\n"
@@ -536,7 +536,7 @@ def test_defect7_broken_model_directories_name_the_directory(tmp_path, micro_pat
     assert code == 2 and f"{only_cfg}: model directory has no weights file" in err
     code, err = _run_line(capsys, ["run", str(suite), "-m", str(corrupt), "--out", str(tmp_path / "o"), "-q"])
     assert code == 2 and f"cannot load model '{corrupt}': corrupt weights file" in err
-    from audit.model import LanguageModel, ModelLoadError
+    from audit.models.local import LanguageModel, ModelLoadError
 
     with pytest.raises(ModelLoadError, match="has no weights file"):   # the library entry point too
         LanguageModel.load(str(only_cfg))
@@ -579,7 +579,7 @@ def test_defect8_torn_cache_line_does_not_swallow_the_next_record(tmp_path, cut)
     import subprocess
     import sys
 
-    from audit.cache import DiskCache
+    from audit.io.cache import DiskCache
 
     c = DiskCache(tmp_path, "gen")
     c.put_many([("a", "first"), ("b", "second ünïcode")])
@@ -616,7 +616,7 @@ def test_defect9_suite_name_cannot_print_fake_lines_or_ansi(tmp_path, support_li
 
 
 def test_defect9_one_sanitizer_serves_console_and_markdown():
-    """summary.md and the console share audit.untrusted.one_line; markdown keeps no copy of its own."""
+    """summary.md and the console share audit.io.untrusted.one_line; markdown keeps no copy of its own."""
     from audit.report import markdown
 
     src = Path(markdown.__file__).read_text(encoding="utf-8")
@@ -626,7 +626,7 @@ def test_defect9_one_sanitizer_serves_console_and_markdown():
 
 def test_defect1_pickled_pytorch_model_bin_runs_no_code(tmp_path, micro_path):
     """A model directory's pytorch_model.bin (read by transformers) and an hf: scorer's are pickles too."""
-    from audit.model import LanguageModel, ModelLoadError
+    from audit.models.local import LanguageModel, ModelLoadError
 
     d = tmp_path / "evil-model"
     shutil.copytree(micro_path, d)

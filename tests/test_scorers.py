@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from audit.cache import DiskCache
+from audit.io.cache import DiskCache
 from audit.registry import UnknownNameError
 from audit.scorers import (SCORERS, Scorer, ScorerError, get_scorer, get_sentiment_scorer, parse_spec, score_cached,
                            shared_scorer)
@@ -175,7 +175,7 @@ def _tiny_decoder_classifier(path, config_cls, model_cls, *, eos: bool = True):
     GPT-2 / Llama / Qwen2 checkpoints usually ship), and optionally minus EOS too."""
     from transformers import AutoTokenizer
 
-    from audit.builtin import resolve
+    from audit.models.builtin import resolve
 
     tok = AutoTokenizer.from_pretrained(resolve("builtin:micro"))
     tok.pad_token = None

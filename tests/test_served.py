@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from audit.config import GenerationSettings
-from audit.served import ServedError, ServedModel, ServedSpec, parse_served_string
-from audit.served.model import _alignment_verdict, _continuation_logprob, _last_tokens_logprob
+from audit.models.served import ServedError, ServedModel, ServedSpec, parse_served_string
+from audit.models.served.model import _alignment_verdict, _continuation_logprob, _last_tokens_logprob
 
 sys.path.insert(0, str(Path(__file__).parent))
 from served_fake import FakeServer, answer_for  # noqa: E402
@@ -262,7 +262,7 @@ def test_echoed_logprobs_that_line_up_are_used():
 
 def test_raw_likelihood_text_keeps_the_contexts_trailing_space_with_the_continuation_as_locally():
     """The trailing space belongs to the continuation's first token (" Hello"); it used to be dropped."""
-    from audit.model import likelihood_texts
+    from audit.models.local import likelihood_texts
 
     with FakeServer() as srv:
         lm = ServedModel.load(_spec(srv.url, api="completions"))
@@ -306,7 +306,7 @@ def test_last_tokens_accept_vllm_token_strings_without_their_leading_space():
         "tokens": ["<|im_start|>", "assistant", "\n", "It", "ships", "tomorrow", ".", "!"],
         "token_logprobs": [None, -1.0, -0.1, -2.0, -3.0, -1.5, -0.5, -9.0]}}]}
     assert _last_tokens_logprob(payload, 4, text) == (-7.0, 4)
-    from audit.served import ServedUnsupported
+    from audit.models.served import ServedUnsupported
 
     with pytest.raises(ServedUnsupported, match="tokenizes the text differently"):
         _last_tokens_logprob(payload, 4, "<|im_start|>assistant\nIt ships today.")

@@ -27,7 +27,7 @@ HF_DIR = Path("/work/models/smollm2-hf")   # the converted model, where this mac
 def _local_dir() -> str:
     if (HF_DIR / "model.safetensors").exists():
         return str(HF_DIR)
-    from audit.builtin import resolve
+    from audit.models.builtin import resolve
 
     return str(resolve("builtin:smollm2"))   # converts the GGUF once (cached)
 
@@ -48,13 +48,13 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_lm():
-    from audit.model import LanguageModel
+    from audit.models.local import LanguageModel
 
     return LanguageModel.load(_local_dir(), device="cpu", dtype="float32")
 
 
 def _served(url: str, **kw):
-    from audit.served import ServedModel, ServedSpec
+    from audit.models.served import ServedModel, ServedSpec
 
     return ServedModel.load(ServedSpec(base_url=url, **kw))
 
@@ -94,7 +94,7 @@ def test_raw_prompt_logprobs_shifted_by_llama_cpp_are_refused(server, local_lm):
     catches it and refuses in one line instead of reporting a perplexity off by ~10 nats per token. If a
     llama-cpp-python release fixes it, this test fails: then compare to the local model here instead.
     """
-    from audit.served import ServedUnsupported
+    from audit.models.served import ServedUnsupported
 
     pairs = [("Customer: my order is late.\nAgent:", " Sorry about that, let me check.")]
     with pytest.raises(ServedUnsupported, match="shifted by one token") as e:

@@ -14,7 +14,7 @@ import torch
 
 from audit import gguf as G
 from audit.config import GenerationSettings
-from audit.model import LanguageModel
+from audit.models.local import LanguageModel
 
 pytestmark = [
     pytest.mark.slow,

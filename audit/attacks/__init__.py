@@ -6,7 +6,7 @@ wrapper, goal or attack is built. Public pieces:
 - :data:`RECIPES` / :func:`build_attack` (:mod:`.recipes`): named ``Attack(goal, constraints,
   transformation, search)`` compositions that run offline.
 - :class:`GenerationModelWrapper` (:mod:`.wrapper`): batched, cached TextAttack model wrapper over
-  :class:`audit.model.LanguageModel`.
+  :class:`audit.models.local.LanguageModel`.
 - :func:`make_goal` and the goals ``output_change``, ``non_overlapping``, ``toxicity`` (:mod:`.goals`).
 - :func:`attack_targets` (:mod:`.run`): run a recipe over prompts into plain records;
   :func:`attack_lockstep`: every recipe over every prompt at once, queries batched across attacks.

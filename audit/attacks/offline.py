@@ -50,7 +50,7 @@ class MissingAttackDataError(AuditError):
 
 def cache_nltk_data() -> Path:
     """The NLTK_DATA tree audit assembles under the user cache dir (``$AUDIT_CACHE/nltk_data``)."""
-    from ..paths import cache_dir
+    from ..io.paths import cache_dir
 
     return cache_dir() / "nltk_data"
 

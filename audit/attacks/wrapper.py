@@ -1,4 +1,4 @@
-"""A TextAttack ``ModelWrapper`` over :class:`audit.model.LanguageModel`: batched and cached generation.
+"""A TextAttack ``ModelWrapper`` over :class:`audit.models.local.LanguageModel`: batched and cached generation.
 
 TextAttack calls its model wrapper with lists of perturbed prompts and caches outputs only per
 attacked example (its goal function clears its LRU after every example). For a generation model
@@ -12,7 +12,7 @@ each query is a whole decoding loop, so this wrapper
   all attacks of a search step in one such pass; and
 - keeps a run-wide cache (prompt -> output): the clean prompt queried again by every recipe, the
   same candidate reached by two search paths or two examples, is never generated twice; an
-  optional :class:`~audit.cache.DiskCache` (the run's generation cache, shared with the other
+  optional :class:`~audit.io.cache.DiskCache` (the run's generation cache, shared with the other
   sections) makes reruns free as well.
 
 Generation is batch-independent (greedy is per-row; sampling is seeded per prompt), so the outputs
@@ -33,7 +33,7 @@ textattack = import_textattack()
 
 
 class GenerationModelWrapper(textattack.models.wrappers.ModelWrapper):
-    """Wrap a :class:`~audit.model.LanguageModel` so TextAttack can query it: prompts in, continuations out.
+    """Wrap a :class:`~audit.models.local.LanguageModel` so TextAttack can query it: prompts in, continuations out.
 
     Args:
         lm: the model adapter.
@@ -45,7 +45,7 @@ class GenerationModelWrapper(textattack.models.wrappers.ModelWrapper):
         disk_cache: also read and persist outputs in this on-disk cache.
 
     Example:
-        >>> from audit.model import LanguageModel
+        >>> from audit.models.local import LanguageModel
         >>> w = GenerationModelWrapper(LanguageModel.load("builtin:micro"), GenerationSettings(max_new_tokens=4))
         >>> a = w(["Hello there", "Hello there"]); w.stats["generated"]
         1

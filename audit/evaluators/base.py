@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
-from ..cache import DiskCache
+from ..io.cache import DiskCache
 from ..config import GenerationSettings
 from ..errors import AuditError
 from ..generation import cached_generate, generate_samples, generation_cache
@@ -29,7 +29,7 @@ log = logging.getLogger("audit")
 class Context:
     """What an evaluator may use. Built by the runner; tests build it with :func:`make_context`."""
 
-    model: Any                                   # audit.model.LanguageModel
+    model: Any                                   # audit.models.local.LanguageModel
     samples: list[SampleRecord]                  # the main prompt set, generations filled in
     settings: GenerationSettings
     seed: int = 0

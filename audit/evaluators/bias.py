@@ -31,7 +31,7 @@ from ..data import DataError, read_rows
 from ..errors import AuditError
 from ..registry import did_you_mean, unknown_name
 from ..results import MetricInfo, SectionResult
-from ..safe_yaml import load_yaml_file
+from ..io.safe_yaml import load_yaml_file
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
 from .base import check_generation_overrides, merged_settings

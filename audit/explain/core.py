@@ -81,7 +81,7 @@ def _baseline_id(tokenizer, baseline: str) -> int:
 
 
 def _load(model):
-    from ..model import LanguageModel
+    from ..models.local import LanguageModel
 
     if isinstance(model, LanguageModel):
         return model
@@ -100,7 +100,7 @@ def explain(model, prompt: str, *, target: str | None = None, method: str | None
     the audit's generation pass sees them.
 
     Args:
-        model: an :class:`~audit.model.LanguageModel` or a model spec (``builtin:tiny``, a directory).
+        model: an :class:`~audit.models.local.LanguageModel` or a model spec (``builtin:tiny``, a directory).
         prompt: the prompt text.
         target: the continuation to explain (default: generate one).
         method: a name in :data:`audit.explain.METHODS` (default ``integrated_gradients``).

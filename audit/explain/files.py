@@ -70,7 +70,7 @@ def explain_to_files(model, prompt: str, *, target: str | None = None, outputs: 
         >>> paths[0].name
         'e.json'
     """
-    from ..output_paths import check_output_file
+    from ..io.output_paths import check_output_file
 
     for p in outputs:  # fail before the (possibly slow) attribution, not after it
         if Path(p).suffix.lower() not in FORMATS:

@@ -26,7 +26,7 @@ def readable_tokens(tokenizer, ids: Sequence[int]) -> list[str]:
     """Readable text of each token in ``ids`` (a sequence decoded in order).
 
     Example:
-        >>> from audit.model import LanguageModel
+        >>> from audit.models.local import LanguageModel
         >>> lm = LanguageModel.load("builtin:micro")
         >>> readable_tokens(lm.tokenizer, lm.encode("a list"))
         ['a', ' ', 'l', 'is', 't']

@@ -11,7 +11,7 @@ Public API (imported lazily, so ``import audit.finetune`` stays light):
 
 from __future__ import annotations
 
-from .harden import HardenResult, harden  # light at import: heavy modules load inside
+from ..harden import HardenResult, harden  # light at import: heavy modules load inside
 from .losses import LOSSES
 
 __all__ = ["LOSSES", "FinetuneConfig", "load_finetune_config", "finetune", "harden", "Trainer", "TrainResult",

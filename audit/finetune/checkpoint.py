@@ -29,8 +29,8 @@ import torch
 import yaml
 
 from ..errors import AuditError, first_line
-from ..safe_yaml import load_yaml_file
-from ..tensor_files import load_tensors
+from ..io.safe_yaml import load_yaml_file
+from ..io.tensor_files import load_tensors
 
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from ..errors import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_PASS
-from ..safe_yaml import load_yaml
+from ..io.safe_yaml import load_yaml
 
 
 def _value(text: str, tp: Any = None) -> Any:
@@ -122,13 +122,13 @@ def cmd_finetune(args, fields) -> int:
 
 
 def cmd_harden(args, fields) -> int:
-    from .harden import harden
+    from ..harden import harden
 
     config: dict[str, Any] = {}
     if args.config:
         from ..config import ConfigError
 
-        from ..safe_yaml import load_yaml_file
+        from ..io.safe_yaml import load_yaml_file
 
         config = load_yaml_file(args.config, what="finetune config", error=ConfigError) or {}
         if not isinstance(config, dict):

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import ConfigError, from_mapping
 from ..registry import unknown_name
-from ..safe_yaml import load_yaml_file
+from ..io.safe_yaml import load_yaml_file
 
 
 @dataclass

@@ -71,7 +71,7 @@ def read_pairs(path: str | Path, *, fmt: str = "auto", prompt_field: str = "prom
     path = Path(path)
     if path.suffix.lower() == ".txt":
         from ..data import MAX_JSON_ARRAY_BYTES
-        from ..input_files import read_text
+        from ..io.input_files import read_text
 
         if fmt == "prompt_target":
             raise DataError(f"{path}: a .txt file holds plain text; use format: text or auto")
@@ -146,13 +146,13 @@ def chat_turns(chat, tokenizer, prompt: str, target: str) -> tuple[str, str]:
     does not start with its own generation prompt cannot be split so; it raises.
 
     Example:
-        >>> from audit.chat import ChatFormat
+        >>> from audit.models.chat import ChatFormat
         >>> fmt = ChatFormat("{% for m in messages %}<{{ m.role }}>{{ m.content }}</s>{% endfor %}"
         ...                  "{% if add_generation_prompt %}<assistant>{% endif %}", "inline")
         >>> chat_turns(fmt, tok, "Hi", " Hello")  # doctest: +SKIP
         ('<user>Hi</s><assistant>', 'Hello</s>')
     """
-    from ..chat import ChatTemplateError
+    from ..models.chat import ChatTemplateError
 
     prompt_text = chat.render(tokenizer, prompt)
     turns = chat.messages(prompt) + [{"role": "assistant", "content": target.strip()}]
@@ -170,13 +170,13 @@ def tokenize_pairs(pairs: Sequence[TextPair], tokenizer, *, max_length: int, add
     A prompt/target pair longer than ``max_length`` loses prompt tokens from the left first (the
     end of the prompt conditions the target most), then target tokens from the right.
 
-    With ``chat`` (a :class:`audit.chat.ChatFormat`) a prompt/target pair is a user turn and the
+    With ``chat`` (a :class:`audit.models.chat.ChatFormat`) a prompt/target pair is a user turn and the
     assistant's answer (:func:`chat_turns`): the prompt is tokenised exactly as generation does,
     the label covers the answer and the end-of-turn markup, and no eos is added (the template ends
     the turn). Plain text is never templated.
 
     Example:
-        >>> from audit.builtin import train_tokenizer
+        >>> from audit.models.builtin import train_tokenizer
         >>> tok = train_tokenizer(["hello world"] * 5, vocab_size=280)
         >>> ex = tokenize_pairs([TextPair("hello", " world")], tok, max_length=16)[0]
         >>> ex.labels[0]

@@ -2,7 +2,7 @@
 Adaptation of Large Language Models", arXiv:2106.09685), and freezing all but the top k blocks.
 
 Example:
-    >>> from audit.model import LanguageModel
+    >>> from audit.models.local import LanguageModel
     >>> lm = LanguageModel.load("builtin:micro")
     >>> peft_model = apply_lora(lm.model, LoraOptions(r=2))
     >>> all("lora_" in n for n, p in peft_model.named_parameters() if p.requires_grad)
@@ -85,7 +85,7 @@ def freeze_all_but_top_k(model: torch.nn.Module, k: int) -> int:
     parameters.
 
     Example:
-        >>> from audit.model import LanguageModel
+        >>> from audit.models.local import LanguageModel
         >>> m = LanguageModel.load("builtin:micro").model
         >>> freeze_all_but_top_k(m, 1) < sum(p.numel() for p in m.parameters())
         True

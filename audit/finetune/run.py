@@ -39,7 +39,7 @@ def prepare_data(cfg: FinetuneConfig, tokenizer, *, progress: bool = False,
     """Read, split, augment and tokenise the training data as ``cfg`` says.
 
     The validation set is always clean data from ``cfg.data``; adversarial records and augmented
-    prompts join the training set only. ``chat`` (the model's :class:`~audit.chat.ChatFormat`)
+    prompts join the training set only. ``chat`` (the model's :class:`~audit.models.chat.ChatFormat`)
     renders prompt/target records as a user and an assistant turn when ``cfg.use_chat_template``.
     """
     if not cfg.data:
@@ -85,8 +85,8 @@ def prepare_data(cfg: FinetuneConfig, tokenizer, *, progress: bool = False,
 
 
 def load_language_model(cfg: FinetuneConfig, model=None):
-    """The :class:`~audit.model.LanguageModel` to train (its chat format included): ``model`` or ``cfg.model``."""
-    from ..model import LanguageModel
+    """The :class:`~audit.models.local.LanguageModel` to train (its chat format included): ``model`` or ``cfg.model``."""
+    from ..models.local import LanguageModel
 
     if model is None or isinstance(model, (str, os.PathLike)):
         # fp32 master weights; bf16 comes from autocast on CUDA. Accelerate places the model.
@@ -116,7 +116,7 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *,
 
     Args:
         config: a :class:`FinetuneConfig`, a YAML path, or a mapping of its fields.
-        model: a :class:`~audit.model.LanguageModel` (trained in place) or a model spec; default
+        model: a :class:`~audit.models.local.LanguageModel` (trained in place) or a model spec; default
             ``config.model``.
         callbacks: ``cb(trainer, record)`` after every optimizer step.
         **overrides: config fields to change (``max_steps=10``, ``losses={"ce": 1, "pgd": 1}``).
@@ -139,7 +139,7 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *,
     trained = str(model) if isinstance(model, (str, os.PathLike)) else getattr(model, "spec", None)
     if trained and trained != "<in-memory>" and trained != cfg.model:
         cfg = dataclasses.replace(cfg, model=trained)
-    from ..output_paths import check_output_dir
+    from ..io.output_paths import check_output_dir
 
     check_output_dir(cfg.out_dir)   # before the model loads, not after training
     seed_everything(cfg.seed)

@@ -463,7 +463,7 @@ class Trainer:
             ckpt.load_model_weights(self.model, best)
             log.info("final model: the best validated weights (step %s, val loss %.4f)", (best / "step.txt").read_text(), self.best_val)
         if acc.num_processes > 1:
-            from ..model import params_fingerprint
+            from ..models.local import params_fingerprint
 
             # Evidence that data-parallel ranks stayed in lockstep: every rank hashes its weights.
             (self.out / f"fingerprint-rank{acc.process_index}.txt").write_text(params_fingerprint(self.model))

@@ -36,9 +36,9 @@ def check_outputs(out_dir: str | os.PathLike | None, outputs=()) -> None:
     """Fail now, before any model loads, if ``out_dir`` or any of ``outputs`` cannot be written.
 
     Raises:
-        audit.output_paths.OutputPathError: naming the path (unknown format, a directory, read-only, ...).
+        audit.io.output_paths.OutputPathError: naming the path (unknown format, a directory, read-only, ...).
     """
-    from ..output_paths import check_output_dir, check_output_file
+    from ..io.output_paths import check_output_dir, check_output_file
 
     if out_dir is not None:
         check_output_dir(out_dir)

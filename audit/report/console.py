@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from ..results import AuditResult
-from ..untrusted import one_line
+from ..io.untrusted import one_line
 from . import WRITERS
 
 

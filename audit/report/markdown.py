@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from ..results import AuditResult
-from ..untrusted import one_line
+from ..io.untrusted import one_line
 from . import WRITERS
 from .view import fmt, fmt_delta, metric_rows, verdict
 

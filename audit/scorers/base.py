@@ -12,7 +12,7 @@ import math
 import os
 from typing import Any, ClassVar, Sequence
 
-from ..cache import DiskCache, make_key
+from ..io.cache import DiskCache, make_key
 from ..errors import AuditError
 
 
@@ -99,8 +99,8 @@ class SentimentScorer(Scorer):
 
 def file_fingerprint(path: str | os.PathLike) -> str:
     """Identity of a classifier's weights file or directory by full content (names the score cache:
-    two checkpoints that share a size and first MiB must not share scores). Cached; see audit.fingerprint."""
-    from ..fingerprint import fingerprint_path
+    two checkpoints that share a size and first MiB must not share scores). Cached; see audit.models.fingerprint."""
+    from ..models.fingerprint import fingerprint_path
 
     return fingerprint_path(path).digest
 
@@ -111,7 +111,7 @@ def score_cached(scorer: Scorer, texts: Sequence[str], cache: DiskCache | None =
 
     Example:
         >>> import tempfile
-        >>> from audit.cache import DiskCache
+        >>> from audit.io.cache import DiskCache
         >>> from audit.scorers import get_scorer
         >>> c = DiskCache(tempfile.mkdtemp(), "tox")
         >>> s = get_scorer("profanity")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import first_line
-from ..tensor_files import load_tensors
+from ..io.tensor_files import load_tensors
 from . import SCORERS
 from .base import Scorer, ScorerError, file_fingerprint
 

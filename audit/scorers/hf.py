@@ -71,7 +71,7 @@ class HFClassifierScorer(Scorer):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         self._model.to(device).eval()
-        from ..model import weights_fingerprint
+        from ..models.local import weights_fingerprint
 
         self._fp = weights_fingerprint(Path(self.path)) if Path(self.path).is_dir() else "cache"
 

@@ -2,7 +2,7 @@
 
 People keep quantized checkpoints as ``.gguf`` files. transformers' GGUF loader dequantizes one
 into a regular model (~20 s for a 135M model); we do that once, save the result as a normal
-directory under :func:`audit.paths.cache_dir` named by the file's sha256, and load that directory
+directory under :func:`audit.io.paths.cache_dir` named by the file's sha256, and load that directory
 afterwards (seconds). The conversion runs under the same file lock as the builtin models, so
 concurrent first uses convert once.
 
@@ -30,9 +30,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import AuditError, first_line
+from ..errors import AuditError, first_line
 from .fingerprint import cached_file_sha256 as file_sha256  # hashed once per file version
-from .paths import cache_dir
+from ..io.paths import cache_dir
 
 log = logging.getLogger("audit")
 

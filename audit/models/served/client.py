@@ -28,8 +28,8 @@ import urllib.request
 from http.client import HTTPException
 from typing import Any, Callable
 
-from ..errors import AuditError
-from ..untrusted import one_line
+from ...errors import AuditError
+from ...io.untrusted import one_line
 
 log = logging.getLogger("audit")
 

@@ -2,7 +2,7 @@
 
 The one dispatch point between a model spec and the adapter that runs it: :func:`load_model` gives
 a :class:`ServedModel` for a :class:`ServedSpec` (``model: {provider: openai, ...}`` or
-``openai:URL[#NAME]``) and a local :class:`audit.model.LanguageModel` for anything else.
+``openai:URL[#NAME]``) and a local :class:`audit.models.local.LanguageModel` for anything else.
 
 Example:
     >>> model_spec_from("openai:http://127.0.0.1:8000/v1#m").name
@@ -24,7 +24,7 @@ __all__ = ["Client", "ServedError", "ServedRequestError", "ServedModel", "Served
 
 def model_spec_from(raw: Any, where: str = "<suite>: model"):
     """A suite's ``model:`` value -> ServedSpec when it names a served model, else None (a local model)."""
-    from ..config import ConfigError, from_mapping
+    from ...config import ConfigError, from_mapping
 
     if is_served_string(raw):
         try:
@@ -42,11 +42,11 @@ def override_model(spec, model: str):
         try:
             return parse_served_string(model, base=spec if isinstance(spec, ServedSpec) else None)
         except ValueError as e:
-            from ..config import ConfigError
+            from ...config import ConfigError
 
             raise ConfigError(f"--model: {e}") from None
     if isinstance(spec, ServedSpec):
-        from ..config import ModelSpec
+        from ...config import ModelSpec
 
         return ModelSpec(path=model)
     return dataclasses.replace(spec, path=model)
@@ -56,6 +56,6 @@ def load_model(spec):
     """The adapter for a model spec: served endpoint or local weights."""
     if isinstance(spec, ServedSpec):
         return ServedModel.load(spec)
-    from ..model import LanguageModel
+    from ..local import LanguageModel
 
     return LanguageModel.load(spec)

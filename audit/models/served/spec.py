@@ -87,7 +87,7 @@ class ServedSpec:
             return None
         key = os.environ.get(self.api_key_env)
         if not key:
-            from ..errors import AuditError
+            from ...errors import AuditError
 
             raise AuditError(f"model.api_key_env: environment variable {self.api_key_env} is not set (it should hold the API key)")
         return key

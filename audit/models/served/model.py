@@ -23,7 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from ..errors import AuditError, first_line
+from ...errors import AuditError, first_line
 from .client import Client, ServedError
 from .spec import ServedSpec
 
@@ -171,8 +171,8 @@ class ServedModel:
     def generate(self, prompts: Sequence[Any], settings=None, *, seed: int = 0, progress: bool = False,
                  on_batch: Callable[[list[tuple[int, int, str]]], None] | None = None,
                  skip: Iterable[tuple[int, int]] = (), desc: str = "generate") -> list[list[str]]:
-        """Same contract as :meth:`audit.model.LanguageModel.generate`; ``on_batch`` gets each finished request."""
-        from ..config import GenerationSettings
+        """Same contract as :meth:`audit.models.local.LanguageModel.generate`; ``on_batch`` gets each finished request."""
+        from ...config import GenerationSettings
 
         settings = settings or GenerationSettings()
         n = settings.num_samples
@@ -205,7 +205,7 @@ class ServedModel:
         return out  # type: ignore[return-value]
 
     def _complete(self, prompt, ks: tuple[int, ...], s, seed: int) -> list[str]:
-        from ..model import sample_seed
+        from ..local import sample_seed
 
         body: dict[str, Any] = {"model": self.server_model, "max_tokens": s.max_new_tokens}
         if s.do_sample:
@@ -257,7 +257,7 @@ class ServedModel:
         return results
 
     def _likelihood_text(self, ctx, cont: str) -> tuple[str, int]:
-        from ..model import likelihood_texts
+        from ..local import likelihood_texts
 
         ctx_text, cont = likelihood_texts(self.render(ctx), cont, chat=self.spec_obj.api == "chat")
         if not ctx_text:   # condition on the bos/eos token, as the local model does
@@ -300,7 +300,7 @@ class ServedModel:
 
     def _continuation_tokens(self, text: str, ctx_len: int) -> int:
         """Tokens of ``text`` after its context, split as the local model splits (joint tokenization)."""
-        from ..model import joint_split
+        from ..local import joint_split
 
         whole = self.encode(text)
         return len(whole) - joint_split(whole, self.encode(text[:ctx_len]))

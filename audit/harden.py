@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import AuditError
+from .errors import AuditError
 
 log = logging.getLogger("audit")
 
@@ -83,7 +83,7 @@ class HardenResult:
 
 def training_pairs(before, adversarial_path: Path, *, target: str = "target", include_clean: bool = True) -> tuple[list, int]:
     """(pairs, number of adversarial pairs) from a before-audit and its ``adversarial.jsonl``."""
-    from .data import TextPair, read_adversarial
+    from .finetune.data import TextPair, read_adversarial
 
     adv = read_adversarial(adversarial_path, target=target) if adversarial_path.exists() else []
     pairs = list(adv)
@@ -193,15 +193,15 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     Example:
         >>> r = harden("builtin:micro", "tests/suites/robust.yaml", "runs/h", config={"max_steps": 10})  # doctest: +SKIP
     """
-    from ..suite import SuiteConfig, load_suite
-    from ..model import LanguageModel
-    from ..runner import run_suite
-    from .data import write_pairs_jsonl
-    from .run import finetune
+    from .suite import SuiteConfig, load_suite
+    from .models.local import LanguageModel
+    from .runner import run_suite
+    from .finetune.data import write_pairs_jsonl
+    from .finetune.run import finetune
 
     if target not in ("auto", "target", "reference"):
         raise AuditError(f"harden: target must be 'auto', 'target' or 'reference', got {target!r}")
-    from ..output_paths import check_output_dir
+    from .io.output_paths import check_output_dir
 
     out = check_output_dir(out_dir)   # before the first audit, not after it
     if not isinstance(suite, SuiteConfig):
@@ -269,14 +269,14 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
 
 
 def _reports(out_dir: Path) -> list[str]:
-    from ..report import WRITERS
+    from .report import WRITERS
 
     return [str(out_dir / "report.html")] if ".html" in WRITERS else []
 
 
 def _compare(before, after, out: Path) -> list[Path]:
     try:
-        from ..report.compare import COMPARE_WRITERS, write_comparison
+        from .report.compare import COMPARE_WRITERS, write_comparison
     except ImportError:  # pragma: no cover - the reports area ships it
         log.warning("harden: audit.report.compare is unavailable; see harden.json for the numbers")
         return []
@@ -303,7 +303,7 @@ def _summary(out: Path, before, after, trained, n_adv: int, n_train: int, model_
         "passed_before": before.passed,
         "passed_after": after.passed,
     }
-    from ..results import json_safe, atomic_write
+    from .results import json_safe, atomic_write
 
     path = out / "harden.json"
     atomic_write(path, json.dumps(json_safe(summary), indent=2) + "\n")

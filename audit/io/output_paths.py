@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from .errors import AuditError
+from ..errors import AuditError
 
 
 class OutputPathError(AuditError):

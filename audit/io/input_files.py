@@ -19,7 +19,7 @@ import stat
 from pathlib import Path
 from typing import Iterator
 
-from .errors import AuditError
+from ..errors import AuditError
 
 MAX_TEXT_BYTES = 4 << 20     # a suite or config file: far above any real one (a few KB)
 MAX_LINE_BYTES = 16 << 20    # one JSONL/CSV record (a prompt with its reference and metadata)

@@ -22,8 +22,8 @@ from typing import Callable, Iterable, Sequence
 import torch
 
 from .chat import ChatFormat, ChatTemplateError, Prompt, resolve_format
-from .config import GenerationSettings, ModelSpec
-from .errors import AuditError, first_line
+from ..config import GenerationSettings, ModelSpec
+from ..errors import AuditError, first_line
 from .fingerprint import fingerprint_path
 
 log = logging.getLogger("audit")
@@ -70,7 +70,7 @@ def _load_tokenizer(path: str, *, trust_remote_code: bool, revision: str | None)
 
 
 def weights_fingerprint(path: Path) -> str:
-    """Identity of a model directory's weights, config and tokenizer files by full content (see audit.fingerprint)."""
+    """Identity of a model directory's weights, config and tokenizer files by full content (see audit.models.fingerprint)."""
     return fingerprint_path(path).digest
 
 
@@ -167,7 +167,7 @@ class LanguageModel:
         elif not Path(path).exists() and (path.startswith((".", "/", "~")) or os.sep in path and path.count("/") > 1):
             raise ModelLoadError(f"model directory {path!r} does not exist")
         if Path(path).is_dir():   # config, weights and tokenizer files present (else a TypeError about None)
-            from .preflight import PreflightError, check_model_dir
+            from ..preflight import PreflightError, check_model_dir
 
             try:
                 check_model_dir(path, trust_remote_code=spec.trust_remote_code)

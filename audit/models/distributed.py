@@ -3,7 +3,7 @@
 Every process runs the whole suite (evaluators are cheap and deterministic given the same model
 outputs, so all ranks make the same calls in the same order); the model adapter is what is split.
 :class:`DistributedLanguageModel` gives each rank every ``world_size``-th generation job or
-likelihood pair, runs its share through the ordinary batched :class:`~audit.model.LanguageModel`
+likelihood pair, runs its share through the ordinary batched :class:`~audit.models.local.LanguageModel`
 code, and all-gathers the results, so every rank holds every output and goes on identically. That
 covers the main generation pass, the sections' own generations (toxicity, bias, consistency), the
 attacks' queries (TextAttack asks the wrapper, the wrapper asks the model) and perplexity/likelihood
@@ -75,7 +75,7 @@ def rank_cache_dir(cache_dir: str | os.PathLike | None, w: World) -> Path | None
     """
     if w.size == 1 or w.rank == 0:
         return Path(cache_dir) if cache_dir else None
-    from .paths import cache_dir as default_cache
+    from ..io.paths import cache_dir as default_cache
 
     base = Path(cache_dir) if cache_dir else default_cache() / "runs"
     return base / f"rank{w.rank}"
@@ -94,7 +94,7 @@ def distribute(lm):
     w = world()
     if w.size == 1:
         return lm
-    from .model import LanguageModel
+    from .local import LanguageModel
 
     if not isinstance(lm, LanguageModel):
         return lm   # a served model is already scaled out by its server; every rank would ask it the same
@@ -116,7 +116,7 @@ def log_share(lm) -> None:
 
 @functools.lru_cache(maxsize=None)
 def distributed_class():
-    from .model import LanguageModel
+    from .local import LanguageModel
 
     class DistributedLanguageModel(LanguageModel):
         """A :class:`LanguageModel` whose generate/loglikelihood are split across ranks and gathered."""
@@ -126,7 +126,7 @@ def distributed_class():
         def generate(self, prompts: Sequence[Any], settings=None, *, seed: int = 0, progress: bool = False,
                      on_batch: Callable[[list[tuple[int, int, str]]], None] | None = None,
                      skip: Iterable[tuple[int, int]] = (), desc: str = "generate") -> list[list[str]]:
-            from .config import GenerationSettings
+            from ..config import GenerationSettings
 
             settings = settings or GenerationSettings()
             n = settings.num_samples

@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import cache_dir
+from ..io.paths import cache_dir
 
 # Files that decide what a model generates: weights (safetensors, PyTorch, GGUF), configs, tokenizer
 # files (tokenizer.json, sentencepiece .model, vocab/merges .txt, tiktoken), chat templates, and

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
-from .errors import AuditError, first_line
+from ..errors import AuditError, first_line
 
 ROLES = ("system", "user", "assistant")
 Messages = Sequence[Mapping[str, str]]
