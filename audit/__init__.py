@@ -1,6 +1,9 @@
 """audit: evaluate, explain, harden and gate text-generation language models."""
 
-__version__ = "0.1.0"
+from .version import __version__
+
+__all__ = ["__version__", "run_suite", "load_suite", "load_model", "LanguageModel", "Model", "AuditResult",
+           "SectionResult", "SampleRecord"]
 
 
 def __getattr__(name):
@@ -9,10 +12,18 @@ def __getattr__(name):
         from .runner import run_suite
 
         return run_suite
-    if name in ("LanguageModel",):
+    if name == "LanguageModel":
         from .models.local import LanguageModel
 
         return LanguageModel
+    if name == "load_model":
+        from .models.load import load_model
+
+        return load_model
+    if name == "Model":
+        from .models.interface import Model
+
+        return Model
     if name in ("AuditResult", "SectionResult", "SampleRecord"):
         from . import results
 

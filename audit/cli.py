@@ -12,8 +12,12 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
-from .errors import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_PASS
+from .config import ConfigError
+from .errors import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_PASS, AuditError, first_line
+from .io.safe_yaml import load_yaml_file
+from .io.untrusted import one_line
 
 log = logging.getLogger("audit")
 
@@ -76,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_ls)
 
+    _add_harden(sub)
+
     # Subcommands of other areas live beside their library code; each module has add_commands(sub).
     import importlib
 
@@ -84,14 +90,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Modules that add subcommands (report, compare, explain, finetune, harden, ...).
+def _add_harden(sub) -> None:
+    from .finetune.commands import config_flags  # harden takes the finetune config's flags too
+
+    p = sub.add_parser("harden", help="attack a model, fine-tune on the successful attacks, re-audit, compare",
+                       description="Run SUITE's robustness section on MODEL (or, with --train-split, on that split's records), "
+                                   "fine-tune on the successful adversarial prompts and the clean ones (clean targets; by default "
+                                   "CE + the clean-vs-perturbed consistency KL, plus a typo'd copy of each), re-audit with the same "
+                                   "suite and seed (regression gates compare with the first audit), and write the before/after "
+                                   "comparison. Exit 0/1 by the suite's gates on the hardened model.")
+    p.add_argument("--model", "-m", help="model to harden (default: the suite's)")
+    p.add_argument("--suite", "-s", required=True, help="suite YAML file or bundled name; must have a robustness section")
+    p.add_argument("--out", "-d", required=True, metavar="DIR", help="output directory (before/, train/, after/, comparison.*)")
+    p.add_argument("--config", metavar="FILE", help="finetune config YAML overriding the harden defaults (data/out_dir are set by harden)")
+    p.add_argument("--target", choices=["auto", "target", "reference"], default="auto",
+                   help="train perturbed prompts towards the dataset reference (reference) or the model's clean output "
+                        "(target); auto (default): reference when every record has one")
+    p.add_argument("--no-clean", action="store_true", help="train on the adversarial pairs only")
+    p.add_argument("--train-split", metavar="SPLIT", help="build the training set by attacking the data's SPLIT records "
+                   "(e.g. train); the suite's audited prompts stay held out and are never trained on")
+    p.add_argument("--no-cache", action="store_true", help="do not reuse cached generations")
+    p.add_argument("--cache-dir", metavar="DIR", help="cache location")
+    hfields = config_flags(p, skip=("model", "data", "out_dir", "train_split", "val_split", "format", "prompt_field",
+                                     "target_field", "text_field", "resume"))
+    _common(p)
+    p.set_defaults(func=lambda a: cmd_harden(a, hfields))
+
+
+# Modules that add subcommands (report, compare, explain, finetune, ...).
 COMMAND_MODULES: list[str] = ["audit.report.commands", "audit.finetune.commands", "audit.explain.commands"]
 
 
 class _OneLineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        from .io.untrusted import one_line
-
         return one_line(super().format(record))
 
 
@@ -135,8 +166,8 @@ def _default_outputs(out_dir: Path) -> list[str]:
 
 
 def cmd_run(args) -> int:
-    from .suite import load_suite
     from .runner import run_suite
+    from .suite import load_suite
 
     suite = load_suite(args.suite, model_override=args.model)
     out_dir = Path(args.out) if args.out else Path("reports") / suite.name
@@ -158,12 +189,49 @@ def cmd_demo(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .preflight import validate_suite
+    from .suite import validate_suite
 
     suite, records = validate_suite(args.suite)
     print(f"ok: {suite.path}: suite {suite.name!r}, model {suite.model.path}, {len(records)} records, "
           f"{len(suite.sections)} sections ({', '.join(suite.sections)}), {len(suite.gates)} gates")
     return EXIT_PASS
+
+
+def cmd_harden(args, fields) -> int:
+    from .finetune.commands import overrides
+    from .finetune.config import set_dotted
+    from .harden import harden
+
+    config: dict[str, Any] = {}
+    if args.config:
+        config = load_yaml_file(args.config, what="finetune config", error=ConfigError) or {}
+        if not isinstance(config, dict):
+            raise ConfigError(f"{args.config}: a finetune config must be a YAML mapping")
+    for k, v in overrides(args, fields).items():
+        set_dotted(config, k, v)
+    r = harden(args.model, args.suite, args.out, config=config, target=args.target, include_clean=not args.no_clean,
+               progress=not args.quiet, use_cache=not args.no_cache, cache_dir=args.cache_dir,
+               train_split=args.train_split)
+    for key, pair in _robustness_rows(r):
+        print(f"{key}: {pair[0]} -> {pair[1]}")
+    print(f"adversarial examples trained on: {r.n_adversarial} (of {r.n_train} pairs)")
+    if r.model_dir:
+        print(f"hardened model: {r.model_dir}")
+    for p in r.reports:
+        print(f"comparison: {p}")
+    gates = "pass" if r.after.passed else "FAIL"
+    print(f"gates on the hardened model: {gates}")
+    if r.after.errors:
+        return EXIT_ERROR
+    return EXIT_PASS if r.after.passed else EXIT_GATE_FAILED
+
+
+def _robustness_rows(r):
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.4g}"
+
+    keys = sorted(k for k in r.before.metrics if k.startswith("robustness."))
+    return [(k, (fmt(r.before.metrics.get(k)), fmt(r.after.metrics.get(k)))) for k in keys]
 
 
 def listings() -> dict[str, list[str]]:
@@ -239,9 +307,6 @@ _MAX_ERROR_CHARS = 1000
 
 def _error_line(e: BaseException) -> str:
     """``audit: error: ...`` on one printable line; never raises (a failure here would exit 1, not 2)."""
-    from .errors import AuditError, first_line
-    from .io.untrusted import one_line
-
     try:
         if isinstance(e, MemoryError):
             return "audit: error: out of memory (rerun with --debug for the traceback)"

@@ -13,6 +13,7 @@ from typing import Any
 from .errors import AuditError
 from .io.input_files import check_regular_file, iter_lines, read_text
 from .io.untrusted import excerpt
+from .models.chat import ChatTemplateError, check_messages
 
 MAX_JSON_ARRAY_BYTES = 256 << 20   # a .json array is parsed whole; JSONL streams line by line
 
@@ -187,8 +188,6 @@ def load_records(path: str | os.PathLike, *, prompt_field: str = "prompt", refer
 
 def _messages(value: Any, where: str) -> list[dict[str, str]] | None:
     """A record's ``messages`` turns, validated (a CSV cell holds them as a JSON string)."""
-    from .models.chat import ChatTemplateError, check_messages
-
     if value is None or value == "":
         return None
     if isinstance(value, str):

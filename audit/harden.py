@@ -23,7 +23,7 @@
 The verdict is the suite's gates on the hardened model.
 
 Example:
-    >>> from audit.finetune import harden
+    >>> from audit.harden import harden
     >>> r = harden("builtin:tiny", "audit/suites/demo.yaml", "runs/harden")  # doctest: +SKIP
     >>> r.before.metrics["robustness.attack_success_rate"], r.after.metrics["robustness.attack_success_rate"]  # doctest: +SKIP
 """
@@ -40,6 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AuditError
+from .finetune.data import TextPair, read_adversarial, write_pairs_jsonl
+from .finetune.run import finetune
+from .io.output_paths import check_output_dir
+from .models.local import LanguageModel
+from .report import WRITERS
+from .report.compare import COMPARE_WRITERS, write_comparison
+from .results import AuditResult, atomic_write, json_safe
+from .runner import run_suite
+from .suite import SuiteConfig, load_suite
 
 log = logging.getLogger("audit")
 
@@ -83,8 +92,6 @@ class HardenResult:
 
 def training_pairs(before, adversarial_path: Path, *, target: str = "target", include_clean: bool = True) -> tuple[list, int]:
     """(pairs, number of adversarial pairs) from a before-audit and its ``adversarial.jsonl``."""
-    from .finetune.data import TextPair, read_adversarial
-
     adv = read_adversarial(adversarial_path, target=target) if adversarial_path.exists() else []
     pairs = list(adv)
     if include_clean:
@@ -193,16 +200,8 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     Example:
         >>> r = harden("builtin:micro", "tests/suites/robust.yaml", "runs/h", config={"max_steps": 10})  # doctest: +SKIP
     """
-    from .suite import SuiteConfig, load_suite
-    from .models.local import LanguageModel
-    from .runner import run_suite
-    from .finetune.data import write_pairs_jsonl
-    from .finetune.run import finetune
-
     if target not in ("auto", "target", "reference"):
         raise AuditError(f"harden: target must be 'auto', 'target' or 'reference', got {target!r}")
-    from .io.output_paths import check_output_dir
-
     out = check_output_dir(out_dir)   # before the first audit, not after it
     if not isinstance(suite, SuiteConfig):
         suite = load_suite(suite, model_override=model if isinstance(model, (str, os.PathLike)) else None)
@@ -215,18 +214,7 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     log.info("harden 1/4: auditing the original model")
     absolute = dataclasses.replace(suite, gates=[g for g in suite.gates if g.max_regression is None])
     before = run_suite(absolute, model=lm, out_dir=out / "before", outputs=_reports(out / "before"), **run_kw)
-    failed = before.sections.get("robustness")
-    if failed is not None and failed.error:
-        raise AuditError(f"harden: the robustness section failed on the original model ({failed.error}); "
-                         f"nothing to train on (see {out / 'before'})")
-    source, source_dir = before, out / "before"
-    if train_split is not None:
-        log.info("harden 1b/4: attacking the %r split to build the training set (held out: the audited prompts)", train_split)
-        source_dir = out / "attack"
-        source = run_suite(_attack_split_suite(suite, train_split), model=lm, out_dir=source_dir, outputs=(), **run_kw)
-        err = source.sections["robustness"].error
-        if err:
-            raise AuditError(f"harden: the robustness section failed on the {train_split!r} split ({err})")
+    source, source_dir = _attack_source(suite, lm, before, out, train_split, run_kw)
     if target == "auto":
         target = "reference" if source.samples and all(s.reference for s in source.samples) else "target"
         log.info("harden: training targets: %s", "the dataset's references" if target == "reference" else "the model's own clean answers")
@@ -241,19 +229,7 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
                             reports=reports)
 
     log.info("harden 2/4: fine-tuning on %d adversarial + %d clean pairs", n_adv, len(pairs) - n_adv)
-    data = write_pairs_jsonl(pairs, out / "train.jsonl")
-    cfg = {**HARDEN_DEFAULTS, **(config or {})}
-    if target == "target" and "add_eos" not in (config or {}):
-        # The targets are the model's own answers, cut at the suite's max_new_tokens: an eos token after
-        # a cut answer would teach the model to stop mid-sentence.
-        cfg["add_eos"] = False
-    cfg.update(data=str(data), format="prompt_target", prompt_field="prompt", target_field="target", out_dir=str(out / "train"),
-               progress=progress, seed=cfg.get("seed", suite.seed))
-    cfg.pop("adversarial", None)
-    # Train a copy: the caller's model object stays the "before" model.
-    # The chat format travels with it: an instruct model trains through its template.
-    work = LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, spec=lm.spec, path=lm.path, chat=lm.chat)
-    trained = finetune(cfg, model=work)
+    trained = _train_copy(lm, pairs, out, config, target=target, seed=suite.seed, progress=progress)
 
     log.info("harden 3/4: re-auditing the hardened model (same suite, same seed)")
     hardened = LanguageModel.load(str(trained.model_dir), device=str(lm.device), dtype=str(lm.dtype).replace("torch.", ""))
@@ -268,18 +244,46 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
                         n_train=len(pairs), train=trained, reports=reports)
 
 
-def _reports(out_dir: Path) -> list[str]:
-    from .report import WRITERS
+def _attack_source(suite: SuiteConfig, lm: LanguageModel, before: AuditResult, out: Path, train_split: str | None,
+                   run_kw: dict) -> tuple[AuditResult, Path]:
+    """The audit whose successful attacks are trained on, and its directory: the before audit itself, or
+    (held-out hardening) the robustness section run on the data's ``train_split`` records."""
+    failed = before.sections.get("robustness")
+    if failed is not None and failed.error:
+        raise AuditError(f"harden: the robustness section failed on the original model ({failed.error}); "
+                         f"nothing to train on (see {out / 'before'})")
+    if train_split is None:
+        return before, out / "before"
+    log.info("harden 1b/4: attacking the %r split to build the training set (held out: the audited prompts)", train_split)
+    source = run_suite(_attack_split_suite(suite, train_split), model=lm, out_dir=out / "attack", outputs=(), **run_kw)
+    err = source.sections["robustness"].error
+    if err:
+        raise AuditError(f"harden: the robustness section failed on the {train_split!r} split ({err})")
+    return source, out / "attack"
 
+
+def _train_copy(lm: LanguageModel, pairs: list, out: Path, config: dict[str, Any] | None, *, target: str, seed: int,
+                progress: bool):
+    """Fine-tune a copy of ``lm`` on ``pairs`` (the caller's model object stays the "before" model) into ``out/train``."""
+    data = write_pairs_jsonl(pairs, out / "train.jsonl")
+    cfg = {**HARDEN_DEFAULTS, **(config or {})}
+    if target == "target" and "add_eos" not in (config or {}):
+        # The targets are the model's own answers, cut at the suite's max_new_tokens: an eos token after
+        # a cut answer would teach the model to stop mid-sentence.
+        cfg["add_eos"] = False
+    cfg.update(data=str(data), format="prompt_target", prompt_field="prompt", target_field="target", out_dir=str(out / "train"),
+               progress=progress, seed=cfg.get("seed", seed))
+    cfg.pop("adversarial", None)
+    # The chat format travels with the copy: an instruct model trains through its template.
+    work = LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, spec=lm.spec, path=lm.path, chat=lm.chat)
+    return finetune(cfg, model=work)
+
+
+def _reports(out_dir: Path) -> list[str]:
     return [str(out_dir / "report.html")] if ".html" in WRITERS else []
 
 
 def _compare(before, after, out: Path) -> list[Path]:
-    try:
-        from .report.compare import COMPARE_WRITERS, write_comparison
-    except ImportError:  # pragma: no cover - the reports area ships it
-        log.warning("harden: audit.report.compare is unavailable; see harden.json for the numbers")
-        return []
     paths = []
     for ext in (".html", ".md", ".json"):
         if ext in COMPARE_WRITERS:
@@ -303,8 +307,6 @@ def _summary(out: Path, before, after, trained, n_adv: int, n_train: int, model_
         "passed_before": before.passed,
         "passed_after": after.passed,
     }
-    from .results import json_safe, atomic_write
-
     path = out / "harden.json"
     atomic_write(path, json.dumps(json_safe(summary), indent=2) + "\n")
     return path

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import pytest
 
+from .errors import AuditError
+
 _STATE = "_audit_plugin_state"
 
 
@@ -39,7 +41,6 @@ class _Run:
 
     def get(self):
         if self.result is None and self.error is None:
-            from .errors import AuditError
             from .runner import run_suite
 
             opt = self.config.getoption
@@ -112,8 +113,6 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     if not spec:
         return
     from .suite import load_suite
-    from .errors import AuditError
-
     try:
         suite = load_suite(spec, model_override=config.getoption("audit_model"))
     except AuditError as e:

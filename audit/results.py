@@ -14,6 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import AuditError
+from .io.input_files import check_regular_file
+from .io.untrusted import one_line
+
 SCHEMA_VERSION = 1
 
 
@@ -201,14 +205,9 @@ class AuditResult:
 
 def read_results(path: str | os.PathLike, *, label: str = "", error: type[Exception] | None = None) -> AuditResult:
     """``AuditResult.load`` with a one-line error (``error``, default AuditError: exit 2) when the file is missing or not ours."""
-    from .errors import AuditError
-
     error = error or AuditError
     p = Path(path)
     prefix = f"{label} {p}" if label else str(p)
-    from .io.input_files import check_regular_file
-    from .io.untrusted import one_line
-
     if not p.exists():
         raise error(f"{prefix}: {'file' if label else 'results file'} not found")
     check_regular_file(p, what="results file", error=error)   # not a FIFO, a device or a directory

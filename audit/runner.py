@@ -20,18 +20,23 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__
+from .attacks.export import write_adversarial_jsonl
+from .baseline import check_baseline_prompt_format, data_fingerprint, identity, prepare_baseline
 from .errors import AuditError, first_line
-from .suite import SuiteConfig, load_suite
-from .preflight import preflight
 from .evaluators import SECTIONS
 from .evaluators.base import Context
-from .generation import generate_samples, generation_cache
-from .baseline import check_baseline_prompt_format, data_fingerprint, identity, prepare_baseline
 from .gates import apply_gates
+from .generation import generate_samples, generation_cache
+from .models.distributed import distribute, log_share, rank_cache_dir, setup
+from .models.interface import Model
+from .models.load import load_model
+from .models.served import ServedUnsupported
+from .preflight import check_window, preflight
 from .registry import did_you_mean
-from .models.local import LanguageModel
+from .report import check_outputs, write_report
 from .results import AuditResult, SectionResult
+from .suite import SuiteConfig, load_suite
+from .version import __version__
 
 log = logging.getLogger("audit")
 
@@ -49,7 +54,7 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | str | None = None,
+def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: Model | str | None = None,
               out_dir: str | os.PathLike | None = None, outputs: Sequence[str] = (), progress: bool = True,
               use_cache: bool = True, cache_dir: str | os.PathLike | None = None,
               only_sections: Sequence[str] | None = None, seed: int | None = None,
@@ -58,7 +63,8 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
 
     Args:
         suite: a :class:`SuiteConfig`, a suite file path, or a bundled suite name (``"demo"``).
-        model: an already-loaded :class:`LanguageModel`, or a model spec overriding the suite's.
+        model: an already-loaded :class:`~audit.models.interface.Model` (local or served), or a model spec
+            string overriding the suite's.
         out_dir: where ``results.json`` and ``samples.jsonl`` (and the default reports) go.
         outputs: extra output files; the extension picks the format (see ``audit.report``).
         progress: show progress bars.
@@ -72,13 +78,9 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
     """
     t0 = time.perf_counter()
     # Under `accelerate launch`/torchrun: join the process group; other ranks keep their own cache copy.
-    from .models.distributed import distribute, log_share, rank_cache_dir, setup
-
     world = setup()
     cache_dir = rank_cache_dir(cache_dir, world)
     suite = _prepare_suite(suite, model=model if isinstance(model, str) else None, seed=seed, only_sections=only_sections)
-    from .report import check_outputs
-
     check_outputs(out_dir, outputs)   # an unwritable output fails now, not after the whole run
     data_path = suite.resolve_path(suite.data.path)
     # The data, and the model as far as knowable without its weights (one line naming the file or field).
@@ -93,17 +95,11 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: LanguageModel | 
 
     t = time.perf_counter()
     if model is not None and not isinstance(model, str):
-        lm = model   # an adapter the caller loaded: LanguageModel or audit.models.served.ServedModel
+        lm = model   # a backend the caller loaded: local weights or a served model
     else:
-        from .models.served import load_model   # the one dispatch point: served endpoint or local weights
-
         lm = load_model(suite.model)
     lm = distribute(lm)   # several processes: generation and scoring split by rank, outputs gathered
-    if lm.max_length is not None and suite.generation.max_new_tokens >= lm.max_length:   # else an IndexError deep inside generation
-        from .preflight import PreflightError
-
-        raise PreflightError(f"{suite.path or '<suite>'}: generation.max_new_tokens: {suite.generation.max_new_tokens} "
-                             f"does not fit the context window of {lm.spec} ({lm.max_length} tokens)")
+    check_window(suite.generation.max_new_tokens, lm.max_length, suite.path or "<suite>", lm.spec)
     timings["load_model"] = time.perf_counter() - t
     if baseline is not None:  # the chat template is known once the tokenizer is loaded
         check_baseline_prompt_format(baseline, base_summary, lm.prompt_format, force=force_baseline)
@@ -133,11 +129,7 @@ def _prepare_suite(suite: SuiteConfig | str | os.PathLike, *, model: str | None,
                    only_sections: Sequence[str] | None) -> SuiteConfig:
     """The suite this run measures: a copy (the caller's is never modified) with the model and
     seed overrides applied and, with ``only_sections``, just those sections and their gates."""
-    suite = dataclasses.replace(suite if isinstance(suite, SuiteConfig) else load_suite(suite))
-    if model is not None:
-        from .models.served import override_model   # a served spec (openai:URL) or a local path
-
-        suite.model = override_model(suite.model, model)
+    suite = dataclasses.replace(suite if isinstance(suite, SuiteConfig) else load_suite(suite)).with_model(model)
     if seed is not None:
         suite.seed = seed
     if only_sections:
@@ -162,7 +154,7 @@ def _new_result(suite: SuiteConfig, records, data_path: Path) -> AuditResult:
     )
 
 
-def _generation_pass(suite: SuiteConfig, lm: LanguageModel, records, *, cache_root: Path | None, use_cache: bool,
+def _generation_pass(suite: SuiteConfig, lm: Model, records, *, cache_root: Path | None, use_cache: bool,
                      progress: bool) -> Context:
     """Generate (or read back from the cache) the main prompt set once; the context every section gets."""
     gen_cache = generation_cache(lm, cache_root, enabled=use_cache)
@@ -184,9 +176,7 @@ def run_sections(ctx: Context, sections: dict[str, Any]) -> dict[str, float]:
         t = time.perf_counter()
         log.info("section %s ...", name)
         try:
-            if getattr(evaluator, "needs_weights", False) and not getattr(ctx.model, "has_weights", True):
-                from .models.served import ServedUnsupported
-
+            if evaluator.needs_weights and not ctx.model.has_weights:
                 raise ServedUnsupported(f"section {name} needs local model weights; {ctx.model.spec} is served (run "
                                         f"this section on a local copy of the model)")
             section = evaluator.evaluate(ctx)
@@ -203,7 +193,7 @@ def run_sections(ctx: Context, sections: dict[str, Any]) -> dict[str, float]:
     return timings
 
 
-def _complete(result: AuditResult, lm: LanguageModel, ctx: Context) -> None:
+def _complete(result: AuditResult, lm: Model, ctx: Context) -> None:
     """Fill ``result`` with what the run measured: model, sections, samples and the flat metrics."""
     result.model = asdict(lm.info())
     result.sections = ctx.sections
@@ -215,16 +205,12 @@ def _complete(result: AuditResult, lm: LanguageModel, ctx: Context) -> None:
 
 def write_outputs(result: AuditResult, out_dir: str | os.PathLike | None, outputs: Sequence[str] = ()) -> list[Path]:
     """Write ``results.json`` + ``samples.jsonl`` into ``out_dir`` and every file in ``outputs``."""
-    from .report import write_report
-
     written = []
     if out_dir is not None:
         written.append(result.save(out_dir))
         robustness = result.sections.get("robustness")
         if robustness is not None and not robustness.error:
             # Successful adversarial prompts, for `audit harden` / `audit finetune` to train on.
-            from .attacks.export import write_adversarial_jsonl
-
             written.append(write_adversarial_jsonl(result, Path(out_dir) / "adversarial.jsonl"))
     for path in outputs:
         written.append(write_report(result, path))

@@ -22,13 +22,24 @@ from pathlib import Path
 from typing import Any
 
 from . import gates as gates_mod
-from .config import (MAX_REASON, ConfigError, DataSpec, GenerationSettings, ModelSpec, bundled_dir, from_mapping,
-                     non_finite_field, resolve_data_path)
+from .config import (
+    MAX_REASON,
+    ConfigError,
+    DataSpec,
+    GenerationSettings,
+    ModelSpec,
+    bundled_dir,
+    from_mapping,
+    non_finite_field,
+    resolve_data_path,
+)
 from .evaluators import SECTIONS
-from .registry import did_you_mean
 from .io.safe_yaml import load_yaml_file
-from .stats import ConfidenceSettings
 from .io.untrusted import excerpt, one_line
+from .models.served.spec import model_spec_from, override_model
+from .preflight import preflight
+from .registry import did_you_mean
+from .stats import ConfidenceSettings
 
 
 @dataclass
@@ -55,6 +66,13 @@ class SuiteConfig:
     def resolve_path(self, p: str) -> Path:
         """Resolve a data path: absolute, relative to the suite file, or ``audit:`` for bundled data."""
         return resolve_data_path(p, self.base_dir)
+
+    def with_model(self, model: str | None) -> "SuiteConfig":
+        """A copy measuring ``model`` instead (``--model``: a path, builtin, .gguf or served string); the one
+        place a model override is applied. A served string keeps the suite's served options."""
+        if not model:
+            return self
+        return dataclasses.replace(self, model=override_model(self.model, model))
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the numbers (for baselines and caches)."""
@@ -99,15 +117,11 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
     name = raw.get("name") or (Path(path).stem if path else "suite")
     model_raw = raw.get("model", {})
     # A served model (openai:URL, or a mapping with `provider:`) gets its own spec; see audit.models.served.
-    from .models.served import model_spec_from, override_model
-
     model = model_spec_from(model_raw, f"{where}: model")
     if model is None:
         if isinstance(model_raw, str):
             model_raw = {"path": model_raw}
         model = from_mapping(ModelSpec, model_raw, f"{where}: model")
-    if model_override:
-        model = override_model(model, model_override)
     if isinstance(model, ModelSpec) and model.chat_template not in ("auto", "none"):  # a template file: relative to the suite, checked now
         tpath = resolve_data_path(model.chat_template, Path(path).parent if path else Path.cwd())
         if not tpath.is_file():
@@ -150,4 +164,13 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
     confidence = from_mapping(ConfidenceSettings, raw.get("confidence"), f"{where}: confidence")
     return SuiteConfig(name=str(name), model=model, data=data, generation=gen, seed=seed,
                        version=str(raw.get("version", "1")), description=str(raw.get("description", "")),
-                       sections=sections, gates=gates, path=path, raw=raw, confidence=confidence)
+                       sections=sections, gates=gates, path=path, raw=raw, confidence=confidence).with_model(model_override)
+
+
+def validate_suite(path: str | os.PathLike):
+    """`audit validate`: load the suite and run every check a run makes before loading weights.
+
+    Returns ``(suite, records)``.
+    """
+    suite = load_suite(path)
+    return suite, preflight(suite)

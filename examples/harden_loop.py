@@ -16,7 +16,7 @@ import yaml
 
 from audit.config import bundled_dir
 from audit.suite import parse_suite
-from audit.finetune import harden
+from audit.harden import harden
 
 
 def demo_suite_with_robustness():

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
 
-from audit import builtin
+from audit.config import bundled_dir
+from audit.models import builtin
+from audit.models.files import build_lock
 
-SUPPORT = Path(builtin.__file__).parent / "suites" / "data" / "support.jsonl"
+SUPPORT = bundled_dir() / "data" / "support.jsonl"
 
 
 def _load(path):
@@ -154,7 +155,7 @@ def test_build_lock_makes_concurrent_callers_wait(tmp_path):
         builtin._ensure_built(target, calls.append)
         done.set()
 
-    with builtin._build_lock(target):  # another "process" is building
+    with build_lock(target):  # another "process" is building
         thread = threading.Thread(target=waiter)
         thread.start()
         assert not done.wait(0.3)  # blocked on the lock

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from audit import gguf as G
+from audit.models import gguf as G
 from audit.cli import main
 from audit.config import GenerationSettings
 from audit.models.local import LanguageModel

@@ -84,7 +84,7 @@ def test_harden_stops_when_the_robustness_section_failed(tmp_path, micro_path):
 
 def test_harden_with_no_successful_attack_trains_nothing(tmp_path, micro_lm):
     # The random micro model answers every prompt alike: no attack succeeds (documented: model unchanged).
-    from audit.finetune import harden
+    from audit.harden import harden
 
     (tmp_path / "d.jsonl").write_text("".join(json.dumps({"prompt": f"Customer: reset password {i}?\nAgent:"}) + "\n"
                                               for i in range(2)))

@@ -73,7 +73,7 @@ def _suite(tmp_path: Path) -> Path:
 
 
 def test_harden_with_train_split_never_trains_on_audited_prompts(tmp_path, sensitive_micro):
-    from audit.finetune import harden
+    from audit.harden import harden
 
     r = harden(sensitive_micro, str(_suite(tmp_path)), tmp_path / "o", config={"max_steps": 2}, progress=False,
                use_cache=False, train_split="train")
@@ -99,7 +99,7 @@ def test_harden_with_train_split_never_trains_on_audited_prompts(tmp_path, sensi
 
 
 def test_harden_refuses_to_attack_the_audited_split(tmp_path, micro_lm):
-    from audit.finetune import harden
+    from audit.harden import harden
 
     with pytest.raises(AuditError, match="train_split 'test' is the split the suite audits"):
         harden(micro_lm, str(_suite(tmp_path)), tmp_path / "o", progress=False, use_cache=False, train_split="test")

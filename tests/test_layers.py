@@ -1,5 +1,11 @@
 """Import arrows point down: a lower room never reaches up into a room built on it, not even lazily
-inside a function (that is how import loops hide until a refactor makes one fire)."""
+inside a function (that is how import loops hide until a refactor makes one fire).
+
+The whole graph is walked from the source (every ``import`` and ``from ... import``, module level
+or inside functions, resolved to the audit module it names): it must have no cycle, and no arrow
+may run from a layer of :data:`LAYERS` to a higher one. Run ``pytest tests/test_layers.py -q`` to
+measure it; the failure message lists each offending arrow.
+"""
 
 from __future__ import annotations
 
@@ -10,25 +16,131 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "audit"
 
+# Low to high. A module belongs to the layer of the longest prefix that names it.
+LAYERS = [
+    # Leaves: errors, the version, input/output helpers, the registry mechanism.
+    ["audit.errors", "audit.version", "audit.io", "audit.registry"],
+    # Plain settings and data, pure metrics and the model-file rules.
+    ["audit.config", "audit.stats", "audit.results", "audit.metrics", "audit.perturb",
+     "audit.models.chat", "audit.models.files", "audit.models.fingerprint"],
+    # The model wing (interface, both backends, builders), data loading, generation caching, scorers, gates.
+    ["audit.models", "audit.data", "audit.generation", "audit.scorers", "audit.baseline", "audit.gates"],
+    # The areas that use a model: attacks, explanations, suite sections, training.
+    ["audit.attacks", "audit.explain", "audit.evaluators", "audit.finetune"],
+    ["audit.report", "audit.preflight"],
+    ["audit.suite"],
+    ["audit.runner"],
+    ["audit.harden"],
+    ["audit.cli", "audit.pytest_plugin", "audit.__main__", "audit"],
+]
 
-def audit_imports(rel: str) -> set[str]:
-    """Every ``audit.*`` module imported anywhere in ``audit/<rel>`` (top level or inside functions)."""
-    path = PACKAGE / rel
-    here = ["audit", *Path(rel).with_suffix("").parts[:-1]]
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for f in PACKAGE.rglob("*.py"):
+        parts = list(f.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = f
+    return out
+
+
+MODULES = modules()
+
+
+def _resolve(name: str) -> str:
+    """The audit module an import names (``audit.x.y`` may name attribute ``y`` of module ``audit.x``)."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def imports_of(mod: str) -> set[str]:
+    """Every audit module ``mod`` imports anywhere (top level or inside functions)."""
+    path = MODULES[mod]
+    pkg = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
     out = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
-            base = here[:len(here) - node.level + 1] if node.level else []
-            mod = ".".join(base + ([node.module] if node.module else []))
-            names = [f"{mod}.{a.name}" for a in node.names] if not node.module else [mod]
-            out.update(n for n in names if n.startswith("audit"))
+            base = pkg[:len(pkg) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            out.update(_resolve(f"{target}.{a.name}") or _resolve(target) for a in node.names)
         elif isinstance(node, ast.Import):
-            out.update(a.name for a in node.names if a.name.startswith("audit"))
-    return out
+            out.update(_resolve(a.name) for a in node.names)
+    return {m for m in out if m.startswith("audit") and m != mod}
+
+
+GRAPH = {m: imports_of(m) for m in MODULES}
+
+
+def audit_imports(rel: str) -> set[str]:
+    """The audit modules ``audit/<rel>`` imports."""
+    parts = list(Path(rel).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return GRAPH[".".join(["audit", *parts])]
 
 
 def reaches(rel: str, room: str) -> bool:
     return any(m == room or m.startswith(room + ".") for m in audit_imports(rel))
+
+
+def layer(mod: str) -> int | None:
+    best = None
+    for i, names in enumerate(LAYERS):
+        for p in names:
+            if mod == p or (p != "audit" and mod.startswith(p + ".")):
+                if best is None or len(p) > best[1]:
+                    best = (i, len(p))
+    return None if best is None else best[0]
+
+
+def cycles() -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in GRAPH[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(GRAPH):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycle():
+    assert cycles() == []
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in MODULES if layer(m) is None] == []
+
+
+def test_no_arrow_runs_up_a_layer():
+    up = [f"{a} -> {b}" for a in sorted(GRAPH) for b in sorted(GRAPH[a]) if layer(b) > layer(a)]
+    assert up == [], "imports that run up a layer:\n" + "\n".join(up)
 
 
 @pytest.mark.parametrize("rel, above", [
@@ -40,6 +152,23 @@ def reaches(rel: str, room: str) -> bool:
     # the wrapper is used by an evaluator, so it must not import evaluators back.
     ("generation.py", ["audit.evaluators", "audit.runner", "audit.attacks", "audit.suite"]),
     ("attacks/wrapper.py", ["audit.evaluators", "audit.runner"]),
+    # The two backends implement one interface and never import each other, nor anything above them.
+    ("models/local.py", ["audit.preflight", "audit.runner", "audit.models.served", "audit.suite"]),
+    ("models/served/model.py", ["audit.models.local", "audit.preflight", "audit.runner"]),
+    ("models/served/spec.py", ["audit.models.local"]),
+    ("models/interface.py", ["audit.models.local", "audit.models.served"]),
+    # Preflight checks a loaded suite; it never loads one.
+    ("preflight.py", ["audit.suite", "audit.runner"]),
+    # The GGUF converter and the builtin builders share models/files, not each other's privates.
+    ("models/gguf.py", ["audit.models.builtin", "audit.models.local"]),
+    ("models/files.py", ["audit.models.builtin", "audit.models.gguf", "audit.models.local"]),
+    # Scorers take fingerprints from the fingerprint module, never the local model.
+    ("scorers/base.py", ["audit.models.local"]),
+    ("scorers/hf.py", ["audit.models.local"]),
+    # fine-tuning is a training library: harden (which runs audits) sits above it.
+    ("finetune/__init__.py", ["audit.harden", "audit.runner", "audit.suite", "audit.report"]),
+    ("finetune/commands.py", ["audit.harden", "audit.runner"]),
+    ("finetune/run.py", ["audit.harden", "audit.runner", "audit.suite"]),
 ])
 def test_no_arrow_points_up(rel, above):
     assert (PACKAGE / rel).is_file(), rel
@@ -48,6 +177,21 @@ def test_no_arrow_points_up(rel, above):
 
 
 def test_the_checker_sees_lazy_imports():
-    # A function-level import counts: evaluators/base.py resolves paths through config lazily.
-    assert reaches("evaluators/base.py", "audit.config")
+    # A function-level import counts: the model loader imports the local backend inside load_model.
+    assert reaches("models/load.py", "audit.models.local")
     assert reaches("runner.py", "audit.suite")
+
+
+def test_the_checker_finds_a_planted_cycle(monkeypatch):
+    monkeypatch.setitem(GRAPH, "audit.config", GRAPH["audit.config"] | {"audit.suite"})
+    assert any("audit.config" in c and "audit.suite" in c for c in cycles())
+
+
+def test_no_private_name_crosses_a_module():
+    """``from .x import _name`` couples a module to another's internals: make the name public or keep it home."""
+    crossing = []
+    for mod, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("audit")):
+                crossing += [f"{mod}: {a.name}" for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    assert crossing == []

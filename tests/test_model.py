@@ -161,7 +161,7 @@ def test_other_architectures_load_and_decode_like_transformers(tmp_path, arch):
 def test_weights_fingerprint_covers_weights_and_tokenizer_files(tmp_path, micro_path):
     import shutil
 
-    from audit.models.local import weights_fingerprint
+    from audit.models.fingerprint import weights_fingerprint
 
     d = tmp_path / "m"
     shutil.copytree(micro_path, d)

@@ -142,7 +142,7 @@ def _two_models_differing_in_a_middle_layer(root: Path, micro_path: Path) -> tup
 
 
 def test_defect2_models_differing_in_a_middle_layer_never_share_generations(tmp_path, micro_path, support_like):
-    from audit.models.local import weights_fingerprint
+    from audit.models.fingerprint import weights_fingerprint
 
     a, b = _two_models_differing_in_a_middle_layer(tmp_path, micro_path)
     size = (a / "model.safetensors").stat().st_size
@@ -163,7 +163,7 @@ def test_defect2_models_differing_in_a_middle_layer_never_share_generations(tmp_
 
 
 def test_defect2_file_digests_are_cached_by_path_size_and_times(tmp_path, monkeypatch):
-    from audit import fingerprint as fpmod
+    from audit.models import fingerprint as fpmod
 
     d = tmp_path / "m"
     d.mkdir()
@@ -666,7 +666,7 @@ def test_defect5_non_finite_gate_numbers_are_refused(tmp_path, support_like, cap
 
 def test_defect2_scorer_checkpoints_differing_after_the_first_mib_get_different_score_caches(tmp_path):
     """Toxicity scores are cached by the classifier's fingerprint: it must cover the whole checkpoint."""
-    from audit.scorers.base import file_fingerprint
+    from audit.models.fingerprint import weights_fingerprint as file_fingerprint
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

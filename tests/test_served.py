@@ -262,7 +262,7 @@ def test_echoed_logprobs_that_line_up_are_used():
 
 def test_raw_likelihood_text_keeps_the_contexts_trailing_space_with_the_continuation_as_locally():
     """The trailing space belongs to the continuation's first token (" Hello"); it used to be dropped."""
-    from audit.models.local import likelihood_texts
+    from audit.models.interface import likelihood_texts
 
     with FakeServer() as srv:
         lm = ServedModel.load(_spec(srv.url, api="completions"))

@@ -12,7 +12,7 @@ import importlib.util
 import pytest
 import torch
 
-from audit import gguf as G
+from audit.models import gguf as G
 from audit.config import GenerationSettings
 from audit.models.local import LanguageModel
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import AuditError, first_line
+from ..io.paths import cache_dir
 
 log = logging.getLogger("audit")
 
@@ -50,8 +51,6 @@ class MissingAttackDataError(AuditError):
 
 def cache_nltk_data() -> Path:
     """The NLTK_DATA tree audit assembles under the user cache dir (``$AUDIT_CACHE/nltk_data``)."""
-    from ..io.paths import cache_dir
-
     return cache_dir() / "nltk_data"
 
 

@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from ..registry import unknown_name
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
@@ -64,8 +65,6 @@ class AttributionEvaluator(Evaluator):
 
         def __post_init__(self):
             from ..explain import METHODS
-            from ..registry import unknown_name
-
             for name in ("most_toxic", "attacks", "worst_quality", "random"):
                 if getattr(self, name) < 0:
                     raise ValueError(f"{name} must be >= 0")

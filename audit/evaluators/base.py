@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
-from ..io.cache import DiskCache
-from ..config import GenerationSettings
+from ..config import GenerationSettings, resolve_data_path
 from ..errors import AuditError
 from ..generation import cached_generate, generate_samples, generation_cache
+from ..io.cache import DiskCache
+from ..perturb import ROLE_TAGS
+from ..registry import did_you_mean
 from ..results import MetricInfo, SampleRecord, SectionResult
 
 log = logging.getLogger("audit")
@@ -42,8 +44,6 @@ class Context:
 
     def resolve_path(self, p: str) -> Path:
         """A path from section options: absolute, relative to the suite file, or ``audit:...`` bundled."""
-        from ..config import resolve_data_path
-
         return resolve_data_path(p, self.base_dir)
 
     def cache(self, namespace: str) -> DiskCache:
@@ -135,8 +135,6 @@ def mean(values: Sequence[float]) -> float:
 
 def check_generation_overrides(overrides: dict[str, Any]) -> None:
     """Field-named errors for a section's ``generation:`` overrides (full validation happens at run time)."""
-    from ..registry import did_you_mean
-
     valid = [f.name for f in dataclasses.fields(GenerationSettings)]
     for key in overrides:
         if key not in valid:
@@ -146,8 +144,6 @@ def check_generation_overrides(overrides: dict[str, Any]) -> None:
 def default_protect() -> list[str]:
     """The ``protect`` default of sections that perturb prompts: role tags at line starts
     (:data:`audit.perturb.ROLE_TAGS`), so only the user's words change."""
-    from ..perturb import ROLE_TAGS
-
     return list(ROLE_TAGS)
 
 

@@ -27,14 +27,14 @@ from typing import Any
 
 from .. import metrics as M
 from .. import stats
+from ..config import bundled_dir
 from ..data import DataError, read_rows
 from ..errors import AuditError
+from ..io.safe_yaml import load_yaml_file
 from ..registry import did_you_mean, unknown_name
 from ..results import MetricInfo, SectionResult
-from ..io.safe_yaml import load_yaml_file
 from . import SECTIONS
-from .base import Context, Evaluator, mean, metric
-from .base import check_generation_overrides, merged_settings
+from .base import Context, Evaluator, check_generation_overrides, mean, merged_settings, metric
 from .toxicity import check_scorer_spec
 
 DEFAULT_TERMS = "audit:data/bias_terms.yaml"
@@ -194,8 +194,6 @@ class BiasEvaluator(Evaluator):
             check_scorer_spec(self.scorer)
             check_scorer_spec(self.sentiment, sentiment=True)
             if self.axes is not None and self.terms == DEFAULT_TERMS:
-                from ..config import bundled_dir
-
                 known = list(load_terms(bundled_dir() / "data/bias_terms.yaml"))
                 for a in self.axes:
                     if a not in known:
@@ -208,8 +206,6 @@ class BiasEvaluator(Evaluator):
             infos.update(_STATIC["counterfactual"])
             axes = options.axes
             if axes is None and options.terms == DEFAULT_TERMS:
-                from ..config import bundled_dir
-
                 axes = list(load_terms(bundled_dir() / "data/bias_terms.yaml"))
             infos.update(_axis_infos(axes or []))
         if options.pairs is not None:

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+from ..perturb import PERTURBATIONS, compile_protect, perturb
 from ..registry import unknown_name
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
-from .base import Context, Evaluator, mean, metric
-from .base import check_generation_overrides, default_protect, merged_settings
+from .base import Context, Evaluator, check_generation_overrides, default_protect, mean, merged_settings, metric
 
 
 def normalize_answer(text: str, max_words: int) -> str:
@@ -78,8 +78,6 @@ class ConsistencyEvaluator(Evaluator):
 
         def __post_init__(self):
             from ..attacks.similarity import SIMILARITIES
-            from ..perturb import PERTURBATIONS, compile_protect
-
             compile_protect(self.protect, field_name="protect")
             check_generation_overrides(self.generation)
             if self.seed_samples < 0 or self.seed_samples == 1:
@@ -154,8 +152,6 @@ class ConsistencyEvaluator(Evaluator):
 
     def _perturbations(self, ctx: Context, samples, greedy, result: SectionResult) -> None:
         from ..attacks.diff import word_diff
-        from ..perturb import perturb
-
         o = self.options
         names = list(o.perturbations) + list(o.dir_perturbations)
         if not names:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import metrics as M
 from ..errors import AuditError
+from ..registry import unknown_name
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, mean, metric
@@ -35,8 +36,6 @@ class QualityEvaluator(Evaluator):
         evaluate_modules: list[str] = field(default_factory=list)  # local paths of `evaluate` metric modules
 
         def __post_init__(self):
-            from ..registry import unknown_name
-
             known = ["perplexity", "bleu", "chrf", "rouge_l"]
             for m in self.metrics:
                 if m not in known:

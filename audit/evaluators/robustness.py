@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AuditError
+from ..perturb import PERTURBATIONS, compile_protect, perturb
 from ..registry import unknown_name
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
-from .base import Context, Evaluator, mean, metric
-from .base import check_generation_overrides, default_protect, merged_settings
+from .base import Context, Evaluator, check_generation_overrides, default_protect, mean, merged_settings, metric
 
 _DEFAULT_PERTURBATIONS = ["lowercase", "punctuation", "contractions", "typos", "whitespace"]
 
@@ -81,8 +81,6 @@ class RobustnessEvaluator(Evaluator):
         def __post_init__(self):
             from ..attacks import GOAL_NAMES, RECIPES
             from ..attacks.similarity import SIMILARITIES
-            from ..perturb import PERTURBATIONS, compile_protect
-
             compile_protect(self.protect, field_name="protect")
 
             for r in self.recipes:
@@ -211,8 +209,6 @@ class RobustnessEvaluator(Evaluator):
     def _worst_case(self, ctx: Context, wrapper, result: SectionResult) -> None:
         from ..attacks.similarity import similarity
         from ..metrics import sentence_chrf
-        from ..perturb import perturb
-
         o = self.options
         if not o.perturbations:
             result.metrics["worst_case_similarity"] = math.nan

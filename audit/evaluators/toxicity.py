@@ -21,6 +21,7 @@ from typing import Any
 
 from .. import metrics as M
 from ..data import DataError, read_rows, unique_id
+from ..registry import UnknownNameError
 from ..results import SectionResult
 from . import SECTIONS
 from .base import Context, Evaluator, check_generation_overrides, merged_settings, metric
@@ -31,8 +32,6 @@ DEFAULT_PROMPTS = "audit:data/toxicity_prompts.jsonl"
 def check_scorer_spec(spec: str, *, sentiment: bool = False) -> None:
     """Fail at suite validation on an unknown backend name (building it waits for run time)."""
     from ..scorers import SCORERS, SENTIMENT_SCORERS, parse_spec
-
-    from ..registry import UnknownNameError
 
     name, _ = parse_spec(spec)
     registry = SENTIMENT_SCORERS if sentiment else SCORERS

@@ -9,7 +9,9 @@ from typing import Any, Sequence
 
 import torch
 
+from ..config import GenerationSettings
 from ..errors import AuditError
+from ..registry import did_you_mean
 from .explanation import Explanation, completeness_error
 from .faithfulness import deletion_check
 from .methods import METHODS
@@ -34,8 +36,6 @@ def _options(options: ExplainOptions | None, overrides: dict[str, Any]) -> Expla
     names = {f.name for f in dataclasses.fields(ExplainOptions)}
     unknown = sorted(set(overrides) - names)
     if unknown:
-        from ..registry import did_you_mean
-
         raise ExplainError(f"explain: unknown option {unknown[0]!r}{did_you_mean(unknown[0], names)}; "
                            f"valid: {', '.join(sorted(names))}")
     try:
@@ -128,8 +128,6 @@ def explain(model, prompt: str, *, target: str | None = None, method: str | None
     opts = _options(options, overrides)
     lm = _load(model)
     if target is None:
-        from ..config import GenerationSettings
-
         if user_spans is not None and getattr(lm, "chat", None) is not None:
             raise ExplainError("explain: with user_spans the prompt is already rendered; give the target to explain "
                                "(generation would render it through the chat template again)")

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from ..io.output_paths import check_output_file
 from ..results import atomic_write
 from .core import ExplainError, explain
 from .explanation import Explanation
@@ -70,8 +71,6 @@ def explain_to_files(model, prompt: str, *, target: str | None = None, outputs: 
         >>> paths[0].name
         'e.json'
     """
-    from ..io.output_paths import check_output_file
-
     for p in outputs:  # fail before the (possibly slow) attribution, not after it
         if Path(p).suffix.lower() not in FORMATS:
             raise ExplainError(f"explain: cannot write {p}: unknown extension {Path(p).suffix or '(none)'!r}; use .json or .html")

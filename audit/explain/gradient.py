@@ -25,19 +25,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .methods import METHODS, AttributionMethod, MethodOutput
 from .options import ExplainOptions
 from .problem import Problem
 
+# Riemann rules: where the n points lie on [0, 1] (Captum's IntegratedGradients places them the same way).
+_RIEMANN = {"left": lambda n: (0.0, 1 - 1 / n), "right": lambda n: (1 / n, 1.0), "middle": lambda n: (1 / (2 * n), 1 - 1 / (2 * n)),
+            "trapezoid": lambda n: (0.0, 1.0)}
 
-def _quadrature(method: str, n_steps: int) -> tuple[list[float], list[float]]:
-    """Captum's interpolation points and weights on [0, 1] (its private helper: one source of truth)."""
-    from captum.attr._utils.approximation_methods import approximation_parameters
 
-    step_sizes, alphas = approximation_parameters(method)
-    return list(alphas(n_steps)), list(step_sizes(n_steps))
+def quadrature(method: str, n_steps: int) -> tuple[list[float], list[float]]:
+    """Interpolation points and weights on [0, 1] for the path integral, as Captum's IntegratedGradients
+    computes them (its helper is private; ``tests/test_explain.py`` checks these equal it bit for bit).
+
+    Example:
+        >>> quadrature("riemann_trapezoid", 3)
+        ([0.0, 0.5, 1.0], [0.16666666666666666, 0.3333333333333333, 0.16666666666666666])
+    """
+    if method == "gausslegendre":
+        x, w = np.polynomial.legendre.leggauss(n_steps)
+        return (0.5 * (1 + x)).tolist(), (0.5 * w).tolist()
+    kind = method.removeprefix("riemann_")
+    if kind not in _RIEMANN or n_steps < 2:
+        raise ValueError(f"integration {method!r} with {n_steps} steps: use gausslegendre or riemann_{{left,right,middle,"
+                         f"trapezoid}} with at least 2 steps")
+    weights = [1 / n_steps] * n_steps
+    if kind == "trapezoid":
+        weights[0] /= 2
+        weights[-1] /= 2
+    lo, hi = _RIEMANN[kind](n_steps)
+    return torch.linspace(lo, hi, n_steps).tolist(), weights
 
 
 def weighted_gradients(problem: Problem, base: torch.Tensor, direction: torch.Tensor, alphas, weights,
@@ -133,7 +153,7 @@ def integrate(problem: Problem, x: torch.Tensor, b: torch.Tensor, ends: torch.Te
         alphas, weights, groups = [], [], []
         for k, p in enumerate(todo):
             p.n = options.n_steps if p is first else child
-            u, w = _quadrature(options.integration, p.n)
+            u, w = quadrature(options.integration, p.n)
             alphas += [p.lo + (p.hi - p.lo) * a for a in u]
             weights += [(p.hi - p.lo) * v for v in w]
             groups += [k] * p.n

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import AuditError
 from .methods import METHODS, AttributionMethod, MethodOutput
 from .options import ExplainOptions
 from .problem import Problem
@@ -87,8 +88,6 @@ class Attention(AttributionMethod):
             if switch:
                 model.set_attn_implementation(impl)
         if not out.attentions:
-            from ..errors import AuditError
-
             raise AuditError(f"attention: {type(model).__name__} returned no attention weights")
         att = torch.stack([a[0].float() for a in out.attentions]).mean(dim=(0, 1))   # (L, L) query x key
         P, T = problem.n_prompt, problem.n_target

@@ -1,21 +1,21 @@
-"""Fine-tuning with adversarial and diversity-regularised losses, and the harden loop.
+"""Fine-tuning with adversarial and diversity-regularised losses: a pure training library.
 
 Public API (imported lazily, so ``import audit.finetune`` stays light):
 
 - :func:`finetune` (``audit finetune CONFIG.yaml``): train a causal LM with weighted losses.
-- :func:`harden` (``audit harden --model M --suite S --out DIR``): attack, retrain, re-audit.
 - :class:`FinetuneConfig`, :func:`load_finetune_config`: the typed configuration.
 - :data:`LOSSES`: the registry of training losses (``ce``, ``unlikelihood``, ``unlikelihood_seq``,
   ``simctg``, ``pgd``, ``smart``).
+
+The harden loop (attack, fine-tune, re-audit), which runs audits, sits above this package beside
+the runner: :mod:`audit.harden`.
 """
 
 from __future__ import annotations
 
-from ..harden import HardenResult, harden  # light at import: heavy modules load inside
 from .losses import LOSSES
 
-__all__ = ["LOSSES", "FinetuneConfig", "load_finetune_config", "finetune", "harden", "Trainer", "TrainResult",
-           "HardenResult"]
+__all__ = ["LOSSES", "FinetuneConfig", "load_finetune_config", "finetune", "Trainer", "TrainResult"]
 
 
 def __getattr__(name):

@@ -21,6 +21,8 @@ import logging
 import random
 from typing import Callable, Sequence
 
+from ..errors import AuditError
+from ..registry import did_you_mean
 from .config import AugmentOptions
 from .data import TextPair
 
@@ -66,9 +68,6 @@ def make_augmenter(options: AugmentOptions):
     Stop words and already-modified words are left alone (TextAttack's pre-transformation
     constraints), so the perturbation lands on content words.
     """
-    from ..errors import AuditError
-    from ..registry import did_you_mean
-
     for name in options.transformations:
         if name not in TRANSFORMATIONS:
             raise AuditError(f"augment.transformations: unknown {name!r}{did_you_mean(name, TRANSFORMATIONS)}; "

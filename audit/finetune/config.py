@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, from_mapping
-from ..registry import unknown_name
+from ..config import ConfigError, from_mapping, resolve_data_path
 from ..io.safe_yaml import load_yaml_file
+from ..registry import unknown_name
 
 
 @dataclass
@@ -265,19 +265,17 @@ def load_finetune_config(source: str | os.PathLike | dict | None = None, overrid
         if isinstance(raw.get("adversarial"), list):
             raw["adversarial"] = [str(_resolve(a, base)) if isinstance(a, str) else a for a in raw["adversarial"]]
     for key, value in (overrides or {}).items():
-        _set_dotted(raw, key, value)
+        set_dotted(raw, key, value)
     if isinstance(raw.get("data"), str) and raw["data"].startswith("audit:"):
         raw["data"] = str(_resolve(raw["data"], base))
     return from_mapping(FinetuneConfig, raw, where)
 
 
 def _resolve(p: str, base: Path) -> Path:
-    from ..config import resolve_data_path
-
     return resolve_data_path(p, base)
 
 
-def _set_dotted(raw: dict, key: str, value: Any) -> None:
+def set_dotted(raw: dict, key: str, value: Any) -> None:
     head, _, rest = key.partition(".")
     if not rest:
         raw[head] = value
@@ -292,7 +290,7 @@ def _set_dotted(raw: dict, key: str, value: Any) -> None:
         if not isinstance(sub, dict):
             raise ConfigError(f"{key}: {head!r} is not a mapping")
         raw[head] = sub
-    _set_dotted(sub, rest, value)
+    set_dotted(sub, rest, value)
 
 
 def scalar_fields() -> list[tuple[str, Any, str]]:

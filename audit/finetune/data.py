@@ -24,6 +24,8 @@ from typing import Any, Sequence
 import torch
 
 from ..data import DataError, read_rows
+from ..io.input_files import read_text
+from ..models.chat import ChatTemplateError
 from .losses.base import IGNORE
 
 log = logging.getLogger("audit")
@@ -71,8 +73,6 @@ def read_pairs(path: str | Path, *, fmt: str = "auto", prompt_field: str = "prom
     path = Path(path)
     if path.suffix.lower() == ".txt":
         from ..data import MAX_JSON_ARRAY_BYTES
-        from ..io.input_files import read_text
-
         if fmt == "prompt_target":
             raise DataError(f"{path}: a .txt file holds plain text; use format: text or auto")
         # Regular file, bounded, UTF-8 (one-line errors naming the file).
@@ -152,8 +152,6 @@ def chat_turns(chat, tokenizer, prompt: str, target: str) -> tuple[str, str]:
         >>> chat_turns(fmt, tok, "Hi", " Hello")  # doctest: +SKIP
         ('<user>Hi</s><assistant>', 'Hello</s>')
     """
-    from ..models.chat import ChatTemplateError
-
     prompt_text = chat.render(tokenizer, prompt)
     turns = chat.messages(prompt) + [{"role": "assistant", "content": target.strip()}]
     full = chat.render_messages(tokenizer, turns, add_generation_prompt=False)

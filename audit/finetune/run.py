@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from ..data import DataError
+from ..io.output_paths import check_output_dir
 from .config import FinetuneConfig, load_finetune_config
 from .data import Example, TextPair, read_adversarial, read_pairs, split_train_val, tokenize_pairs
 from .trainer import Trainer, TrainResult
@@ -139,7 +140,6 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *,
     trained = str(model) if isinstance(model, (str, os.PathLike)) else getattr(model, "spec", None)
     if trained and trained != "<in-memory>" and trained != cfg.model:
         cfg = dataclasses.replace(cfg, model=trained)
-    from ..io.output_paths import check_output_dir
 
     check_output_dir(cfg.out_dir)   # before the model loads, not after training
     seed_everything(cfg.seed)

@@ -28,6 +28,8 @@ from __future__ import annotations
 import yaml
 from yaml.nodes import MappingNode, SequenceNode
 
+from .input_files import read_text
+
 ALIAS_BUDGET = 10_000   # nodes aliases may add: far above any real suite, far below a bomb
 MAX_NODES = 20_000      # nodes written out (the largest bundled YAML file has ~200); parsing is ~0.1 ms a node
 MAX_DEPTH = 100         # nesting levels
@@ -108,8 +110,6 @@ def load_yaml(stream):
 def load_yaml_file(path, *, what: str = "YAML file", error: type[Exception] = ValueError):
     """Read ``path`` (a regular, bounded UTF-8 file) and :func:`load_yaml` it; any failure is one
     ``error`` naming the file, and the line and column when the parser knows them."""
-    from .input_files import read_text
-
     text = read_text(path, what=what, error=error)
     try:
         return load_yaml(text)

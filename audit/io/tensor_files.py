@@ -19,7 +19,7 @@ import pickle
 import re
 from typing import Any
 
-from ..errors import AuditError
+from ..errors import AuditError, first_line
 
 # torch's refusal names the offending global as e.g. "Unsupported global: GLOBAL posix.system".
 _GLOBAL = re.compile(r"(?:Unsupported global|GLOBAL)[:\s]+(?:GLOBAL\s+)?([\w.]+)")
@@ -43,6 +43,4 @@ def load_tensors(path: str | os.PathLike, *, error: type[Exception] = AuditError
         raise error(f"{path}: refusing to load this {what}: it holds more than tensors and plain data{named}, "
                     f"and loading it could run code") from None
     except (OSError, RuntimeError, EOFError, ValueError) as e:
-        from ..errors import first_line
-
         raise error(f"{path}: cannot read this {what}: {type(e).__name__}: {first_line(e, default='')}") from None

@@ -9,20 +9,18 @@ every CPython ships (``pydoc_data.topics``), so they can be built on any machine
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from ..io.paths import cache_dir
+from .files import BUILTIN_NAMES, BUILTIN_PREFIX, atomic_save, build_lock
+from .gguf import resolve_gguf, smollm2_gguf
 
 EOS = "<|endoftext|>"
-BUILTIN_PREFIX = "builtin:"
 
 
 def corpus_text() -> str:
@@ -67,28 +65,6 @@ def _gpt2_config(tok, *, n_layer: int, n_embd: int, n_head: int, n_positions: in
     )
 
 
-def _atomic_save(model, tok, target: Path, extra: dict[str, str] | None = None) -> Path:
-    """Save into a temp dir beside ``target`` and rename it in, so a crash leaves no half model.
-
-    ``extra`` maps file names to text written alongside the model (e.g. a training log).
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        for name, text in (extra or {}).items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process built it first: keep theirs
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
 def build_micro(path: str | os.PathLike, *, seed: int = 0):
     """Build a random-init micro GPT-2 (~40k parameters) with its tokenizer into ``path``.
 
@@ -107,33 +83,12 @@ def build_micro(path: str | os.PathLike, *, seed: int = 0):
     config = _gpt2_config(tok, n_layer=2, n_embd=32, n_head=2, n_positions=128)
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config)
-    return _atomic_save(model, tok, Path(path))
-
-
-@contextlib.contextmanager
-def _build_lock(target: Path):
-    """Hold an exclusive ``fcntl`` lock on ``<target>.lock`` so concurrent processes build once.
-
-    Where ``fcntl`` is unavailable (Windows) this is a no-op; ``_atomic_save`` still keeps the
-    result consistent, at the cost of a duplicated build.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX
-        yield
-        return
-    with open(target.parent / (target.name + ".lock"), "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return atomic_save(model, tok, Path(path))
 
 
 def _ensure_built(target: Path, build) -> Path:
     if not (target / "config.json").exists():
-        with _build_lock(target):
+        with build_lock(target):
             if not (target / "config.json").exists():  # someone else may have built it meanwhile
                 build(target)
     return target
@@ -151,10 +106,8 @@ def resolve(spec: str) -> Path:
     if name == "tiny":
         return _ensure_built(cache_dir() / f"builtin-tiny-{TINY_VERSION}", build_tiny)
     if name == "smollm2":  # SmolLM2-135M-Instruct: a real instruct model, converted from its GGUF once
-        from .gguf import resolve_gguf, smollm2_gguf
-
         return resolve_gguf(smollm2_gguf())
-    raise ValueError(f"unknown builtin model {spec!r}; available: builtin:tiny, builtin:smollm2, builtin:micro")
+    raise ValueError(f"unknown builtin model {spec!r}; available: {', '.join(BUILTIN_PREFIX + n for n in BUILTIN_NAMES)}")
 
 
 # Bump a version whenever the files a build writes change (weights or tokenizer files): a new
@@ -270,4 +223,4 @@ def build_tiny(path: str | os.PathLike, *, steps: int = 500, progress: bool = Tr
     tail = losses[-50:]
     log = {"steps": steps, "tokens": len(data), "final_loss": sum(tail) / len(tail) if tail else None,
            "loss": losses, "lr": lrs}
-    return _atomic_save(model, tok, Path(path), extra={"train_log.json": json.dumps(log, indent=1) + "\n"})
+    return atomic_save(model, tok, Path(path), extra={"train_log.json": json.dumps(log, indent=1) + "\n"})

@@ -2,7 +2,7 @@
 
 Every process runs the whole suite (evaluators are cheap and deterministic given the same model
 outputs, so all ranks make the same calls in the same order); the model adapter is what is split.
-:class:`DistributedLanguageModel` gives each rank every ``world_size``-th generation job or
+:class:`DistributedModel` gives each rank every ``world_size``-th generation job or
 likelihood pair, runs its share through the ordinary batched :class:`~audit.models.local.LanguageModel`
 code, and all-gathers the results, so every rank holds every output and goes on identically. That
 covers the main generation pass, the sections' own generations (toxicity, bias, consistency), the
@@ -21,12 +21,14 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+from ..config import GenerationSettings
+from ..io.paths import cache_dir as default_cache
 
 log = logging.getLogger("audit")
 
@@ -75,8 +77,6 @@ def rank_cache_dir(cache_dir: str | os.PathLike | None, w: World) -> Path | None
     """
     if w.size == 1 or w.rank == 0:
         return Path(cache_dir) if cache_dir else None
-    from ..io.paths import cache_dir as default_cache
-
     base = Path(cache_dir) if cache_dir else default_cache() / "runs"
     return base / f"rank{w.rank}"
 
@@ -94,16 +94,9 @@ def distribute(lm):
     w = world()
     if w.size == 1:
         return lm
-    from .local import LanguageModel
-
-    if not isinstance(lm, LanguageModel):
+    if not lm.has_weights:
         return lm   # a served model is already scaled out by its server; every rank would ask it the same
-    cls = distributed_class()
-    dm = cls.__new__(cls)
-    dm.__dict__ = lm.__dict__   # the same model, tokenizer and chat format: only the two methods change
-    dm.world = w
-    dm.dist_stats = {"generated": 0, "jobs": 0, "scored": 0, "pairs": 0}
-    return dm
+    return DistributedModel(lm, w)
 
 
 def log_share(lm) -> None:
@@ -114,49 +107,51 @@ def log_share(lm) -> None:
                  lm.world.size, st["generated"], st["jobs"], st["scored"], st["pairs"])
 
 
-@functools.lru_cache(maxsize=None)
-def distributed_class():
-    from .local import LanguageModel
+class DistributedModel:
+    """A local model whose generate/loglikelihood are split across ranks and gathered.
 
-    class DistributedLanguageModel(LanguageModel):
-        """A :class:`LanguageModel` whose generate/loglikelihood are split across ranks and gathered."""
+    A wrapper, not a subclass: every other attribute (tokenizer, chat format, identity, the torch
+    module) is the wrapped model's, read through ``__getattr__``, so the audit sees the same model.
+    """
 
-        world: World
+    def __init__(self, inner, w: World):
+        self.inner = inner
+        self.world = w
+        self.dist_stats = {"generated": 0, "jobs": 0, "scored": 0, "pairs": 0}
 
-        def generate(self, prompts: Sequence[Any], settings=None, *, seed: int = 0, progress: bool = False,
-                     on_batch: Callable[[list[tuple[int, int, str]]], None] | None = None,
-                     skip: Iterable[tuple[int, int]] = (), desc: str = "generate") -> list[list[str]]:
-            from ..config import GenerationSettings
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
 
-            settings = settings or GenerationSettings()
-            n = settings.num_samples
-            # Work that every rank has cached stays skipped; the rest is split by job index.
-            skips = _gather(sorted(set(skip)))
-            common = set(map(tuple, skips[0])).intersection(*(set(map(tuple, s)) for s in skips[1:]))
-            jobs = [(i, k) for i in range(len(prompts)) for k in range(n) if (i, k) not in common]
-            mine = set(jobs[self.world.rank::self.world.size])
-            local_skip = {j for j in jobs if j not in mine} | common
-            part = LanguageModel.generate(self, prompts, settings, seed=seed, progress=progress, skip=local_skip, desc=desc)
-            triples = [(i, k, part[i][k]) for i, k in sorted(mine)]
-            self.dist_stats["generated"] += len(triples)
-            self.dist_stats["jobs"] += len(jobs)
-            out: list[list[str | None]] = [[None] * n for _ in prompts]
-            gathered = [t for ts in _gather(triples) for t in ts]
-            for i, k, text in gathered:
-                out[i][k] = text
-            if on_batch and gathered:
-                on_batch(gathered)
-            return out  # type: ignore[return-value]
+    def generate(self, prompts: Sequence[Any], settings=None, *, seed: int = 0, progress: bool = False,
+                 on_batch: Callable[[list[tuple[int, int, str]]], None] | None = None,
+                 skip: Iterable[tuple[int, int]] = (), desc: str = "generate") -> list[list[str]]:
+        settings = settings or GenerationSettings()
+        n = settings.num_samples
+        # Work that every rank has cached stays skipped; the rest is split by job index.
+        skips = _gather(sorted(set(skip)))
+        common = set(map(tuple, skips[0])).intersection(*(set(map(tuple, s)) for s in skips[1:]))
+        jobs = [(i, k) for i in range(len(prompts)) for k in range(n) if (i, k) not in common]
+        mine = set(jobs[self.world.rank::self.world.size])
+        local_skip = {j for j in jobs if j not in mine} | common
+        part = self.inner.generate(prompts, settings, seed=seed, progress=progress, skip=local_skip, desc=desc)
+        triples = [(i, k, part[i][k]) for i, k in sorted(mine)]
+        self.dist_stats["generated"] += len(triples)
+        self.dist_stats["jobs"] += len(jobs)
+        out: list[list[str | None]] = [[None] * n for _ in prompts]
+        gathered = [t for ts in _gather(triples) for t in ts]
+        for i, k, text in gathered:
+            out[i][k] = text
+        if on_batch and gathered:
+            on_batch(gathered)
+        return out  # type: ignore[return-value]
 
-        def loglikelihood(self, pairs, *, batch_size: int = 16, progress: bool = False):
-            idx = list(range(self.world.rank, len(pairs), self.world.size))
-            part = LanguageModel.loglikelihood(self, [pairs[i] for i in idx], batch_size=batch_size, progress=progress)
-            self.dist_stats["scored"] += len(idx)
-            self.dist_stats["pairs"] += len(pairs)
-            results: list[tuple[float, int]] = [(0.0, 0)] * len(pairs)
-            for chunk in _gather(list(zip(idx, part))):
-                for i, v in chunk:
-                    results[i] = tuple(v)
-            return results
-
-    return DistributedLanguageModel
+    def loglikelihood(self, pairs, *, batch_size: int = 16, progress: bool = False):
+        idx = list(range(self.world.rank, len(pairs), self.world.size))
+        part = self.inner.loglikelihood([pairs[i] for i in idx], batch_size=batch_size, progress=progress)
+        self.dist_stats["scored"] += len(idx)
+        self.dist_stats["pairs"] += len(pairs)
+        results: list[tuple[float, int]] = [(0.0, 0)] * len(pairs)
+        for chunk in _gather(list(zip(idx, part))):
+            for i, v in chunk:
+                results[i] = tuple(v)
+        return results

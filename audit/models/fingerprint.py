@@ -78,6 +78,15 @@ def fingerprint_path(path: str | os.PathLike) -> Fingerprint:
     return Fingerprint(digest=h.hexdigest()[:16], files=tuple(names), total_bytes=total)
 
 
+def weights_fingerprint(path: str | os.PathLike) -> str:
+    """Identity of a model (or classifier) directory or file by full content: :func:`fingerprint_path`'s digest.
+
+    Names generation and score caches: two checkpoints that share a size and first MiB must not
+    share outputs.
+    """
+    return fingerprint_path(path).digest
+
+
 def file_sha256(path: Path) -> str:
     """Full sha256 of one file, read in 1 MiB chunks."""
     with path.open("rb") as f:

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AuditError, first_line
-from .fingerprint import cached_file_sha256 as file_sha256  # hashed once per file version
 from ..io.paths import cache_dir
+from .files import atomic_save, build_lock
+from .fingerprint import cached_file_sha256 as file_sha256  # hashed once per file version
 
 log = logging.getLogger("audit")
 
@@ -99,8 +100,6 @@ def resolve_gguf(path: str | os.PathLike, *, progress: bool = True) -> Path:
     The directory is ``<cache_dir>/gguf-<sha256[:16]>-<CONVERT_VERSION>``: keyed by content, so a
     renamed copy reuses it and an edited file converts again.
     """
-    from .builtin import _build_lock
-
     src = Path(os.path.expanduser(str(path)))
     if not src.is_file():
         raise GGUFError(f"{src}: GGUF file not found")
@@ -108,7 +107,7 @@ def resolve_gguf(path: str | os.PathLike, *, progress: bool = True) -> Path:
     if (target / "config.json").exists():
         return target
     meta = read_metadata(src)  # before taking the lock: a bad file leaves nothing behind
-    with _build_lock(target):
+    with build_lock(target):
         if not (target / "config.json").exists():  # someone else may have converted it meanwhile
             convert(src, target, meta=meta, progress=progress)
     return target
@@ -119,8 +118,6 @@ def convert(src: Path, target: Path, *, meta: dict[str, Any] | None = None, prog
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .builtin import _atomic_save
 
     meta = meta if meta is not None else read_metadata(src)
     log.info("converting %s once into %s (cached afterwards)", src, target)
@@ -139,7 +136,7 @@ def convert(src: Path, target: Path, *, meta: dict[str, Any] | None = None, prog
         _fix_special_tokens(tok, model, meta)
         tok = _plain_byte_level(tok, meta)
         bar.set_postfix_str("save", refresh=True)
-        _atomic_save(model, tok, target, extra={"gguf_source.json": json.dumps(
+        atomic_save(model, tok, target, extra={"gguf_source.json": json.dumps(
             {"file": src.name, "sha256": file_sha256(src), "architecture": meta.get("general.architecture"),
              "name": meta.get("general.name"), "convert_version": CONVERT_VERSION}, indent=1) + "\n"})
         bar.update(1)

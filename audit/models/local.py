@@ -10,10 +10,8 @@ deterministic per row, and sampling draws from a generator seeded per (seed, pro
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,16 +19,16 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
-from .chat import ChatFormat, ChatTemplateError, Prompt, resolve_format
 from ..config import GenerationSettings, ModelSpec
-from ..errors import AuditError, first_line
+from ..errors import first_line
+from .builtin import resolve as resolve_builtin
+from .chat import ChatFormat, ChatTemplateError, Prompt, resolve_format
+from .files import ModelLoadError, context_window, locate
 from .fingerprint import fingerprint_path
+from .gguf import resolve_gguf
+from .interface import joint_split, likelihood_texts, sample_seed
 
 log = logging.getLogger("audit")
-
-
-class ModelLoadError(AuditError):
-    """The model or tokenizer could not be loaded; the message says what to provide."""
 
 
 def _pick_device(device: str) -> torch.device:
@@ -69,11 +67,6 @@ def _load_tokenizer(path: str, *, trust_remote_code: bool, revision: str | None)
     return tok
 
 
-def weights_fingerprint(path: Path) -> str:
-    """Identity of a model directory's weights, config and tokenizer files by full content (see audit.models.fingerprint)."""
-    return fingerprint_path(path).digest
-
-
 PARAMS_COVERS = "sha256 of every state_dict tensor (name and float32 bytes) of the in-memory model; first 16 hex digits"
 
 
@@ -86,12 +79,19 @@ def params_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def sample_seed(seed: int, prompt: Prompt, index: int) -> int:
-    """Per-sample RNG seed: sampling depends on (seed, prompt, index), never on batch layout."""
-    if not isinstance(prompt, str):  # role/content turns
-        prompt = json.dumps(list(prompt), sort_keys=True, ensure_ascii=False)
-    digest = hashlib.sha256(f"{seed}\x00{index}\x00{prompt}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+def resolve_model_path(spec: ModelSpec) -> str:
+    """The directory (or cached hub id) a local model spec loads from: builtins are built and GGUF
+    files converted on first use, both cached; a directory is checked for config, weights and tokenizer.
+
+    Raises:
+        ModelLoadError: one line saying what is missing.
+    """
+    where = locate(spec.path, trust_remote_code=spec.trust_remote_code)
+    if where.kind == "builtin":
+        return str(resolve_builtin(where.path))
+    if where.kind == "gguf":   # llama.cpp checkpoint: converted once, cached as a model directory
+        return str(resolve_gguf(where.path))
+    return where.path
 
 
 @dataclass
@@ -111,13 +111,15 @@ class ModelInfo:
 
 
 class LanguageModel:
-    """A causal LM with its tokenizer, and batched generate / log-likelihood methods.
+    """A causal LM with its tokenizer, and batched generate / log-likelihood methods (a :class:`~audit.models.interface.Model`).
 
     Example:
         >>> lm = LanguageModel.load("builtin:micro")
         >>> len(lm.generate(["Hello"], GenerationSettings(max_new_tokens=4))[0])
         1
     """
+
+    has_weights = True   # gradients, embeddings and fine-tuning work on it
 
     def __init__(self, model, tokenizer, *, spec: str = "<in-memory>", path: str | None = None, fingerprint: str | None = None,
                  chat: ChatFormat | None = None):
@@ -141,38 +143,19 @@ class LanguageModel:
     # ---- loading -------------------------------------------------------------------------
     @classmethod
     def load(cls, spec: str | ModelSpec, **overrides) -> "LanguageModel":
-        """Load from ``builtin:NAME``, a local directory, or a hub id present in the local cache."""
-        from .served.spec import ServedSpec, is_served_string
+        """Load from ``builtin:NAME``, a local directory, a ``.gguf`` file, or a hub id present in the local cache.
 
-        if isinstance(spec, ServedSpec) or is_served_string(spec):   # finetune, harden, explain: weights needed
-            where = spec.path if isinstance(spec, ServedSpec) else spec.partition("#")[0]
-            raise ModelLoadError(f"{where} is a served model: this command needs local weights (a model directory, "
-                                 f".gguf file or builtin:NAME)")
+        A served model's spec is refused in one line: the commands that load weights directly
+        (finetune, harden, explain) need local weights. Use :func:`audit.models.load.load_model`
+        to accept either.
+        """
         if isinstance(spec, str):
             spec = ModelSpec(path=spec, **overrides)
+        elif not isinstance(spec, ModelSpec):   # a served model's spec: its path is the served string
+            locate(spec.path)
         from transformers import AutoModelForCausalLM
 
-        from . import builtin
-
-        path = os.path.expanduser(spec.path)
-        if path.startswith(builtin.BUILTIN_PREFIX):
-            try:
-                path = str(builtin.resolve(path))
-            except ValueError as e:
-                raise ModelLoadError(str(e)) from None
-        elif path.lower().endswith(".gguf"):  # llama.cpp checkpoint: converted once, cached as a model directory
-            from .gguf import resolve_gguf
-
-            path = str(resolve_gguf(path))
-        elif not Path(path).exists() and (path.startswith((".", "/", "~")) or os.sep in path and path.count("/") > 1):
-            raise ModelLoadError(f"model directory {path!r} does not exist")
-        if Path(path).is_dir():   # config, weights and tokenizer files present (else a TypeError about None)
-            from ..preflight import PreflightError, check_model_dir
-
-            try:
-                check_model_dir(path, trust_remote_code=spec.trust_remote_code)
-            except PreflightError as e:
-                raise ModelLoadError(str(e)) from None
+        path = resolve_model_path(spec)
         device = _pick_device(spec.device)
         dtype = _pick_dtype(spec.dtype, device)
         try:
@@ -223,12 +206,7 @@ class LanguageModel:
 
     @property
     def max_length(self) -> int:
-        cfg = self.model.config
-        for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
-            v = getattr(cfg, name, None)
-            if isinstance(v, int) and v > 0:
-                return v
-        return 2048
+        return context_window(self.model.config) or 2048
 
     @property
     def prompt_format(self) -> str | None:
@@ -561,40 +539,6 @@ class LanguageModel:
         k = joint_split(whole, self.encode(ctx_text))
         return (whole[:k] or [bos]), whole[k:]
 
-
-def likelihood_texts(ctx_text: str, cont: str, *, chat: bool) -> tuple[str, str]:
-    """The (context, continuation) texts whose log-likelihood split is scored, local or served.
-
-    Through a chat template the continuation is the assistant's turn: its own surrounding whitespace
-    goes (the template ends the context where the answer starts). For raw prompts, lm-eval's rule:
-    the context's trailing whitespace moves to the continuation, whose first word carries it in BPE
-    vocabularies (" It", not " " + "It").
-
-    Example:
-        >>> likelihood_texts("Customer: hi\\nAgent: ", "Hello.", chat=False)
-        ('Customer: hi\\nAgent:', ' Hello.')
-        >>> likelihood_texts("<|im_start|>assistant\\n", " Hello. ", chat=True)
-        ('<|im_start|>assistant\\n', 'Hello.')
-    """
-    if chat:
-        return ctx_text, cont.strip()
-    stripped = ctx_text.rstrip()
-    return stripped, ctx_text[len(stripped):] + cont
-
-
-def joint_split(whole: Sequence[int], ctx: Sequence[int]) -> int:
-    """Where the tokens of context + continuation, tokenized together, stop agreeing with the context's own.
-
-    The continuation is ``whole[k:]``: a token that straddles the boundary belongs to it (lm-eval's split).
-
-    Example:
-        >>> joint_split([5, 6, 9], [5, 7])
-        1
-    """
-    k = 0
-    while k < min(len(whole), len(ctx)) and whole[k] == ctx[k]:
-        k += 1
-    return k
 
 
 def _stop_token_ids(model, tokenizer) -> set[int]:

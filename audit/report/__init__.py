@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from ..io.output_paths import check_output_dir, check_output_file
 from ..registry import Registry
 from ..results import AuditResult, atomic_write
 
@@ -38,8 +39,6 @@ def check_outputs(out_dir: str | os.PathLike | None, outputs=()) -> None:
     Raises:
         audit.io.output_paths.OutputPathError: naming the path (unknown format, a directory, read-only, ...).
     """
-    from ..io.output_paths import check_output_dir, check_output_file
-
     if out_dir is not None:
         check_output_dir(out_dir)
     for path in outputs:

@@ -9,11 +9,10 @@ sections that score the same generations (toxicity and bias) do not score twice.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, ClassVar, Sequence
 
-from ..io.cache import DiskCache, make_key
 from ..errors import AuditError
+from ..io.cache import DiskCache, make_key
 
 
 class ScorerError(AuditError):
@@ -95,14 +94,6 @@ class SentimentScorer(Scorer):
 
     kind = "sentiment"
     low = -1.0
-
-
-def file_fingerprint(path: str | os.PathLike) -> str:
-    """Identity of a classifier's weights file or directory by full content (names the score cache:
-    two checkpoints that share a size and first MiB must not share scores). Cached; see audit.models.fingerprint."""
-    from ..models.fingerprint import fingerprint_path
-
-    return fingerprint_path(path).digest
 
 
 def score_cached(scorer: Scorer, texts: Sequence[str], cache: DiskCache | None = None, *, batch_size: int | None = None,

@@ -26,8 +26,10 @@ from typing import Any, Sequence
 
 from ..errors import first_line
 from ..io.tensor_files import load_tensors
+from ..models.fingerprint import weights_fingerprint
+from ..registry import did_you_mean
 from . import SCORERS
-from .base import Scorer, ScorerError, file_fingerprint
+from .base import Scorer, ScorerError
 
 # detoxify renames some Jigsaw classes in load_checkpoint; we load the checkpoint ourselves, so we
 # apply the same renaming to keep the label names users know from Detoxify's output.
@@ -108,7 +110,7 @@ class DetoxifyScorer(Scorer):
         self._detox.model.eval()
         self.device = device
         # Weights and the config/tokenizer directory both decide the scores.
-        self._fp = f"{file_fingerprint(self.checkpoint)}-{file_fingerprint(self.config_dir)}"
+        self._fp = f"{weights_fingerprint(self.checkpoint)}-{weights_fingerprint(self.config_dir)}"
 
     def _checked_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """The checkpoint's ``arch.args`` as data: the four fields detoxify reads, each of the expected kind.
@@ -188,8 +190,6 @@ def detoxify(arg: str | None, *, checkpoint: str | None = None, config_dir: str 
     """
     variants = list(_MODEL_TYPES)
     if arg not in variants:
-        from ..registry import did_you_mean
-
         raise ScorerError(f"detoxify:{arg or ''}: unknown Detoxify variant{did_you_mean(arg or '', variants)}; "
                           f"use one of: {', '.join('detoxify:' + v for v in variants)}")
     return DetoxifyScorer(arg, checkpoint=checkpoint, config_dir=config_dir, label=label, device=device,

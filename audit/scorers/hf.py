@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import first_line
+from ..models.fingerprint import weights_fingerprint
+from ..registry import did_you_mean
 from . import SCORERS
 from .base import Scorer, ScorerError
 
@@ -71,8 +73,6 @@ class HFClassifierScorer(Scorer):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         self._model.to(device).eval()
-        from ..models.local import weights_fingerprint
-
         self._fp = weights_fingerprint(Path(self.path)) if Path(self.path).is_dir() else "cache"
 
     def _pick_label(self, label: str | int | None) -> int:
@@ -87,8 +87,6 @@ class HFClassifierScorer(Scorer):
                     return lowered.index(cand)
             raise ScorerError(f"{self.name}: which label is toxic? set scorer_options label: one of {', '.join(self.labels)}")
         if label not in self.labels:
-            from ..registry import did_you_mean
-
             raise ScorerError(f"{self.name}: unknown label {label!r}{did_you_mean(label, self.labels)}; labels: {', '.join(self.labels)}")
         return self.labels.index(label)
 

@@ -23,7 +23,10 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
+from ...config import GenerationSettings
 from ...errors import AuditError, first_line
+from ..chat import as_turns, resolve_format
+from ..interface import joint_split, likelihood_texts, sample_seed
 from .client import Client, ServedError
 from .spec import ServedSpec
 
@@ -64,7 +67,6 @@ class ServedModel:
     """An OpenAI-compatible endpoint as an audit model (generate, loglikelihood, info, fingerprint)."""
 
     has_weights = False     # attribution and fine-tuning need local weights
-    pads_batches = False    # requests are per prompt: batching by token length buys nothing
     model = None            # no torch module (TextAttack reads `wrapper.model.__class__`)
 
     def __init__(self, spec: ServedSpec, *, server_model: str, max_length: int | None = None, client: Client | None = None):
@@ -110,8 +112,6 @@ class ServedModel:
     def _load_tokenizer(self, path: str) -> None:
         from transformers import AutoTokenizer
 
-        from ..chat import resolve_format
-
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as e:
@@ -149,8 +149,6 @@ class ServedModel:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def messages(self, prompt) -> list[dict[str, str]]:
-        from ..chat import as_turns
-
         return as_turns(prompt, self.spec_obj.system_prompt)
 
     def render(self, prompt) -> str:
@@ -172,8 +170,6 @@ class ServedModel:
                  on_batch: Callable[[list[tuple[int, int, str]]], None] | None = None,
                  skip: Iterable[tuple[int, int]] = (), desc: str = "generate") -> list[list[str]]:
         """Same contract as :meth:`audit.models.local.LanguageModel.generate`; ``on_batch`` gets each finished request."""
-        from ...config import GenerationSettings
-
         settings = settings or GenerationSettings()
         n = settings.num_samples
         out: list[list[str | None]] = [[None] * n for _ in prompts]
@@ -205,8 +201,6 @@ class ServedModel:
         return out  # type: ignore[return-value]
 
     def _complete(self, prompt, ks: tuple[int, ...], s, seed: int) -> list[str]:
-        from ..local import sample_seed
-
         body: dict[str, Any] = {"model": self.server_model, "max_tokens": s.max_new_tokens}
         if s.do_sample:
             body.update(temperature=s.temperature, top_p=s.top_p, seed=sample_seed(seed, prompt, ks[0]))
@@ -257,8 +251,6 @@ class ServedModel:
         return results
 
     def _likelihood_text(self, ctx, cont: str) -> tuple[str, int]:
-        from ..local import likelihood_texts
-
         ctx_text, cont = likelihood_texts(self.render(ctx), cont, chat=self.spec_obj.api == "chat")
         if not ctx_text:   # condition on the bos/eos token, as the local model does
             if self.tokenizer is None:
@@ -300,8 +292,6 @@ class ServedModel:
 
     def _continuation_tokens(self, text: str, ctx_len: int) -> int:
         """Tokens of ``text`` after its context, split as the local model splits (joint tokenization)."""
-        from ..local import joint_split
-
         whole = self.encode(text)
         return len(whole) - joint_split(whole, self.encode(text[:ctx_len]))
 

@@ -15,7 +15,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
+
+from ...config import ConfigError, ModelSpec, from_mapping
+from ...errors import AuditError
 
 # String forms: chat completions (the server applies its chat template) or raw completions.
 PREFIXES = {"openai:": "chat", "openai-completions:": "completions"}
@@ -87,8 +91,6 @@ class ServedSpec:
             return None
         key = os.environ.get(self.api_key_env)
         if not key:
-            from ...errors import AuditError
-
             raise AuditError(f"model.api_key_env: environment variable {self.api_key_env} is not set (it should hold the API key)")
         return key
 
@@ -114,3 +116,27 @@ def redact_url(url: str) -> str:
         return f"{p.scheme}://{host}{p.path}" if p.scheme else "<url>"
     except ValueError:
         return "<url>"
+
+
+def model_spec_from(raw: Any, where: str = "<suite>: model") -> ServedSpec | None:
+    """A suite's ``model:`` value -> ServedSpec when it names a served model, else None (a local model)."""
+    if is_served_string(raw):
+        try:
+            return parse_served_string(raw)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    if isinstance(raw, dict) and "provider" in raw:
+        return from_mapping(ServedSpec, raw, where)
+    return None
+
+
+def override_model(spec: ModelSpec | ServedSpec, model: str) -> ModelSpec | ServedSpec:
+    """The suite's model spec with ``--model`` applied (a served string keeps the suite's served options)."""
+    if is_served_string(model):
+        try:
+            return parse_served_string(model, base=spec if isinstance(spec, ServedSpec) else None)
+        except ValueError as e:
+            raise ConfigError(f"--model: {e}") from None
+    if isinstance(spec, ServedSpec):
+        return ModelSpec(path=model)
+    return dataclasses.replace(spec, path=model)
