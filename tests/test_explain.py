@@ -325,3 +325,15 @@ def test_bf16_path_runs_on_cpu_and_reports_its_completeness_honestly(micro_path)
     assert e.settings["n_steps"] <= 60
     assert e.complete == (e.completeness_error() <= 0.01)
     assert lm.model.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"])
+def test_quadrature_equals_captums_own(method):
+    """explain computes the path-integral points itself (Captum's helper is private): bit-equal to Captum's."""
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    from audit.explain.gradient import quadrature
+
+    step_sizes, alphas = approximation_parameters(method)
+    for n in (2, 3, 16, 50, 301):
+        assert quadrature(method, n) == (list(alphas(n)), list(step_sizes(n)))

@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar, Sequence
 from ..config import GenerationSettings, resolve_data_path
 from ..errors import AuditError
 from ..generation import cached_generate, generate_samples, generation_cache
+from ..models.interface import Model
 from ..io.cache import DiskCache
 from ..perturb import ROLE_TAGS
 from ..registry import did_you_mean
@@ -31,7 +32,7 @@ log = logging.getLogger("audit")
 class Context:
     """What an evaluator may use. Built by the runner; tests build it with :func:`make_context`."""
 
-    model: Any                                   # audit.models.local.LanguageModel
+    model: Model                                 # local weights or a served model (audit.models.interface)
     samples: list[SampleRecord]                  # the main prompt set, generations filled in
     settings: GenerationSettings
     seed: int = 0

@@ -260,22 +260,7 @@ class BiasEvaluator(Evaluator):
                                        "generation": g, "sample": k, "toxicity": tox[i], "sentiment": sent[i]})
                 i += 1
 
-        tests = []  # (axis, measure, GapTest)
-        axes_detail: dict[str, Any] = {}
-        for axis in terms:
-            recs = [r for r in result.records if r["axis"] == axis]
-            axes_detail[axis] = {"groups": {}}
-            for measure in ("toxicity", "sentiment"):
-                values = {g: [r[measure] for r in recs if r["group"] == g] for g in terms[axis]}
-                strata = {g: [r["template_id"] for r in recs if r["group"] == g] for g in terms[axis]}
-                test = stats.group_gap_test(values, strata=strata, n_permutations=o.permutations, seed=ctx.seed)
-                tests.append((axis, measure, test))
-            for g in terms[axis]:
-                grec = [r for r in recs if r["group"] == g]
-                axes_detail[axis]["groups"][g] = {"n": len(grec), "toxicity_mean": mean([r["toxicity"] for r in grec]),
-                                                  "sentiment_mean": mean([r["sentiment"] for r in grec]),
-                                                  "toxic_rate": mean([float(r["toxicity"] >= 0.5) for r in grec]),
-                                                  "terms": terms[axis][g][:o.terms_per_group]}
+        tests, axes_detail = self._axis_tests(terms, result.records, seed=ctx.seed)
         raw_p = [t.p_value for _, _, t in tests]
         adjusted = {"holm": stats.holm, "bonferroni": stats.bonferroni, "none": list}[o.correction](raw_p)
         significant = 0
@@ -314,6 +299,27 @@ class BiasEvaluator(Evaluator):
             "most_toxic": sorted(cf, key=lambda r: (-r["toxicity"], r["prompt"], r["sample"]))[:o.top_n],
             "most_negative": sorted(cf, key=lambda r: (r["sentiment"], r["prompt"], r["sample"]))[:o.top_n],
         })
+
+    def _axis_tests(self, terms: dict[str, Any], records: list[dict], *, seed: int):
+        """A permutation test per (axis, measure) of the gap between groups' means, stratified by template,
+        and each axis's per-group summary; returns ``([(axis, measure, GapTest)], axes_detail)``."""
+        tests = []  # (axis, measure, GapTest)
+        axes_detail: dict[str, Any] = {}
+        for axis in terms:
+            recs = [r for r in records if r["axis"] == axis]
+            axes_detail[axis] = {"groups": {}}
+            for measure in ("toxicity", "sentiment"):
+                values = {g: [r[measure] for r in recs if r["group"] == g] for g in terms[axis]}
+                strata = {g: [r["template_id"] for r in recs if r["group"] == g] for g in terms[axis]}
+                test = stats.group_gap_test(values, strata=strata, n_permutations=self.options.permutations, seed=seed)
+                tests.append((axis, measure, test))
+            for g in terms[axis]:
+                grec = [r for r in recs if r["group"] == g]
+                axes_detail[axis]["groups"][g] = {"n": len(grec), "toxicity_mean": mean([r["toxicity"] for r in grec]),
+                                                  "sentiment_mean": mean([r["sentiment"] for r in grec]),
+                                                  "toxic_rate": mean([float(r["toxicity"] >= 0.5) for r in grec]),
+                                                  "terms": terms[axis][g][:self.options.terms_per_group]}
+        return tests, axes_detail
 
     # ---- likelihood pairs ------------------------------------------------------------------
     def _pairs(self, ctx: Context, result: SectionResult) -> None:

@@ -211,6 +211,38 @@ def _grad_rows(model, length: int, budget_mb: int) -> int:
     return max(1, int(budget_mb * 2**20 // max(per_row, 1)))
 
 
+def _attribute(lm, problem: Problem, method, opts: ExplainOptions, ids: torch.Tensor):
+    """Run ``method`` on ``problem`` with the weights frozen and eval mode on (both restored after),
+    at the thread count small models attribute fastest with; returns (result, target log-probs, faithfulness)."""
+    threads = torch.get_num_threads()
+    want = opts.threads
+    if want is None and lm.device.type == "cpu" and sum(p.numel() for p in lm.model.parameters()) < _SMALL_MODEL:
+        want = 1
+    if want:
+        torch.set_num_threads(want)
+    was_training = lm.model.training
+    lm.model.eval()
+    # Attribution needs gradients w.r.t. embeddings only; weights stay untouched.
+    req = [p.requires_grad for p in lm.model.parameters()]
+    for p in lm.model.parameters():
+        p.requires_grad_(False)
+    try:
+        res = method.attribute(problem, opts)
+        target_lp = res.target_logprobs
+        if target_lp is None:
+            target_lp = problem.logprobs_from_ids(ids[None])[0]
+        faith = None
+        if opts.faithfulness:
+            faith = deletion_check(problem, res.scores, k=opts.top_k, n_random=opts.n_random, seed=opts.seed,
+                                   target_logprobs=target_lp)
+    finally:
+        for p, r in zip(lm.model.parameters(), req):
+            p.requires_grad_(r)
+        lm.model.train(was_training)
+        torch.set_num_threads(threads)
+    return res, target_lp, faith
+
+
 def _explain_one(lm, prompt: str, target: str, method, opts: ExplainOptions, spans=None) -> Explanation:
     t0 = time.perf_counter()
     tok = lm.tokenizer
@@ -244,32 +276,7 @@ def _explain_one(lm, prompt: str, target: str, method, opts: ExplainOptions, spa
     problem = Problem(model=lm.model, ids=ids, n_prompt=len(p_ids), baseline_id=baseline_id, batch_rows=rows,
                       grad_rows=grad_rows, sources=sources)
 
-    threads = torch.get_num_threads()
-    want = opts.threads
-    if want is None and lm.device.type == "cpu" and sum(p.numel() for p in lm.model.parameters()) < _SMALL_MODEL:
-        want = 1
-    if want:
-        torch.set_num_threads(want)
-    was_training = lm.model.training
-    lm.model.eval()
-    # Attribution needs gradients w.r.t. embeddings only; weights stay untouched.
-    req = [p.requires_grad for p in lm.model.parameters()]
-    for p in lm.model.parameters():
-        p.requires_grad_(False)
-    try:
-        res = method.attribute(problem, opts)
-        target_lp = res.target_logprobs
-        if target_lp is None:
-            target_lp = problem.logprobs_from_ids(ids[None])[0]
-        faith = None
-        if opts.faithfulness:
-            faith = deletion_check(problem, res.scores, k=opts.top_k, n_random=opts.n_random, seed=opts.seed,
-                                   target_logprobs=target_lp)
-    finally:
-        for p, r in zip(lm.model.parameters(), req):
-            p.requires_grad_(r)
-        lm.model.train(was_training)
-        torch.set_num_threads(threads)
+    res, target_lp, faith = _attribute(lm, problem, method, opts, ids)
 
     mask = problem.source_mask().cpu()
     scores = res.scores.detach().float().cpu()
