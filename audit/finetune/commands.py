@@ -82,10 +82,10 @@ def add_commands(sub, *, common, run_args) -> None:
 def cmd_finetune(args, fields) -> int:
     from .run import finetune
 
-    overrides = overrides(args, fields)
+    given = overrides(args, fields)
     if args.quiet:
-        overrides.setdefault("progress", False)
-    result = finetune(args.config, **overrides)
+        given.setdefault("progress", False)
+    result = finetune(args.config, **given)
     if int(os.environ.get("RANK", "0")) != 0:
         return EXIT_PASS  # under `accelerate launch`, one summary (rank 0's) is enough
     val = f", best validation loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else ""
