@@ -20,7 +20,7 @@ SETTINGS = GenerationSettings(max_new_tokens=12, batch_size=8)
 RECORD_KEYS = {"id", "recipe", "original_prompt", "perturbed_prompt", "clean_output", "perturbed_output", "reference",
                "success", "skipped", "score", "words_perturbed", "words_perturbed_pct", "queries", "perturbed_word_indices"}
 needs_debian_wordnet = pytest.mark.skipif(not (DEBIAN_WORDNET_DIR / "data.noun").exists(),
-                                          reason="Debian wordnet-base/wordnet-sense-index not installed (make setup installs them)")
+                                          reason="Debian wordnet-base/wordnet-sense-index not installed (make sysdeps installs them)")
 
 
 @pytest.fixture

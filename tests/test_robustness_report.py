@@ -63,7 +63,7 @@ def test_report_in_chromium_shows_payloads_as_text(adv_result):
     from audit.report.browser import Page, find_chromium
 
     if find_chromium() is None:
-        pytest.skip("chromium not installed (make setup installs it)")
+        pytest.skip("chromium not installed (make sysdeps installs it)")
     result, tmp = adv_result
     path = write_report(result, tmp / "report.html")
     with Page() as page:
