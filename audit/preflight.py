@@ -40,8 +40,8 @@ def check_window(max_new_tokens: int, window: int | None, where: str, source: ob
     """``max_new_tokens`` must leave room for a prompt in the model's context window (else an IndexError deep
     inside generation); checked from ``config.json`` before loading and from the loaded model after."""
     if window is not None and max_new_tokens >= window:
-        raise PreflightError(f"{where}: generation.max_new_tokens: {max_new_tokens} does not fit the model's context window "
-                             f"of {window} tokens ({source})")
+        raise PreflightError(f"{where}: generation.max_new_tokens: {max_new_tokens} does not fit the model's "
+                             f"context window of {window} tokens ({source})")
 
 
 def preflight(suite, *, check_model: bool = True):
