@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_validate)
 
+    p = sub.add_parser("score", help="score existing outputs (JSONL) with a refusal judge or toxicity backend, no model",
+                       description="Score every line of IN ({\"prompt\": ..., \"response\": ...}; prompt optional for text-only "
+                                   "scorers) and write the lines with \"score\" added to OUT. refusal: the probability that "
+                                   "the response declines what was asked (a refusal at >= 0.5). A bad line: exit 2, nothing written.")
+    p.add_argument("input", metavar="IN", help="JSONL file of {prompt, response} lines")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="JSONL file to write (the input lines with score)")
+    p.add_argument("--scorer", default="refusal", help="refusal (the MiniLM judge), refusal:substring, or a toxicity backend "
+                                                       "(profanity, detoxify:original, hf:PATH; `audit ls`); default refusal")
+    p.add_argument("--batch-size", type=int, metavar="N", help="texts per scoring batch")
+    _common(p)
+    p.set_defaults(func=cmd_score)
+
     p = sub.add_parser("ls", help="list sections, metrics, output formats and other components")
     _common(p)
     p.set_defaults(func=cmd_ls)
@@ -264,10 +276,20 @@ def _extra_listings():
 # (title, module, registry attribute): other modules' registries shown by `audit ls`.
 _LISTED: list[tuple[str, str, str]] = [("toxicity backends", "audit.scorers", "SCORERS"),
                                       ("sentiment backends", "audit.scorers", "SENTIMENT_SCORERS"),
+                                      ("refusal judges", "audit.scorers.refusal", "REFUSAL_SCORERS"),
                                       ("attack recipes", "audit.attacks", "RECIPES"),
                                       ("prompt perturbations", "audit.perturb", "PERTURBATIONS"),
                                       ("attribution methods", "audit.explain", "METHODS"),
                                       ("training losses", "audit.finetune", "LOSSES")]
+
+
+def cmd_score(args) -> int:
+    from .scoring import score_file
+
+    summary = score_file(args.scorer, args.input, args.output, batch_size=args.batch_size, progress=not args.quiet)
+    print(f"scored {summary['n']} lines with {summary['scorer'].get('backend', args.scorer)}: mean {summary['mean']:.3f}, "
+          f"{summary['flagged']} at >= {summary['threshold']} -> {summary['out']}")
+    return EXIT_PASS
 
 
 def cmd_ls(args) -> int:
