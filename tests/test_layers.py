@@ -26,12 +26,13 @@ LAYERS = [
     # The model wing (interface, both backends, builders), data loading, generation caching, scorers, gates.
     ["audit.models", "audit.data", "audit.generation", "audit.scorers", "audit.probes", "audit.baseline", "audit.gates"],
     # The areas that use a model: attacks, explanations, suite sections, training.
-    ["audit.attacks", "audit.explain", "audit.evaluators", "audit.finetune", "audit.scoring"],
+    ["audit.attacks", "audit.explain", "audit.evaluators", "audit.finetune", "audit.scoring", "audit.refusal_train"],
     ["audit.report", "audit.preflight"],
     ["audit.suite"],
     ["audit.runner"],
     ["audit.harden"],
-    ["audit.cli", "audit.pytest_plugin", "audit.__main__", "audit"],
+    # Top: entry points, and the scripts beside the bundled data that rebuild or check it.
+    ["audit.cli", "audit.pytest_plugin", "audit.__main__", "audit.suites", "audit"],
 ]
 
 
