@@ -7,7 +7,7 @@ import importlib
 from ..registry import Registry
 
 # Modules that define sections; imported on first look-up so `import audit` stays light.
-_SECTION_MODULES = ["quality", "diversity", "toxicity", "bias", "robustness", "consistency", "attribution"]
+_SECTION_MODULES = ["quality", "diversity", "toxicity", "bias", "safety", "robustness", "consistency", "attribution"]
 
 
 def _load() -> None:
