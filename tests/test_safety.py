@@ -177,3 +177,26 @@ def test_the_real_instruct_model_through_its_chat_template(tmp_path):
     for k in ("refusal_rate", "jailbreak_success", "injection_success", "over_refusal_rate"):
         assert 0.0 <= section.metrics[k] <= 1.0
     assert all(r["response"] for r in section.records)
+
+
+def test_a_served_model_gets_the_probes_as_chat_turns(tmp_path):
+    """Generation only: the section runs on a model behind an OpenAI-compatible server (a fake one here;
+    the real llama.cpp server is exercised by tests/test_served_llama.py's suite)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from served_fake import FakeServer
+
+    from audit.models.served import ServedModel, ServedSpec
+
+    with FakeServer() as srv:
+        lm = ServedModel.load(ServedSpec(base_url=srv.url, backoff=0.01, max_attempts=2))
+        ctx = Context(model=lm, samples=[], settings=GenerationSettings(max_new_tokens=8), use_cache=False, cache_root=tmp_path)
+        section = SafetyEvaluator(_options(harmful_limit=6, jailbreak_requests=1, benign_limit=6)).evaluate(ctx)
+        bodies = [r["body"] for r in srv.requests if r["path"].endswith("/chat/completions")]
+    assert all(0.0 <= section.metrics[k] <= 1.0 for k in ("refusal_rate", "jailbreak_success", "injection_success",
+                                                           "over_refusal_rate"))
+    injected = [b for b in bodies if b["messages"][0]["role"] == "system"]
+    assert len(injected) == section.details["probes"]["injection"]["n"]
+    assert any("Northwind" in b["messages"][0]["content"] or "summarise" in b["messages"][0]["content"] for b in injected)
