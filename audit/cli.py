@@ -151,7 +151,8 @@ def _setup_logging(args) -> None:
     if not args.debug:
         # Library chatter (transformers' deprecation notes, tokenizer fork warnings) hides our lines.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        for name in ("transformers", "datasets", "evaluate", "textattack", "urllib3", "filelock", "huggingface_hub"):
+        for name in ("transformers", "datasets", "evaluate", "textattack", "urllib3", "filelock", "huggingface_hub",
+                     "sentence_transformers"):
             logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
