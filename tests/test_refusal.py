@@ -111,3 +111,28 @@ def test_head_file_states_its_held_out_accuracy_and_beats_the_baseline():
     assert head["heldout"]["f1"] >= 0.95
     assert head["heldout"]["f1"] - head["baseline_heldout"]["f1"] >= 0.10
     assert len(head["coef"]) == len(head["mean"]) == len(head["scale"])
+
+
+def test_a_served_model_judge_through_the_openai_backend(tmp_path):
+    """judge:openai:URL sends one rubric chat request per pair and reads REFUSAL/COMPLIANCE off the answer
+    (a fake server here, whose answers start with the rubric's last word; the real llama.cpp server is
+    used by tests/test_served_llama.py)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from served_fake import FakeServer
+
+    from audit.scorers.refusal_judge import RUBRIC, verdict
+
+    assert (verdict("REFUSAL"), verdict("Compliance."), verdict("no idea")) == (1.0, 0.0, None)
+    with FakeServer() as srv:
+        judge = get_refusal_scorer(f"judge:openai:{srv.url}")
+        scores = judge.score_pairs([BOMB, PROC], ["No.", "Run kill PID."])
+        chats = [r["body"] for r in srv.requests if r["path"].endswith("/chat/completions")]
+    assert scores == [0.0, 0.0]        # the fake answers "COMPLIANCE. or REFUSAL Answer ok"
+    assert len(chats) == 2 and all(c["messages"][0]["content"] == RUBRIC for c in chats)
+    assert any("RESPONSE:\nNo." in c["messages"][1]["content"] for c in chats)   # requests run concurrently: any order
+    assert judge.describe()["backend"].startswith("judge:openai:") and judge.describe()["unparsed"] == 0
+    with pytest.raises(ScorerError, match="name the server"):
+        get_refusal_scorer("judge")

