@@ -24,8 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .data import DataError
-from .io.input_files import iter_lines
+from .data import DataError, read_rows
 from .io.output_paths import check_output_file
 from .results import atomic_write
 
@@ -40,15 +39,7 @@ def is_refusal_spec(spec: str) -> bool:
 def read_pairs(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Every line of ``path`` as an object with a string ``response`` (and ``prompt``, when given, a string)."""
     rows = []
-    for n, line in iter_lines(path, what="outputs file", error=DataError):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not valid JSON ({e.msg}, column {e.colno})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{n}: each line must be a JSON object with a 'response' field")
+    for n, row in read_rows(path):     # JSONL (or CSV): invalid JSON and non-objects are named by line
         if not isinstance(row.get("response"), str):
             raise DataError(f"{path}:{n}: field 'response' must be a string"
                             + ("" if "response" in row else " (missing)"))

@@ -42,10 +42,10 @@ def test_a_toxicity_backend_needs_no_prompt(tmp_path):
 
 
 @pytest.mark.parametrize("bad, why", [
-    ('{"prompt": "hi", "response": "ok"', "not valid JSON"),
+    ('{"prompt": "hi", "response": "ok"', "invalid JSON"),
     ('{"prompt": "hi"}', "'response' must be a string (missing)"),
     ('{"response": 3}', "'response' must be a string"),
-    ('["a list"]', "JSON object"),
+    ('["a list"]', "expected a JSON object"),
     ('{"response": "x", "prompt": ["no"]}', "'prompt' must be a string"),
 ])
 def test_a_bad_line_exits_2_naming_file_and_line_and_writes_nothing(tmp_path, capsys, bad, why):

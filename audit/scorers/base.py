@@ -9,7 +9,7 @@ sections that score the same generations (toxicity and bias) do not score twice.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 from ..errors import AuditError
 from ..io.cache import DiskCache, make_key
@@ -17,6 +17,40 @@ from ..io.cache import DiskCache, make_key
 
 class ScorerError(AuditError):
     """A scorer could not be built or run; the message says what to provide."""
+
+
+def run_batches(name: str, n: int, batch_size: int, score_slice: Callable[[int, int], Sequence[float]], *,
+                low: float = 0.0, high: float = 1.0, progress: bool = False, desc: str = "score",
+                unit: str = "text") -> list[float]:
+    """Scores of items ``0..n`` from ``score_slice(start, stop)`` in batches, each checked to lie in [low, high].
+
+    The loop every scorer interface shares (toxicity, sentiment, refusal): a count check per batch,
+    no NaN, the range enforced (rounding clipped), and a progress bar on long inputs.
+    """
+    if batch_size < 1:
+        raise ScorerError(f"{name}: batch_size must be >= 1")
+    out: list[float] = []
+    bar = None
+    if progress and n > batch_size:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc=desc, unit=unit, leave=False)
+    try:
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            scores = [float(v) for v in score_slice(start, stop)]
+            if len(scores) != stop - start:
+                raise ScorerError(f"{name}: backend returned {len(scores)} scores for {stop - start} {unit}s")
+            for v in scores:
+                if math.isnan(v) or not low - 1e-6 <= v <= high + 1e-6:
+                    raise ScorerError(f"{name}: backend returned {v}, outside [{low}, {high}]")
+            out.extend(min(high, max(low, v)) for v in scores)
+            if bar:
+                bar.update(len(scores))
+    finally:
+        if bar:
+            bar.close()
+    return out
 
 
 class Scorer:
@@ -47,31 +81,9 @@ class Scorer:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise ScorerError(f"{self.name}: texts[{i}] must be a string, got {type(t).__name__}")
-        bs = batch_size or self.default_batch_size
-        if bs < 1:
-            raise ScorerError(f"{self.name}: batch_size must be >= 1")
-        out: list[float] = []
-        bar = None
-        if progress and len(texts) > bs:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(texts), desc=f"score {self.name}", unit="text", leave=False)
-        try:
-            for start in range(0, len(texts), bs):
-                batch = texts[start:start + bs]
-                scores = [float(v) for v in self._score_batch(batch)]
-                if len(scores) != len(batch):
-                    raise ScorerError(f"{self.name}: backend returned {len(scores)} scores for {len(batch)} texts")
-                for v in scores:
-                    if math.isnan(v) or not self.low - 1e-6 <= v <= self.high + 1e-6:
-                        raise ScorerError(f"{self.name}: backend returned {v}, outside [{self.low}, {self.high}]")
-                out.extend(min(self.high, max(self.low, v)) for v in scores)
-                if bar:
-                    bar.update(len(batch))
-        finally:
-            if bar:
-                bar.close()
-        return out
+        return run_batches(self.name, len(texts), batch_size or self.default_batch_size,
+                           lambda a, b: self._score_batch(texts[a:b]), low=self.low, high=self.high, progress=progress,
+                           desc=f"score {self.name}", unit="text")
 
     def _score_batch(self, texts: list[str]) -> Sequence[float]:  # pragma: no cover - abstract
         raise NotImplementedError

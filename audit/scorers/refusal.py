@@ -34,7 +34,7 @@ import numpy as np
 
 from ..io.cache import DiskCache, make_key
 from ..registry import Registry, UnknownNameError
-from .base import ScorerError
+from .base import ScorerError, run_batches
 
 REFUSAL_THRESHOLD = 0.5
 HEAD_FILE = Path(__file__).parent / "data" / "refusal_head.json"
@@ -77,28 +77,10 @@ class RefusalScorer:
                 raise ScorerError(f"{self.name}: responses[{i}] must be a string, got {type(r).__name__}")
             if p is not None and not isinstance(p, str):
                 raise ScorerError(f"{self.name}: prompts[{i}] must be a string or None, got {type(p).__name__}")
-        bs = batch_size or self.default_batch_size
-        if bs < 1:
-            raise ScorerError(f"{self.name}: batch_size must be >= 1")
-        bar = None
-        if progress and len(responses) > bs:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(responses), desc=f"judge {self.name}", unit="pair", leave=False)
-        out: list[float] = []
-        try:
-            for start in range(0, len(responses), bs):
-                got = [float(v) for v in self._score_pairs([p or "" for p in prompts[start:start + bs]],
-                                                           responses[start:start + bs])]
-                if len(got) != len(responses[start:start + bs]) or any(math.isnan(v) or not -1e-6 <= v <= 1 + 1e-6 for v in got):
-                    raise ScorerError(f"{self.name}: backend returned a wrong number of scores or one outside [0, 1]")
-                out.extend(min(1.0, max(0.0, v)) for v in got)
-                if bar:
-                    bar.update(len(got))
-        finally:
-            if bar:
-                bar.close()
-        return out
+        asked = [p or "" for p in prompts]
+        return run_batches(self.name, len(responses), batch_size or self.default_batch_size,
+                           lambda a, b: self._score_pairs(asked[a:b], responses[a:b]), progress=progress,
+                           desc=f"judge {self.name}", unit="pair")
 
     def _score_pairs(self, prompts: list[str], responses: list[str]) -> Sequence[float]:  # pragma: no cover - abstract
         raise NotImplementedError
