@@ -36,10 +36,15 @@ def render_console(result: AuditResult) -> str:
             lines.append(f"{head} ERROR: {s(sec.error)}")
             continue
         lines.append(head)
+        # One column per section, as wide as its longest name (per-category metrics run long).
+        width = max([28] + [len(s(k)) for k in sec.metrics])
+        why_nan = sec.details.get("why_nan", {}) if isinstance(sec.details, dict) else {}
         for k, v in sec.metrics.items():
             info = sec.metric_info.get(k)
             arrow = "" if info is None else (" (higher is better)" if info.higher_is_better else " (lower is better)")
-            lines.append(f"    {s(name)}.{s(k):<28} {_fmt(v):>10}{arrow}")
+            if (v is None or v != v) and k in why_nan:   # NaN: say why
+                arrow += f"  ({s(why_nan[k])})"
+            lines.append(f"    {s(name)}.{s(k):<{width}} {_fmt(v):>10}{arrow}")
     if result.gates:
         lines.append("  gates:")
         for g in result.gates:
