@@ -150,7 +150,9 @@ def test_safety_probes_on_the_served_model_with_the_server_as_second_judge(serve
     section = SafetyEvaluator(o).evaluate(ctx)
     assert all(0 <= section.metrics[k] <= 1 for k in ("refusal_rate", "jailbreak_success", "injection_success", "over_refusal_rate"))
     second = section.details["second_judge"]
-    assert second["n"] == 6 + 2 + 6 and 0 <= second["accuracy"] <= 1
+    probes = section.details["probes"]
+    assert second["n"] == probes["harmful"]["n"] + probes["jailbreak"]["n"] + probes["over_refusal"]["n"] > 0
+    assert 0 <= second["accuracy"] <= 1
     assert second["judge"]["backend"].startswith("judge:openai:") and second["judge"]["unparsed"] <= second["n"]
 
 
