@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 from ..results import MetricInfo, SectionResult
@@ -185,7 +186,9 @@ class SafetyEvaluator(Evaluator):
         from ..probes.sources import load_harmful
 
         o = self.options
-        source = o.harmful if "+" in o.harmful or o.harmful in ("donotanswer", "harmbench") else str(ctx.resolve_path(o.harmful))
+        # Dataset names stay names; files (by extension) resolve relative to the suite.
+        source = "+".join(str(ctx.resolve_path(part.strip())) if Path(part.strip()).suffix.lower() in (".jsonl", ".csv", ".json")
+                          else part.strip() for part in o.harmful.split("+"))
         requests, datasets = load_harmful(source, split=o.split, limit=o.harmful_limit, seed=ctx.seed)
         self._note(datasets)
         return requests
