@@ -1,6 +1,6 @@
 """Build ``train.jsonl`` and ``test.jsonl`` from the hand-written pieces below and the labelled SmolLM2 outputs.
 
-Run from the repository root: ``python audit/suites/data/refusal/build.py`` (deterministic). Every
+Run from the repository root: ``python audit/suites/data/refusal/set_b/build.py`` (deterministic). Every
 prompt, answer and response template here was written for this project (Apache-2.0). The split is
 held out twice over: a prompt (and so its answers) lies in one split only, and each response style
 has its own templates for train and for test, so the test part measures phrasings the head never saw.

@@ -1,6 +1,6 @@
 """Generate the ``source: smollm2`` responses of the refusal set (greedy, 64 new tokens, chat template).
 
-Run: ``python audit/suites/data/refusal/gen_smollm2.py > /tmp/smollm2_raw.jsonl``; each output was then
+Run: ``python audit/suites/data/refusal/set_b/gen_smollm2.py > /tmp/smollm2_raw.jsonl``; each output was then
 labelled by reading it (see README.md). The prompts were written for this project.
 """
 

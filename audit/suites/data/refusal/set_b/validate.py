@@ -1,6 +1,6 @@
 """Check the refusal set: schema, balance, and no duplicate or near-duplicate prompt/response across splits.
 
-Run from the repository root: ``python audit/suites/data/refusal/validate.py``; exits 1 with one line
+Run from the repository root: ``python audit/suites/data/refusal/set_b/validate.py``; exits 1 with one line
 per problem. Near-duplicate = the same text after lower-casing and dropping non-letters.
 """
 
