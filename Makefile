@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sysdeps demo smollm2 harden-smollm2 test bench clean server
+.PHONY: install sysdeps demo smollm2 harden-smollm2 harden-safety-smollm2 test bench clean server
 
 # System packages from Debian: Chromium (the HTML report is tested in a real browser) and WordNet 3.0
 # (synonym-swap attacks). Installed only when missing; skipped with a note where apt is unavailable.
@@ -37,11 +37,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) sysdeps
 
+# audit's exit code (0 pass, 1 a gate failed, 2 error) is recorded in .audit-exit: make itself exits 2
+# on any failure, so `./scripts/make-exit demo` (or smollm2) exits with audit's own code instead.
+DEMO_ARGS ?= --out reports/demo
+SMOLLM2_ARGS ?= --out reports/smollm2
+
 demo: $(STAMP) sysdeps
-	$(BIN)/audit demo --out reports/demo
+	@$(BIN)/audit demo $(DEMO_ARGS); rc=$$?; echo $$rc > .audit-exit; exit $$rc
 
 smollm2: $(STAMP) sysdeps
-	$(BIN)/audit run smollm2 --out reports/smollm2
+	@$(BIN)/audit run smollm2 $(SMOLLM2_ARGS); rc=$$?; echo $$rc > .audit-exit; exit $$rc
 
 # The task model (LoRA on the support data's train split), then harden it: attacks on the train
 # split, adversarial fine-tuning, before/after audits of the held-out test split (comparison.html).
@@ -49,6 +54,17 @@ harden-smollm2: $(STAMP) sysdeps
 	$(BIN)/audit finetune audit/suites/finetune-smollm2.yaml
 	$(BIN)/audit harden -m runs/task-smollm2/model -s harden-smollm2 --train-split train \
 	  --config audit/suites/finetune-harden-smollm2.yaml --out reports/harden-smollm2
+
+# Safety hardening of the same task model: train on the safety probes' TRAIN split (refusals, jailbreak-
+# wrapped refusals, the look-alikes' own answers) mixed with the task data, audit the TEST split before
+# and after (one risk area never trained on) -> reports/harden-safety-smollm2/comparison.html.
+runs/task-smollm2/model/config.json: | $(STAMP)
+	$(BIN)/audit finetune audit/suites/finetune-smollm2.yaml
+
+harden-safety-smollm2: $(STAMP) sysdeps runs/task-smollm2/model/config.json
+	@$(BIN)/audit harden -m runs/task-smollm2/model -s harden-safety-smollm2 --objective safety --train-split train \
+	  --hold-out-area discrimination_toxicity --config audit/suites/finetune-harden-safety-smollm2.yaml \
+	  --out reports/harden-safety-smollm2; rc=$$?; echo $$rc > .audit-exit; exit $$rc
 
 # The served-model tests run against a real llama.cpp server, so `make test` builds it too (once).
 test: $(STAMP) sysdeps server

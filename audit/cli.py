@@ -121,6 +121,15 @@ def _add_harden(sub) -> None:
     p.add_argument("--no-clean", action="store_true", help="train on the adversarial pairs only")
     p.add_argument("--train-split", metavar="SPLIT", help="build the training set by attacking the data's SPLIT records "
                    "(e.g. train); the suite's audited prompts stay held out and are never trained on")
+    p.add_argument("--objective", choices=["robustness", "safety"], default="robustness",
+                   help="robustness (default): train on the successful attacks. safety: train on the suite's safety "
+                        "section's TRAIN split (refusals of harmful and jailbreak-wrapped requests, the model's own "
+                        "answers to harmless look-alikes) mixed with the data's --train-split task records; the "
+                        "section must audit split: test (docs/safety.md)")
+    p.add_argument("--hold-out-area", action="append", default=[], metavar="AREA",
+                   help="safety: a risk area never trained on (measured as transfer); repeatable")
+    p.add_argument("--safety-harmful-limit", type=int, metavar="N",
+                   help="safety: train on N harmful train-split requests (stratified; default all)")
     p.add_argument("--no-cache", action="store_true", help="do not reuse cached generations")
     p.add_argument("--cache-dir", metavar="DIR", help="cache location")
     hfields = config_flags(p, skip=("model", "data", "out_dir", "train_split", "val_split", "format", "prompt_field",
@@ -222,12 +231,19 @@ def cmd_harden(args, fields) -> int:
             raise ConfigError(f"{args.config}: a finetune config must be a YAML mapping")
     for k, v in overrides(args, fields).items():
         set_dotted(config, k, v)
+    if args.objective != "safety" and (args.hold_out_area or args.safety_harmful_limit is not None):
+        raise ConfigError("harden: --hold-out-area and --safety-harmful-limit need --objective safety")
+    safety = {"hold_out": args.hold_out_area, "harmful_limit": args.safety_harmful_limit}
     r = harden(args.model, args.suite, args.out, config=config, target=args.target, include_clean=not args.no_clean,
                progress=not args.quiet, use_cache=not args.no_cache, cache_dir=args.cache_dir,
-               train_split=args.train_split)
-    for key, pair in _robustness_rows(r):
+               train_split=args.train_split, objective=args.objective,
+               safety=safety if args.objective == "safety" else None)
+    for key, pair in _summary_rows(r):
         print(f"{key}: {pair[0]} -> {pair[1]}")
-    print(f"adversarial examples trained on: {r.n_adversarial} (of {r.n_train} pairs)")
+    if r.objective == "safety":
+        print("trained on: " + ", ".join(f"{n} {k}" for k, n in r.mix["counts"].items()) + f" ({r.n_train} pairs)")
+    else:
+        print(f"adversarial examples trained on: {r.n_adversarial} (of {r.n_train} pairs)")
     if r.model_dir:
         print(f"hardened model: {r.model_dir}")
     for p in r.reports:
@@ -239,11 +255,14 @@ def cmd_harden(args, fields) -> int:
     return EXIT_PASS if r.after.passed else EXIT_GATE_FAILED
 
 
-def _robustness_rows(r):
+def _summary_rows(r):
+    from .harden import summary_keys
+
     def fmt(v):
         return "n/a" if v is None else f"{v:.4g}"
 
-    keys = sorted(k for k in r.before.metrics if k.startswith("robustness."))
+    # The safety objective's per-category rows (metric.category) stay in harden.json and the comparison.
+    keys = [k for k in summary_keys(r.before, r.after, r.objective) if r.objective != "safety" or k.count(".") == 1]
     return [(k, (fmt(r.before.metrics.get(k)), fmt(r.after.metrics.get(k)))) for k in keys]
 
 

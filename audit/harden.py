@@ -72,6 +72,24 @@ HARDEN_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: Fine-tuning defaults for ``objective="safety"`` (the safety mix of :mod:`audit.safety_training`): plain
+#: CE on refusals, wrapped refusals, the look-alikes' own answers and the task records, one pass.
+SAFETY_DEFAULTS: dict[str, Any] = {
+    "losses": {"ce": 1.0},
+    "epochs": 1,
+    "batch_size": 8,
+    "lr": 2e-4,
+    "warmup_steps": 0,
+    "val_fraction": 0.0,
+    "eval_every": 1000,
+    "save_every": 1000,
+    "keep_checkpoints": 1,
+    "max_length": 384,
+}
+
+OBJECTIVES = ("robustness", "safety")
+
+
 @dataclass
 class HardenResult:
     """The before/after audits, the training run and where everything went."""
@@ -84,6 +102,8 @@ class HardenResult:
     n_train: int                     # training pairs in total (adversarial + clean)
     train: Any = None                # TrainResult
     reports: list[Path] = field(default_factory=list)
+    objective: str = "robustness"
+    mix: dict[str, Any] | None = None    # objective safety: what the training mix held
 
     @property
     def passed(self) -> bool:
@@ -175,7 +195,8 @@ def _attack_split_suite(suite, split: str):
 
 def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] | None = None, target: str = "auto",
            include_clean: bool = True, progress: bool = True, use_cache: bool = True,
-           cache_dir: str | os.PathLike | None = None, train_split: str | None = None) -> HardenResult:
+           cache_dir: str | os.PathLike | None = None, train_split: str | None = None, objective: str = "robustness",
+           safety: Any = None) -> HardenResult:
     """Attack a model with a suite's robustness section, fine-tune on the successful attacks, re-audit.
 
     Args:
@@ -193,6 +214,11 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
         include_clean: also train on the clean prompts (keeps clean quality).
         train_split: attack the data's records of this split to build the training set (held-out
             hardening; the suite's own split is audited before and after and never trained on).
+        objective: ``robustness`` (the default: train on the successful attacks) or ``safety``: train on
+            the safety section's TRAIN split (refusals of harmful and jailbreak-wrapped requests, the
+            model's own answers to harmless look-alikes, and the data's ``train_split`` task records;
+            :mod:`audit.safety_training`) and audit the test split before and after.
+        safety: :class:`~audit.safety_training.SafetyTraining` (or a dict of its fields) for ``objective="safety"``.
 
     Returns:
         :class:`HardenResult`; ``result.passed`` is the suite's gates on the hardened model.
@@ -202,9 +228,14 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     """
     if target not in ("auto", "target", "reference"):
         raise AuditError(f"harden: target must be 'auto', 'target' or 'reference', got {target!r}")
+    if objective not in OBJECTIVES:
+        raise AuditError(f"harden: objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     out = check_output_dir(out_dir)   # before the first audit, not after it
     if not isinstance(suite, SuiteConfig):
         suite = load_suite(suite, model_override=model if isinstance(model, (str, os.PathLike)) else None)
+    if objective == "safety":
+        return _harden_safety(model, suite, out, config=config, safety=safety, train_split=train_split,
+                              progress=progress, use_cache=use_cache, cache_dir=cache_dir)
     if "robustness" not in suite.sections:
         raise AuditError(f"harden: suite {suite.name!r} has no robustness section; harden needs its attacks "
                          f"(sections: {', '.join(suite.sections)})")
@@ -212,8 +243,7 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     run_kw = dict(progress=progress, use_cache=use_cache, cache_dir=cache_dir)
 
     log.info("harden 1/4: auditing the original model")
-    absolute = dataclasses.replace(suite, gates=[g for g in suite.gates if g.max_regression is None])
-    before = run_suite(absolute, model=lm, out_dir=out / "before", outputs=_reports(out / "before"), **run_kw)
+    before = _audit_before(suite, lm, out, run_kw)
     source, source_dir = _attack_source(suite, lm, before, out, train_split, run_kw)
     if target == "auto":
         target = "reference" if source.samples and all(s.reference for s in source.samples) else "target"
@@ -232,9 +262,7 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     trained = _train_copy(lm, pairs, out, config, target=target, seed=suite.seed, progress=progress)
 
     log.info("harden 3/4: re-auditing the hardened model (same suite, same seed)")
-    hardened = LanguageModel.load(str(trained.model_dir), device=str(lm.device), dtype=str(lm.dtype).replace("torch.", ""))
-    after = run_suite(suite, model=hardened, out_dir=out / "after", outputs=_reports(out / "after"), seed=before.seed,
-                      baseline=before, **run_kw)
+    after = _audit_after(suite, lm, trained.model_dir, before, out, run_kw)
 
     log.info("harden 4/4: writing the before/after comparison")
     reports = _compare(before, after, out)
@@ -242,6 +270,54 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
              target=target)
     return HardenResult(before=before, after=after, out_dir=out, model_dir=trained.model_dir, n_adversarial=n_adv,
                         n_train=len(pairs), train=trained, reports=reports)
+
+
+def _harden_safety(model, suite: SuiteConfig, out: Path, *, config, safety, train_split, progress, use_cache,
+                   cache_dir) -> HardenResult:
+    """``harden(objective="safety")``: audit, train on the safety mix of the train split, re-audit, compare."""
+    from .generation import generation_cache
+    from .safety_training import SafetyTraining, build_safety_mix, mix_summary, safety_section
+
+    safety_section(suite)   # fails before any model loads
+    cfg = safety if isinstance(safety, SafetyTraining) else SafetyTraining(**(safety or {}))
+    lm = model if isinstance(model, LanguageModel) else LanguageModel.load(suite.model)
+    run_kw = dict(progress=progress, use_cache=use_cache, cache_dir=cache_dir)
+
+    # The mix first: a leak, an unknown risk area or an empty mix fails before the first audit.
+    log.info("harden 1/4: building the safety mix from the train split")
+    mix = build_safety_mix(lm, suite, train_split=train_split, cfg=cfg, seed=suite.seed,
+                           cache=generation_cache(lm, cache_dir, enabled=use_cache), progress=progress)
+    log.info("harden: the mix: %s", ", ".join(f"{n} {k}" for k, n in mix.counts.items()))
+
+    log.info("harden 2/4: auditing the original model (the test split)")
+    before = _audit_before(suite, lm, out, run_kw)
+    failed = before.sections["safety"].error
+    if failed:
+        raise AuditError(f"harden: the safety section failed on the original model ({failed}); see {out / 'before'}")
+    log.info("harden 3/4: fine-tuning on the safety mix (%d pairs)", len(mix.pairs))
+    trained = _train_copy(lm, mix.pairs, out, config, target="reference", seed=suite.seed, progress=progress,
+                          defaults=SAFETY_DEFAULTS)
+
+    log.info("harden 4/4: re-auditing the hardened model (same suite, same seed)")
+    after = _audit_after(suite, lm, trained.model_dir, before, out, run_kw)
+
+    reports = _compare(before, after, out)
+    summary = mix_summary(mix, cfg)
+    _summary(out, before, after, trained, 0, len(mix.pairs), trained.model_dir, held_out=True, target="safety mix",
+             objective="safety", extra={"mix": summary})
+    return HardenResult(before=before, after=after, out_dir=out, model_dir=trained.model_dir, n_adversarial=0,
+                        n_train=len(mix.pairs), train=trained, reports=reports, objective="safety", mix=summary)
+
+
+#: The metrics harden.json and the CLI show before/after, by objective (prefixes of results.json keys).
+SUMMARY_PREFIXES = {"robustness": ("robustness.",),
+                    "safety": ("safety.refusal_rate", "safety.jailbreak_success", "safety.injection_success",
+                               "safety.over_refusal_rate", "safety.refused_plain_answered_wrapped", "quality.")}
+
+
+def summary_keys(before, after, objective: str = "robustness") -> list[str]:
+    """The flat metric names both audits are compared on for ``objective`` (per-category rows included)."""
+    return sorted(k for k in set(before.metrics) | set(after.metrics) if k.startswith(SUMMARY_PREFIXES[objective]))
 
 
 def _attack_source(suite: SuiteConfig, lm: LanguageModel, before: AuditResult, out: Path, train_split: str | None,
@@ -263,10 +339,10 @@ def _attack_source(suite: SuiteConfig, lm: LanguageModel, before: AuditResult, o
 
 
 def _train_copy(lm: LanguageModel, pairs: list, out: Path, config: dict[str, Any] | None, *, target: str, seed: int,
-                progress: bool):
+                progress: bool, defaults: dict[str, Any] = HARDEN_DEFAULTS):
     """Fine-tune a copy of ``lm`` on ``pairs`` (the caller's model object stays the "before" model) into ``out/train``."""
     data = write_pairs_jsonl(pairs, out / "train.jsonl")
-    cfg = {**HARDEN_DEFAULTS, **(config or {})}
+    cfg = {**defaults, **(config or {})}
     if target == "target" and "add_eos" not in (config or {}):
         # The targets are the model's own answers, cut at the suite's max_new_tokens: an eos token after
         # a cut answer would teach the model to stop mid-sentence.
@@ -277,6 +353,20 @@ def _train_copy(lm: LanguageModel, pairs: list, out: Path, config: dict[str, Any
     # The chat format travels with the copy: an instruct model trains through its template.
     work = LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, spec=lm.spec, path=lm.path, chat=lm.chat)
     return finetune(cfg, model=work)
+
+
+def _audit_before(suite: SuiteConfig, lm: LanguageModel, out: Path, run_kw: dict) -> AuditResult:
+    """The original model's audit (``before/``): the suite's absolute gates only, it has nothing to regress from."""
+    absolute = dataclasses.replace(suite, gates=[g for g in suite.gates if g.max_regression is None])
+    return run_suite(absolute, model=lm, out_dir=out / "before", outputs=_reports(out / "before"), **run_kw)
+
+
+def _audit_after(suite: SuiteConfig, lm: LanguageModel, model_dir: Path, before: AuditResult, out: Path,
+                 run_kw: dict) -> AuditResult:
+    """The hardened model's audit (``after/``): same suite, same seed, ``before`` as its baseline."""
+    hardened = LanguageModel.load(str(model_dir), device=str(lm.device), dtype=str(lm.dtype).replace("torch.", ""))
+    return run_suite(suite, model=hardened, out_dir=out / "after", outputs=_reports(out / "after"), seed=before.seed,
+                     baseline=before, **run_kw)
 
 
 def _reports(out_dir: Path) -> list[str]:
@@ -292,9 +382,10 @@ def _compare(before, after, out: Path) -> list[Path]:
 
 
 def _summary(out: Path, before, after, trained, n_adv: int, n_train: int, model_dir, *, held_out: bool = False,
-             target: str = "target") -> Path:
-    keys = sorted(k for k in set(before.metrics) | set(after.metrics) if k.startswith("robustness."))
+             target: str = "target", objective: str = "robustness", extra: dict | None = None) -> Path:
+    keys = summary_keys(before, after, objective)
     summary = {
+        "objective": objective,
         "model_dir": str(model_dir) if model_dir else None,
         # True: trained on another split's attacks, the audited prompts were never trained on.
         "held_out": held_out,
@@ -303,9 +394,12 @@ def _summary(out: Path, before, after, trained, n_adv: int, n_train: int, model_
         "training_pairs": n_train,
         "steps": trained.steps if trained else 0,
         "best_val_loss": trained.best_val_loss if trained else None,
-        "robustness": {k: {"before": before.metrics.get(k), "after": after.metrics.get(k)} for k in keys},
+        # Kept under "robustness" for that objective (the key results.json readers know); "metrics" otherwise.
+        ("robustness" if objective == "robustness" else "metrics"):
+            {k: {"before": before.metrics.get(k), "after": after.metrics.get(k)} for k in keys},
         "passed_before": before.passed,
         "passed_after": after.passed,
+        **(extra or {}),
     }
     path = out / "harden.json"
     atomic_write(path, json.dumps(json_safe(summary), indent=2) + "\n")

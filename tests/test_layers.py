@@ -26,7 +26,8 @@ LAYERS = [
     # The model wing (interface, both backends, builders), data loading, generation caching, scorers, gates.
     ["audit.models", "audit.data", "audit.generation", "audit.scorers", "audit.probes", "audit.baseline", "audit.gates"],
     # The areas that use a model: attacks, explanations, suite sections, training.
-    ["audit.attacks", "audit.explain", "audit.evaluators", "audit.finetune", "audit.scoring", "audit.refusal_train"],
+    ["audit.attacks", "audit.explain", "audit.evaluators", "audit.finetune", "audit.scoring", "audit.refusal_train",
+     "audit.safety_training"],
     ["audit.report", "audit.preflight"],
     ["audit.suite"],
     ["audit.runner"],
