@@ -7,7 +7,8 @@ wrapper, goal or attack is built. Public pieces:
   transformation, search)`` compositions that run offline.
 - :class:`GenerationModelWrapper` (:mod:`.wrapper`): batched, cached TextAttack model wrapper over
   :class:`audit.models.local.LanguageModel`.
-- :func:`make_goal` and the goals ``output_change``, ``non_overlapping``, ``toxicity`` (:mod:`.goals`).
+- :func:`make_goal` and the goals ``output_change``, ``non_overlapping``, ``toxicity``, ``task_degradation``,
+  ``exact_match`` and ``json_fields`` (:mod:`.goals`).
 - :func:`attack_targets` (:mod:`.run`): run a recipe over prompts into plain records;
   :func:`attack_lockstep`: every recipe over every prompt at once, queries batched across attacks.
 - :func:`write_adversarial_jsonl` (:mod:`.export`): successful attacks as training data.
@@ -24,7 +25,7 @@ from .offline import MissingAttackDataError, import_textattack
 from .recipes import RECIPES, build_attack, check_data
 
 #: Goal names a suite may give (``audit.attacks.goals.GOALS`` registers the classes).
-GOAL_NAMES = ("output_change", "non_overlapping", "toxicity", "task_degradation")
+GOAL_NAMES = ("output_change", "non_overlapping", "toxicity", "task_degradation", "exact_match", "json_fields")
 
 _LAZY = {
     "GenerationModelWrapper": ".wrapper",

@@ -16,6 +16,14 @@ clean output for the prompt, and the measures are smoothed:
   different: its similarity to the dataset REFERENCE must fall more than ``margin`` below the clean
   answer's (HELM's worst-case view of the task metric). The goals above succeed when a rewording
   keeps the answer right; this one does not. Needs a reference per prompt (``references``).
+- :class:`ExactMatchGoal` (``exact_match``): for a task with a crisp answer (a label, a JSON
+  object): a CORRECT clean answer (:func:`audit.metrics.exact.exact_match` to the reference)
+  becomes wrong. Examples whose clean answer is already wrong are skipped.
+- :class:`JsonFieldsGoal` (``json_fields``): for JSON-object answers: any field the clean answer
+  got right becomes wrong. Examples with no clean-correct field are skipped.
+
+Goals with ``needs_references = True`` take ``references`` (prompt text -> reference); the
+robustness section checks every attacked prompt has one before generating anything.
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ GOALS: Registry = Registry("attack goal")
 
 class GenerationGoalFunction(TextToTextGoalFunction):
     """Base of the generation goals: the ground truth is the model's clean output (a string)."""
+
+    #: True when the goal is measured against dataset references (``references=`` option).
+    needs_references = False
 
     def __init__(self, model_wrapper, *, query_budget: float = float("inf"), model_batch_size: int = 256, **kwargs):
         # A large model_batch_size hands the wrapper whole candidate lists; it batches them itself.
@@ -172,6 +183,8 @@ class TaskDegradation(GenerationGoalFunction):
         ...                        margin=0.1)  # doctest: +SKIP
     """
 
+    needs_references = True
+
     def __init__(self, model_wrapper, *, references: dict[str, str], margin: float = 0.1, measure: str = "chrf", **kwargs):
         if not 0.0 < margin < 1.0:
             raise ValueError(f"margin must be in (0, 1), got {margin}")
@@ -215,9 +228,145 @@ def degradation(clean_similarity: float, perturbed_similarity: float) -> float:
     return clean_similarity - perturbed_similarity
 
 
+#: Weight of the graded part of the right-or-wrong goals' scores: an answer that is still right scores
+#: below this, a wrong one 1.0 (exact_match) or at least 1/|fields| (json_fields), so a search ranks any success first.
+GRADED_WEIGHT = 0.5
+
+
+class _ReferenceGoal(GenerationGoalFunction):
+    """Shared by the right-or-wrong goals: the reference of the attacked prompt, looked up by its text."""
+
+    needs_references = True
+    goal_name = ""
+
+    def __init__(self, model_wrapper, *, references: dict[str, str], measure: str = "chrf", **kwargs):
+        if not references:
+            raise ValueError(f"{self.goal_name} needs references (prompt text -> reference answer)")
+        self.references = dict(references)
+        self.measure = measure
+        self.reference: str | None = None
+        super().__init__(model_wrapper, **kwargs)
+
+    def _reference_for(self, attacked_text) -> str:
+        ref = self.references.get(attacked_text.text)
+        if not ref or not str(ref).strip():
+            raise AuditError(f"{self.goal_name}: no reference for the attacked prompt {attacked_text.text[:60]!r}")
+        return ref
+
+    def _moved(self, model_output) -> float:
+        """How far the output moved from the clean answer, in [0, GRADED_WEIGHT]: the search's gradient
+        while the answer is still right."""
+        return GRADED_WEIGHT * (1.0 - similarity(str(model_output), str(self.ground_truth_output), self.measure))
+
+    def extra_repr_keys(self):
+        return super().extra_repr_keys() + ["measure"]
+
+
+@GOALS.register("exact_match")
+class ExactMatchGoal(_ReferenceGoal):
+    """Make a right answer wrong: the clean answer exact-matches the reference, the perturbed one does not.
+
+    Right and wrong are :func:`audit.metrics.exact.exact_match` (normalised text for a label; every
+    field, no extra keys, for a JSON-object reference). A prompt whose clean answer is already wrong
+    has nothing to lose: it is skipped (TextAttack's "skipped"), not counted as a failed attack.
+
+    Score: 1.0 for a wrong answer. A right answer scores ``GRADED_WEIGHT * (1 - sim(output, clean))``
+    (chrF similarity to the CLEAN answer, 0-0.5): right/wrong alone is flat, so a greedy search
+    could not rank the words it tries; how far the output moved is a sign that it may tip over
+    next. The clean answer, not the reference, is the yardstick: an unchanged output scores exactly
+    0, and an output that merely reformats toward the reference is not scored as progress. The
+    field share (how many JSON fields are wrong) is no use here: while the answer is right, none is.
+
+    Example:
+        >>> goal = ExactMatchGoal(wrapper, references={"where is order 48213977?": '{"topic": "shipping"}'})  # doctest: +SKIP
+    """
+
+    goal_name = "exact_match"
+
+    def __init__(self, model_wrapper, *, references: dict[str, str], measure: str = "chrf", **kwargs):
+        self.clean_correct = False
+        super().__init__(model_wrapper, references=references, measure=measure, **kwargs)
+
+    def init_attack_example(self, attacked_text, ground_truth_output):
+        from ..metrics.exact import exact_match
+
+        self.reference = self._reference_for(attacked_text)
+        self.clean_correct = exact_match(str(ground_truth_output), self.reference)
+        return super().init_attack_example(attacked_text, ground_truth_output)
+
+    def _wrong(self, model_output) -> bool:
+        from ..metrics.exact import exact_match
+
+        return not exact_match(str(model_output), self.reference)
+
+    def _get_score(self, model_output, _):
+        return 1.0 if self._wrong(model_output) else self._moved(model_output)
+
+    def _is_goal_complete(self, model_output, _):
+        return self._wrong(model_output)
+
+    def _should_skip(self, model_output, attacked_text):
+        return not self.clean_correct or super()._should_skip(model_output, attacked_text)
+
+
+@GOALS.register("json_fields")
+class JsonFieldsGoal(_ReferenceGoal):
+    """Break a field: any JSON field the clean answer got right is wrong in the perturbed answer.
+
+    Fields are :func:`audit.metrics.exact.field_matches` against the reference (a JSON object; the
+    goal raises on a reference that is not one). Only the fields the CLEAN answer got right count:
+    a field that was already wrong cannot be broken, and an answer that gets a wrong field right is
+    no success. A prompt whose clean answer has no right field is skipped.
+
+    Score: with ``k`` of the ``n`` clean-right fields now wrong, ``k / n`` (success for ``k >= 1``).
+    With none wrong, ``GRADED_WEIGHT * (1 - sim(output, clean)) / n`` (chrF similarity to the clean
+    answer), below ``1 / n``: a search ranks every success above every non-success, and between
+    non-successes prefers outputs that moved (see :class:`ExactMatchGoal`).
+
+    Example:
+        >>> goal = JsonFieldsGoal(wrapper, references={"where is order 48213977?": '{"topic": "shipping"}'})  # doctest: +SKIP
+    """
+
+    goal_name = "json_fields"
+
+    def __init__(self, model_wrapper, *, references: dict[str, str], measure: str = "chrf", **kwargs):
+        self.clean_right: list[str] = []
+        super().__init__(model_wrapper, references=references, measure=measure, **kwargs)
+
+    def init_attack_example(self, attacked_text, ground_truth_output):
+        from ..metrics.exact import field_matches, reference_object
+
+        ref = self._reference_for(attacked_text)
+        if reference_object(ref) is None:
+            raise AuditError(f"json_fields: the reference of {attacked_text.text[:60]!r} is not a JSON object: {ref[:60]!r}")
+        self.reference = ref
+        self.clean_right = [k for k, ok in field_matches(str(ground_truth_output), ref).items() if ok]
+        return super().init_attack_example(attacked_text, ground_truth_output)
+
+    def broken_fields(self, model_output) -> list[str]:
+        """The clean-right fields that ``model_output`` gets wrong."""
+        from ..metrics.exact import field_matches
+
+        now = field_matches(str(model_output), self.reference)
+        return [k for k in self.clean_right if not now.get(k, False)]
+
+    def _get_score(self, model_output, _):
+        n = len(self.clean_right)
+        if not n:
+            return 0.0
+        k = len(self.broken_fields(model_output))
+        return k / n if k else self._moved(model_output) / n
+
+    def _is_goal_complete(self, model_output, _):
+        return bool(self.clean_right) and bool(self.broken_fields(model_output))
+
+    def _should_skip(self, model_output, attacked_text):
+        return not self.clean_right or super()._should_skip(model_output, attacked_text)
+
+
 def make_goal(name: str, model_wrapper, *, query_budget: float = float("inf"), **options) -> GenerationGoalFunction:
     """Build the goal function registered as ``name`` (``output_change``, ``non_overlapping``, ``toxicity``,
-    ``task_degradation``).
+    ``task_degradation``, ``exact_match``, ``json_fields``).
 
     Example:
         >>> goal = make_goal("output_change", wrapper, query_budget=40, max_similarity=0.4)  # doctest: +SKIP

@@ -61,6 +61,7 @@ class RobustnessEvaluator(Evaluator):
         recipes: list[str] = field(default_factory=lambda: ["deepwordbug"])  # attack recipes (`audit ls`)
         # What counts as a successful attack (docs/robustness.md, "Choosing the goal"): output_change |
         # non_overlapping | toxicity | task_degradation (the answer gets worse vs the reference; needs references)
+        # | exact_match (a right answer becomes wrong) | json_fields (a right JSON field becomes wrong); both need references
         goal: str = "output_change"
         max_similarity: float = 0.5          # output_change: success once chrF similarity to the clean output <= this
         min_fraction: float = 1.0            # non_overlapping: share of clean-output words that must change
@@ -118,12 +119,7 @@ class RobustnessEvaluator(Evaluator):
         from ..attacks import check_data
 
         o = self.options
-        if o.goal == "task_degradation":   # before any generation: the goal is measured against references
-            attacked = ctx.samples[:o.examples] if o.examples else ctx.samples
-            missing = [s.id for s in attacked if not (s.reference and s.reference.strip())]
-            if missing:
-                raise AuditError(f"robustness.goal: task_degradation needs a reference for every attacked prompt; "
-                                 f"{len(missing)} of {len(attacked)} have none (first: {missing[0]})")
+        self._check_references(ctx)
         for r in o.recipes:   # fail before any generation if a recipe's data is missing
             check_data(r)
         from ..attacks.wrapper import GenerationModelWrapper
@@ -145,6 +141,27 @@ class RobustnessEvaluator(Evaluator):
                                              "max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
                                              "protect": list(o.protect)}
 
+    def _check_references(self, ctx: Context) -> None:
+        """Before any generation: a goal measured against references needs one for every attacked prompt
+        (json_fields: a JSON object), else the section fails in one line."""
+        from ..attacks.goals import GOALS
+
+        o = self.options
+        if not getattr(GOALS.get(o.goal), "needs_references", False):
+            return
+        attacked = ctx.samples[:o.examples] if o.examples else ctx.samples
+        missing = [s.id for s in attacked if not (s.reference and s.reference.strip())]
+        if missing:
+            raise AuditError(f"robustness.goal: {o.goal} needs a reference for every attacked prompt; "
+                             f"{len(missing)} of {len(attacked)} have none (first: {missing[0]})")
+        if o.goal == "json_fields":
+            from ..metrics.exact import reference_object
+
+            bad = [s.id for s in attacked if reference_object(s.reference) is None]
+            if bad:
+                raise AuditError(f"robustness.goal: json_fields needs a JSON-object reference for every attacked prompt; "
+                                 f"{len(bad)} of {len(attacked)} are not (first: {bad[0]})")
+
     def _attack(self, ctx: Context, wrapper, result: SectionResult) -> list[dict]:
         from ..attacks import build_attack
         from ..attacks.goals import make_goal
@@ -159,7 +176,11 @@ class RobustnessEvaluator(Evaluator):
                         "non_overlapping": lambda: {"min_fraction": o.min_fraction},
                         "toxicity": lambda: {"scorer": o.toxicity_scorer, "threshold": o.toxicity_threshold},
                         "task_degradation": lambda: {"margin": o.margin, "measure": o.similarity,
-                                                     "references": {s.prompt: s.reference for s in samples}}}[o.goal]()
+                                                     "references": {s.prompt: s.reference for s in samples}},
+                        "exact_match": lambda: {"measure": o.similarity,
+                                                "references": {s.prompt: s.reference for s in samples}},
+                        "json_fields": lambda: {"measure": o.similarity,
+                                                "references": {s.prompt: s.reference for s in samples}}}[o.goal]()
         records: list[dict] = []
         table = {}
 
