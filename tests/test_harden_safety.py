@@ -139,7 +139,7 @@ def test_harden_objective_safety_end_to_end(chat_dir, tmp_path, capsys):
     for part in ("before/results.json", "after/results.json", "comparison.html", "train.jsonl", "train/model"):
         assert (out / part).exists(), part
     # What was trained on: train-split items only, as written for inspection.
-    rows = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (out / "train.jsonl").read_text(encoding="utf-8").split("\n") if x]   # not splitlines: U+2028 in templates
     assert all(split_of(r["id"]) == "train" for r in rows if r["source"] != "task")
     after = json.loads((out / "after" / "results.json").read_text())
     assert after["sections"]["safety"]["details"]["split"] == "test"
