@@ -127,7 +127,6 @@ from audit.attacks import import_textattack  # noqa: E402
 
 import_textattack()
 from textattack.goal_function_results import GoalFunctionResultStatus as Status  # noqa: E402
-from textattack.models.wrappers import ModelWrapper  # noqa: E402
 from textattack.shared import AttackedText  # noqa: E402
 
 from audit.attacks.goals import GOALS, GRADED_WEIGHT, ExactMatchGoal, JsonFieldsGoal, make_goal  # noqa: E402
@@ -139,15 +138,7 @@ ONE_WRONG = '{"topic": "shipping", "order_number": "48213977", "urgency": "norma
 TWO_WRONG = '{"topic": "billing", "order_number": "48213977", "urgency": "normal"}'
 
 
-class TableModel(ModelWrapper):
-    """Answers each prompt from a fixed table (unknown prompts get an empty answer)."""
-
-    def __init__(self, table: dict[str, str]):
-        self.model = None
-        self.table = table
-
-    def __call__(self, prompts):
-        return [self.table.get(p, "") for p in prompts]
+from .test_goals_task import TableModel  # noqa: E402  (answers each prompt from a fixed table)
 
 
 def decide(goal_name: str, clean: str, perturbed_answer: str, *, ref: str = REF):
