@@ -15,7 +15,7 @@ hundred safety examples into the fine-tune restores them (Bianchi et al. 2023). 
 - ``task``: the suite's data records of ``train_split`` towards their references (the task is kept).
 
 Nothing of the test split reaches training: :func:`check_safety_held_out` refuses a training request or
-look-alike that is a test item (or a near copy of one, :func:`audit.harden.check_held_out`'s rule) and
+look-alike that is a test item (or a near copy of one, :func:`audit.finetune.leaks.check_held_out`'s rule) and
 a template whose split is test. The before/after audits read the test split only.
 """
 
@@ -191,7 +191,7 @@ def _test_items(suite, opts, source: str, seed: int) -> list[str]:
 
 def _drop_near_test(items: list, test_items: list[str]) -> tuple[list, int]:
     """``items`` without those whose words are (a near copy of) a test item; and how many went."""
-    from .harden import LeakError, check_held_out
+    from .finetune.leaks import LeakError, check_held_out
 
     kept = []
     for it in items:
@@ -204,9 +204,9 @@ def _drop_near_test(items: list, test_items: list[str]) -> tuple[list, int]:
 
 
 def check_safety_held_out(pairs: Sequence[TextPair], suite, source: str, *, seed: int) -> None:
-    """Raise :class:`audit.harden.LeakError` if a test-split request, look-alike or template reached training,
+    """Raise :class:`audit.finetune.leaks.LeakError` if a test-split request, look-alike or template reached training,
     or a task record is (a near copy of) a prompt the suite audits."""
-    from .harden import LeakError, check_held_out
+    from .finetune.leaks import LeakError, check_held_out
     from .probes.jailbreaks import load_jailbreaks
 
     opts = safety_section(suite)
