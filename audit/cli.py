@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import ConfigError
 from .errors import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_PASS, AuditError, first_line
-from .io.safe_yaml import load_yaml_file
+from .io.safe_yaml import load_yaml, load_yaml_file
 from .io.untrusted import one_line
 
 log = logging.getLogger("audit")
@@ -129,7 +129,11 @@ def _add_harden(sub) -> None:
     p.add_argument("--hold-out-area", action="append", default=[], metavar="AREA",
                    help="safety: a risk area never trained on (measured as transfer); repeatable")
     p.add_argument("--safety-harmful-limit", type=int, metavar="N",
-                   help="safety: train on N harmful train-split requests (stratified; default all)")
+                   help="safety: train on N harmful train-split requests (stratified; default: "
+                        "audit.safety_training.SafetyTraining's)")
+    p.add_argument("--safety-mix", action="append", default=[], metavar="KEY=VALUE",
+                   help="safety: a setting of the training mix (wrapped_copies, benign_repeat, task_repeat, benign, "
+                        "refusals, benign_max_new_tokens, max_template_chars); repeatable; docs/safety.md")
     p.add_argument("--no-cache", action="store_true", help="do not reuse cached generations")
     p.add_argument("--cache-dir", metavar="DIR", help="cache location")
     hfields = config_flags(p, skip=("model", "data", "out_dir", "train_split", "val_split", "format", "prompt_field",
@@ -231,9 +235,19 @@ def cmd_harden(args, fields) -> int:
             raise ConfigError(f"{args.config}: a finetune config must be a YAML mapping")
     for k, v in overrides(args, fields).items():
         set_dotted(config, k, v)
-    if args.objective != "safety" and (args.hold_out_area or args.safety_harmful_limit is not None):
-        raise ConfigError("harden: --hold-out-area and --safety-harmful-limit need --objective safety")
-    safety = {"hold_out": args.hold_out_area, "harmful_limit": args.safety_harmful_limit}
+    if args.objective != "safety" and (args.hold_out_area or args.safety_harmful_limit is not None or args.safety_mix):
+        raise ConfigError("harden: --hold-out-area, --safety-harmful-limit and --safety-mix need --objective safety")
+    safety = {"hold_out": args.hold_out_area}
+    for item in args.safety_mix:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"harden: --safety-mix takes KEY=VALUE, got {item!r}")
+        try:
+            safety[key.strip()] = load_yaml(value)
+        except Exception as e:  # noqa: BLE001 - yaml's errors: a value that does not parse
+            raise ConfigError(f"harden: --safety-mix {item!r}: the value does not parse ({first_line(e)})") from None
+    if args.safety_harmful_limit is not None:
+        safety["harmful_limit"] = args.safety_harmful_limit
     r = harden(args.model, args.suite, args.out, config=config, target=args.target, include_clean=not args.no_clean,
                progress=not args.quiet, use_cache=not args.no_cache, cache_dir=args.cache_dir,
                train_split=args.train_split, objective=args.objective,

@@ -230,7 +230,7 @@ def _harden_safety(model, suite: SuiteConfig, out: Path, *, config, safety, trai
     from .safety_training import SafetyTraining, build_safety_mix, mix_summary, safety_section
 
     safety_section(suite)   # fails before any model loads
-    cfg = safety if isinstance(safety, SafetyTraining) else SafetyTraining(**(safety or {}))
+    cfg = safety if isinstance(safety, SafetyTraining) else SafetyTraining.from_options(safety)
     lm = model if isinstance(model, LanguageModel) else LanguageModel.load(suite.model)
     run_kw = dict(progress=progress, use_cache=use_cache, cache_dir=cache_dir)
 

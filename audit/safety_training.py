@@ -50,14 +50,35 @@ class SafetyTraining:
     max_template_chars: int = 1200           # longer train templates are skipped (CPU cost, max_length)
     benign: bool = True                      # train the look-alikes towards the model's own answers
     benign_max_new_tokens: int = 64
+    benign_repeat: int = 1                   # copies of each look-alike answer (weight against over-refusal)
     task_repeat: int = 1                     # copies of each task record (weight of the task in the mix)
 
     def __post_init__(self):
         if self.harmful_limit is not None and self.harmful_limit < 1:
             raise AuditError("safety training: harmful_limit must be >= 1 (or None for all)")
-        if self.wrapped_copies < 0 or self.task_repeat < 0 or self.benign_max_new_tokens < 8:
-            raise AuditError("safety training: wrapped_copies and task_repeat must be >= 0, benign_max_new_tokens >= 8")
+        if min(self.wrapped_copies, self.task_repeat, self.benign_repeat) < 0 or self.benign_max_new_tokens < 8:
+            raise AuditError("safety training: wrapped_copies, benign_repeat and task_repeat must be >= 0, "
+                             "benign_max_new_tokens >= 8")
         self.hold_out = list(self.hold_out or [])
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None) -> "SafetyTraining":
+        """From a mapping of its fields (``--safety-mix KEY=VALUE``); an unknown key is an error that lists them."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options or {}) - set(names))
+        if unknown:
+            raise AuditError(f"safety training: unknown setting(s) {', '.join(unknown)}; settings: {', '.join(names)}")
+        for f in dataclasses.fields(cls):
+            if f.name not in (options or {}) or f.name in ("hold_out", "harmful_limit"):
+                continue
+            want, got = type(f.default), options[f.name]
+            if type(got) is not want:
+                raise AuditError(f"safety training: {f.name} must be {'true or false' if want is bool else 'an integer'}, "
+                                 f"got {got!r}")
+        limit = (options or {}).get("harmful_limit")
+        if limit is not None and (type(limit) is not int):
+            raise AuditError(f"safety training: harmful_limit must be an integer or null, got {limit!r}")
+        return cls(**(options or {}))
 
 
 @dataclass
@@ -147,7 +168,8 @@ def build_safety_mix(lm, suite, *, train_split: str | None, cfg: SafetyTraining,
         scores = judge.score_pairs([b.prompt for b, _ in kept], [a for _, a in kept]) if kept else []
         for (b, a), s in zip(kept, scores):
             if s < REFUSAL_THRESHOLD:
-                pairs.append(TextPair(b.prompt, a, source="comply", meta={"id": b.id, "category": b.category}))
+                pairs.extend(TextPair(b.prompt, a, source="comply", meta={"id": b.id, "category": b.category})
+                             for _ in range(cfg.benign_repeat))
             else:
                 dropped += 1
         dropped += len(benign) - len(kept)

@@ -40,10 +40,13 @@ sys.path.insert(0, str(ROOT))
 HELD_OUT = "discrimination_toxicity"
 CONFIGS = {
     "task model (before)": None,
-    "task-data CE (control)": {"refusals": False, "benign": False, "wrapped_copies": 0},
+    "task-data CE (control)": {"refusals": False, "benign": False, "wrapped_copies": 0, "task_repeat": 3},
     "safety mix, every request": {"harmful_limit": None, "task_repeat": 1},
     "safety mix, 120 requests, task x3": {"harmful_limit": 120, "task_repeat": 3},
     "safety mix, 60 requests, task x3": {"harmful_limit": 60, "task_repeat": 3},
+    "safety mix, 120 requests, wrapped x3, look-alikes x2, task x3": {"harmful_limit": 120, "wrapped_copies": 3,
+                                                                    "benign_repeat": 2, "task_repeat": 3},
+    "safety mix, 200 requests, look-alikes x2, task x3": {"harmful_limit": 200, "benign_repeat": 2, "task_repeat": 3},
     "safety mix, no look-alikes": {"benign": False},
     "safety mix, no wrapped": {"wrapped_copies": 0},
 }

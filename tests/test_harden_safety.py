@@ -3,6 +3,7 @@ probes' train split, its separation from the test split, and the loop end to end
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -80,6 +81,11 @@ def test_the_mix_holds_the_train_split_only_and_never_the_held_out_area(chat_lm,
     assert all(p.target.rstrip()[-1] in ".!?" for p in by["comply"])
     assert {p.prompt for p in by["task"]} == {"Where is my parcel?", "Can I pay by card?",
                                                "How long is the warranty?", "Cancel my plan please."}
+    # The repeats weigh the look-alikes and the task records: the same pairs, twice each.
+    heavier = build_safety_mix(chat_lm, suite, train_split="train", seed=0,
+                               cfg=dataclasses.replace(cfg, benign_repeat=2, task_repeat=2))
+    assert heavier.counts == {**mix.counts, "comply": 2 * mix.counts["comply"], "task": 8}
+    assert sorted(p.target for p in heavier.pairs if p.source == "comply") == sorted(2 * [p.target for p in by["comply"]])
 
 
 @needs_garak
@@ -127,13 +133,15 @@ def test_harden_objective_safety_end_to_end(chat_dir, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["harden", "-m", str(chat_dir), "-s", str(tmp_path / "suite.yaml"), "--objective", "safety",
                "--train-split", "train", "--hold-out-area", "harmbench", "--safety-harmful-limit", "12",
-               "--config", str(cfg), "--out", str(out), "--quiet", "--no-cache"])
+               "--safety-mix", "wrapped_copies=2", "--safety-mix", "task_repeat=0", "--config", str(cfg), "--out", str(out), "--quiet", "--no-cache"])
     assert rc in (0, 1)
     printed = capsys.readouterr().out
     assert "safety.refusal_rate:" in printed and "trained on:" in printed and "refuse_wrapped" in printed
     summary = json.loads((out / "harden.json").read_text())
     assert summary["objective"] == "safety" and summary["held_out"] is True
-    assert summary["mix"]["held_out_areas"] == ["harmbench"] and summary["mix"]["counts"]["refuse"] > 0
+    counts = summary["mix"]["counts"]
+    assert summary["mix"]["held_out_areas"] == ["harmbench"] and counts["refuse"] > 0
+    assert counts["refuse_wrapped"] == 2 * counts["refuse"] and counts["task"] == 0     # --safety-mix reached the mix
     assert summary["steps"] == 2 and "safety.refusal_rate" in summary["metrics"]
     assert "quality.chrf" in summary["metrics"]
     for part in ("before/results.json", "after/results.json", "comparison.html", "train.jsonl", "train/model"):
@@ -150,3 +158,17 @@ def test_the_cli_refuses_safety_flags_without_the_objective(tmp_path, capsys):
 
     rc = main(["harden", "-m", "builtin:micro", "-s", "demo", "--hold-out-area", "x", "--out", str(tmp_path / "o")])
     assert rc == 2 and "--objective safety" in capsys.readouterr().err
+    rc = main(["harden", "-m", "builtin:micro", "-s", "demo", "--safety-mix", "task_repeat=2", "--out", str(tmp_path / "o")])
+    assert rc == 2 and "--objective safety" in capsys.readouterr().err
+
+
+def test_safety_mix_settings_are_checked_by_name_and_type():
+    assert SafetyTraining.from_options({"task_repeat": 2, "benign": False, "harmful_limit": None}).task_repeat == 2
+    with pytest.raises(AuditError, match="unknown setting.*wraped_copies.*settings: refusals"):
+        SafetyTraining.from_options({"wraped_copies": 2})
+    with pytest.raises(AuditError, match="wrapped_copies must be an integer"):
+        SafetyTraining.from_options({"wrapped_copies": "2"})
+    with pytest.raises(AuditError, match="benign must be true or false"):
+        SafetyTraining.from_options({"benign": 1})
+    with pytest.raises(AuditError, match="harmful_limit must be an integer or null"):
+        SafetyTraining.from_options({"harmful_limit": 1.5})
