@@ -88,3 +88,26 @@ def test_finetune_through_the_template_teaches_the_chat_answer(chat_dir, tmp_pat
     out = trained.generate([PROMPT], GenerationSettings(max_new_tokens=24, do_sample=False))[0][0]
     # Learned as the assistant turn: the answer, then the turn ends (<|im_end|> stops generation).
     assert out.strip() == ANSWER
+
+
+def test_a_system_prompt_is_the_system_turn_of_every_record(chat_lm, micro_lm, tmp_path):
+    import dataclasses
+
+    import pytest
+
+    from audit.config import ConfigError
+    from audit.finetune.run import _chat_format, prepare_data
+
+    system = "Route the customer's message; answer in JSON."
+    cfg = load_finetune_config({"model": "x", "data": str(_data(tmp_path)), "val_fraction": 0.0, "system_prompt": system})
+    chat = _chat_format(cfg, chat_lm)
+    train, _, _ = prepare_data(cfg, chat_lm.tokenizer, chat=chat)
+    n_prompt = sum(1 for lab in train[0].labels if lab == IGNORE)
+    prompt = chat_lm.tokenizer.decode(train[0].input_ids[:n_prompt])
+    assert "<|im_start|>system\n" + system in prompt and _learned(chat_lm.tokenizer, train[0]) == ANSWER + "<|im_end|>\n"
+    # The ids generation conditions on when the suite sets the same model.system_prompt.
+    audited = LanguageModel(chat_lm.model, chat_lm.tokenizer, spec="chat+system", chat=chat)
+    assert train[0].input_ids[:n_prompt] == audited.encode(audited.render(PROMPT))
+    assert _chat_format(dataclasses.replace(cfg, system_prompt=None), chat_lm) is chat_lm.chat
+    with pytest.raises(ConfigError, match="needs a chat template"):
+        _chat_format(cfg, micro_lm)

@@ -93,6 +93,8 @@ class FinetuneConfig:
     # As the model is used: a record is a user turn and an assistant turn of the model's chat template,
     # the loss on the answer and its end-of-turn markup. No effect on base models or plain text.
     use_chat_template: bool = True       # prompt/target records through the model's chat template, if it has one
+    system_prompt: str | None = None     # a system turn before every record (needs a chat template); use the
+                                         # same text as the suite's model.system_prompt the model is audited with
 
     # ---- output ----
     out_dir: str = "runs/finetune"       # checkpoints/, model/ (final), metrics.jsonl, tensorboard/

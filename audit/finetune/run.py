@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import yaml
 
+from ..config import ConfigError
 from ..data import DataError
 from ..io.output_paths import check_output_dir
 from .config import FinetuneConfig, load_finetune_config
@@ -95,6 +96,15 @@ def load_language_model(cfg: FinetuneConfig, model=None):
     return model
 
 
+def _chat_format(cfg: FinetuneConfig, lm):
+    """The chat format records are rendered with: the model's, with ``cfg.system_prompt`` as its system turn."""
+    if not cfg.system_prompt:
+        return lm.chat
+    if lm.chat is None or not cfg.use_chat_template:
+        raise ConfigError("finetune: system_prompt needs a chat template (the model has none, or use_chat_template is false)")
+    return dataclasses.replace(lm.chat, system_prompt=cfg.system_prompt)
+
+
 def load_for_training(cfg: FinetuneConfig, model=None):
     """(transformers model, tokenizer) ready to train: fp32 weights, LoRA or freezing applied."""
     from .lora import apply_lora, freeze_all_but_top_k
@@ -146,7 +156,7 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *,
     lm = load_language_model(cfg, model)
     net, tok = load_for_training(cfg, lm)
     # Instruct models learn through their chat template, as they are generated from and audited.
-    train, val, counts = prepare_data(cfg, tok, progress=cfg.progress, chat=lm.chat)
+    train, val, counts = prepare_data(cfg, tok, progress=cfg.progress, chat=_chat_format(cfg, lm))
     log.info("finetune: %d training / %d validation examples (%s)", len(train), len(val),
              ", ".join(f"{k}={v}" for k, v in counts.items() if k not in ("train_examples", "val_examples")))
     lora = cfg.lora_options()
