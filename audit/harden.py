@@ -312,10 +312,19 @@ def _audit_before(suite: SuiteConfig, lm: LanguageModel, out: Path, run_kw: dict
     return run_suite(absolute, model=lm, out_dir=out / "before", outputs=_reports(out / "before"), **run_kw)
 
 
+def load_hardened(lm: LanguageModel, model_dir: str | os.PathLike) -> LanguageModel:
+    """The trained copy of ``lm`` from ``model_dir``, on its device and dtype, prompted as ``lm`` is: the same
+    chat format, system prompt included (a suite's ``model.system_prompt`` is not in the saved model)."""
+    hardened = LanguageModel.load(str(model_dir), device=str(lm.device), dtype=str(lm.dtype).replace("torch.", ""))
+    if lm.chat is not None:
+        hardened.chat = lm.chat
+    return hardened
+
+
 def _audit_after(suite: SuiteConfig, lm: LanguageModel, model_dir: Path, before: AuditResult, out: Path,
                  run_kw: dict) -> AuditResult:
     """The hardened model's audit (``after/``): same suite, same seed, ``before`` as its baseline."""
-    hardened = LanguageModel.load(str(model_dir), device=str(lm.device), dtype=str(lm.dtype).replace("torch.", ""))
+    hardened = load_hardened(lm, model_dir)
     return run_suite(suite, model=hardened, out_dir=out / "after", outputs=_reports(out / "after"), seed=before.seed,
                      baseline=before, **run_kw)
 

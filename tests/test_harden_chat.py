@@ -111,3 +111,17 @@ def test_a_system_prompt_is_the_system_turn_of_every_record(chat_lm, micro_lm, t
     assert _chat_format(dataclasses.replace(cfg, system_prompt=None), chat_lm) is chat_lm.chat
     with pytest.raises(ConfigError, match="needs a chat template"):
         _chat_format(cfg, micro_lm)
+
+
+def test_the_hardened_copy_is_prompted_as_the_model_it_came_from(chat_lm, chat_dir):
+    """The after-audit must use the suite's system prompt too: it lives in the suite, not in the saved model."""
+    import dataclasses
+
+    from audit.harden import load_hardened
+
+    system = "Route the customer's message; answer in JSON."
+    before = LanguageModel(chat_lm.model, chat_lm.tokenizer, spec="chat+system",
+                           chat=dataclasses.replace(chat_lm.chat, system_prompt=system))
+    after = load_hardened(before, chat_dir)
+    assert after.chat.system_prompt == system and after.render(PROMPT) == before.render(PROMPT)
+    assert LanguageModel.load(str(chat_dir)).chat.system_prompt is None     # what a plain load would have audited
