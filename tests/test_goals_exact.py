@@ -114,7 +114,7 @@ def test_the_bundled_routing_references_are_objects_that_match_themselves():
 
     import audit
 
-    path = Path(audit.__file__).parent / "suites" / "data" / "routing" / "test.jsonl"
+    path = Path(audit.__file__).parent / "suites" / "data" / "routing" / "messages.jsonl"
     if not path.exists():
         pytest.skip("routing data not bundled")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,4 +1,4 @@
-"""Build train.jsonl / test.jsonl for the support-routing task from the hand-written
+"""Build messages.jsonl (split column: train / test) for the support-routing task from the hand-written
 messages in src/<topic>.txt (deterministic; stdlib only).
 
 Source format, one message per line:
@@ -69,8 +69,10 @@ def main():
     rng.shuffle(train)
     rng.shuffle(test)
     n = 0
-    for name, rows in (("train", train), ("test", test)):
-        with open(os.path.join(HERE, name + ".jsonl"), "w", encoding="utf-8") as f:
+    # One file, a `split` column (as the support data): a suite audits split test, `audit harden
+    # --train-split train` attacks and trains on split train of the same file.
+    with open(os.path.join(HERE, "messages.jsonl"), "w", encoding="utf-8") as f:
+        for rows in (train, test):
             for r in rows:
                 n += 1
                 ref = json.dumps({"topic": r["topic"], "order_number": r["order_number"],

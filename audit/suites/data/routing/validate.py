@@ -38,21 +38,25 @@ def strip_seps(text):
 
 def load(split):
     rows = []
-    path = os.path.join(HERE, split + ".jsonl")
+    path = os.path.join(HERE, "messages.jsonl")
     if not os.path.exists(path):
         err(f"missing {path}")
         return rows
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
-                err(f"{split}:{n}: blank line")
+                err(f"messages.jsonl:{n}: blank line")
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                err(f"{split}:{n}: bad JSON ({e})")
+                err(f"messages.jsonl:{n}: bad JSON ({e})")
                 continue
-            row["_where"] = f"{split}:{n}"
+            if row.get("split") not in ("train", "test"):
+                err(f"messages.jsonl:{n}: split must be train or test, got {row.get('split')!r}")
+            if row.get("split") != split:
+                continue
+            row["_where"] = f"messages.jsonl:{n}"
             rows.append(row)
     return rows
 
