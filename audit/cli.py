@@ -121,6 +121,9 @@ def _add_harden(sub) -> None:
     p.add_argument("--no-clean", action="store_true", help="train on the adversarial pairs only")
     p.add_argument("--train-split", metavar="SPLIT", help="build the training set by attacking the data's SPLIT records "
                    "(e.g. train); the suite's audited prompts stay held out and are never trained on")
+    p.add_argument("--attack-recipe", action="append", default=[], metavar="RECIPE",
+                   help="with --train-split: attack the train split with this of the suite's recipes only "
+                        "(repeatable; default all); the others are audited but never trained on (transfer)")
     p.add_argument("--objective", choices=["robustness", "safety"], default="robustness",
                    help="robustness (default): train on the successful attacks. safety: train on the suite's safety "
                         "section's TRAIN split (refusals of harmful and jailbreak-wrapped requests, the model's own "
@@ -250,7 +253,7 @@ def cmd_harden(args, fields) -> int:
         safety["harmful_limit"] = args.safety_harmful_limit
     r = harden(args.model, args.suite, args.out, config=config, target=args.target, include_clean=not args.no_clean,
                progress=not args.quiet, use_cache=not args.no_cache, cache_dir=args.cache_dir,
-               train_split=args.train_split, objective=args.objective,
+               train_split=args.train_split, objective=args.objective, attack_recipes=args.attack_recipe or None,
                safety=safety if args.objective == "safety" else None)
     for key, pair in _summary_rows(r):
         print(f"{key}: {pair[0]} -> {pair[1]}")

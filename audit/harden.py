@@ -133,13 +133,19 @@ def training_pairs(before, adversarial_path: Path, *, target: str = "target", in
     return pairs, len(adv)
 
 
-def _attack_split_suite(suite, split: str):
-    """The suite's robustness section alone, on the data's ``split`` records (where training attacks come from)."""
+def _attack_split_suite(suite, split: str, recipes: list[str] | None = None):
+    """The suite's robustness section alone, on the data's ``split`` records (where training attacks come from),
+    with ``recipes`` only when given (the suite's other recipes then measure transfer: never trained on)."""
     if suite.data.split == split:
         raise AuditError(f"harden: train_split {split!r} is the split the suite audits (data.split); "
                          f"training on it would measure the training prompts")
+    section = suite.sections["robustness"]
+    unknown = [r for r in recipes or [] if r not in section.recipes]
+    if unknown:
+        raise AuditError(f"harden: attack recipe(s) {', '.join(unknown)} are not in the suite's robustness recipes "
+                         f"({', '.join(section.recipes)})")
     # Only the attacks: the worst case over perturbations measures, it finds nothing to train on.
-    attacks = dataclasses.replace(suite.sections["robustness"], perturbations=[])
+    attacks = dataclasses.replace(section, perturbations=[], recipes=list(recipes) if recipes else section.recipes)
     return dataclasses.replace(suite, name=f"{suite.name}-attack-{split}", data=dataclasses.replace(suite.data, split=split),
                                sections={"robustness": attacks}, gates=[])
 
@@ -147,7 +153,7 @@ def _attack_split_suite(suite, split: str):
 def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] | None = None, target: str = "auto",
            include_clean: bool = True, progress: bool = True, use_cache: bool = True,
            cache_dir: str | os.PathLike | None = None, train_split: str | None = None, objective: str = "robustness",
-           safety: Any = None) -> HardenResult:
+           safety: Any = None, attack_recipes: list[str] | None = None) -> HardenResult:
     """Attack a model with a suite's robustness section, fine-tune on the successful attacks, re-audit.
 
     Args:
@@ -170,6 +176,8 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
             model's own answers to harmless look-alikes, and the data's ``train_split`` task records;
             :mod:`audit.safety_training`) and audit the test split before and after.
         safety: :class:`~audit.safety_training.SafetyTraining` (or a dict of its fields) for ``objective="safety"``.
+        attack_recipes: attack ``train_split`` with these of the suite's recipes only (default: all); the
+            others are audited before and after but never trained on, so they measure transfer.
 
     Returns:
         :class:`HardenResult`; ``result.passed`` is the suite's gates on the hardened model.
@@ -190,12 +198,16 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     if "robustness" not in suite.sections:
         raise AuditError(f"harden: suite {suite.name!r} has no robustness section; harden needs its attacks "
                          f"(sections: {', '.join(suite.sections)})")
+    if attack_recipes and train_split is None:
+        raise AuditError("harden: attack_recipes needs train_split (the attacks are run on that split)")
+    if attack_recipes:
+        _attack_split_suite(suite, train_split, attack_recipes)   # unknown recipes fail before the first audit
     lm = model if isinstance(model, LanguageModel) else LanguageModel.load(suite.model)
     run_kw = dict(progress=progress, use_cache=use_cache, cache_dir=cache_dir)
 
     log.info("harden 1/4: auditing the original model")
     before = _audit_before(suite, lm, out, run_kw)
-    source, source_dir = _attack_source(suite, lm, before, out, train_split, run_kw)
+    source, source_dir = _attack_source(suite, lm, before, out, train_split, run_kw, attack_recipes)
     if target == "auto":
         target = "reference" if source.samples and all(s.reference for s in source.samples) else "target"
         log.info("harden: training targets: %s", "the dataset's references" if target == "reference" else "the model's own clean answers")
@@ -272,7 +284,7 @@ def summary_keys(before, after, objective: str = "robustness") -> list[str]:
 
 
 def _attack_source(suite: SuiteConfig, lm: LanguageModel, before: AuditResult, out: Path, train_split: str | None,
-                   run_kw: dict) -> tuple[AuditResult, Path]:
+                   run_kw: dict, recipes: list[str] | None = None) -> tuple[AuditResult, Path]:
     """The audit whose successful attacks are trained on, and its directory: the before audit itself, or
     (held-out hardening) the robustness section run on the data's ``train_split`` records."""
     failed = before.sections.get("robustness")
@@ -282,7 +294,7 @@ def _attack_source(suite: SuiteConfig, lm: LanguageModel, before: AuditResult, o
     if train_split is None:
         return before, out / "before"
     log.info("harden 1b/4: attacking the %r split to build the training set (held out: the audited prompts)", train_split)
-    source = run_suite(_attack_split_suite(suite, train_split), model=lm, out_dir=out / "attack", outputs=(), **run_kw)
+    source = run_suite(_attack_split_suite(suite, train_split, recipes), model=lm, out_dir=out / "attack", outputs=(), **run_kw)
     err = source.sections["robustness"].error
     if err:
         raise AuditError(f"harden: the robustness section failed on the {train_split!r} split ({err})")

@@ -103,3 +103,22 @@ def test_harden_refuses_to_attack_the_audited_split(tmp_path, micro_lm):
 
     with pytest.raises(AuditError, match="train_split 'test' is the split the suite audits"):
         harden(micro_lm, str(_suite(tmp_path)), tmp_path / "o", progress=False, use_cache=False, train_split="test")
+
+
+def test_attack_recipes_train_on_one_recipe_and_audit_all(tmp_path, sensitive_micro):
+    """--attack-recipe: the train split is attacked with the named recipe only; the others are audited
+    before and after (transfer) but none of their attacks reaches the training set."""
+    from audit.harden import harden
+
+    path = _suite(tmp_path)
+    path.write_text(path.read_text().replace("recipes: [deepwordbug]", "recipes: [deepwordbug, pruthi]"))
+    r = harden(sensitive_micro, str(path), tmp_path / "o", config={"max_steps": 1}, progress=False, use_cache=False,
+               train_split="train", attack_recipes=["deepwordbug"])
+    assert {"attack_success_rate_deepwordbug", "attack_success_rate_pruthi"} <= set(r.after.sections["robustness"].metrics)
+    rows = [json.loads(x) for x in (tmp_path / "o" / "train.jsonl").read_text().splitlines()]
+    adversarial = [row for row in rows if row["source"] == "adversarial"]
+    assert adversarial and {row["recipe"] for row in adversarial} == {"deepwordbug"}
+    with pytest.raises(AuditError, match="not in the suite's robustness recipes"):
+        harden(sensitive_micro, str(path), tmp_path / "o2", progress=False, train_split="train", attack_recipes=["pwws"])
+    with pytest.raises(AuditError, match="needs train_split"):
+        harden(sensitive_micro, str(path), tmp_path / "o3", progress=False, attack_recipes=["deepwordbug"])
