@@ -14,6 +14,7 @@ Decisions pinned here (and documented in audit/metrics/exact.py):
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import math
 
 import pytest
@@ -395,3 +396,14 @@ gates:
     assert suite.sections["robustness"].goal == "json_fields"
     with pytest.raises(ConfigError, match="unknown metric"):
         load_suite(write_suite(tmp_path, body.format(micro=micro_path, gate="quality.exact_match.topic >= 0.9")))
+
+
+def test_the_routing_task_model_is_trained_and_audited_with_one_system_prompt():
+    """finetune-routing-smollm2.yaml trains through a system turn; routing-smollm2.yaml must audit with the same."""
+    from audit.finetune.config import load_finetune_config
+    from audit.suite import load_suite
+
+    suite = load_suite("routing-smollm2")
+    ft = load_finetune_config(Path(suite.base_dir) / "finetune-routing-smollm2.yaml")
+    assert ft.system_prompt and ft.system_prompt == suite.model.system_prompt
+    assert Path(ft.data) == Path(suite.resolve_path(suite.data.path)) and (ft.train_split, suite.data.split) == ("train", "test")
