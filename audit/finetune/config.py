@@ -46,12 +46,22 @@ class LoraOptions:
 
 @dataclass
 class AugmentOptions:
-    """Data-level adversarial augmentation of training prompts with TextAttack's ``Augmenter``."""
+    """Data-level adversarial augmentation of training prompts with TextAttack's ``Augmenter``.
+
+    Static (``online: false``): one fixed set of ``per_prompt`` perturbed copies of every training
+    prompt, built before training. Online (``online: true``, Ivgi & Berant 2021, "Achieving Model
+    Robustness through Discrete Adversarial Training", EMNLP 2021, arXiv:2104.05062): the same
+    ``per_prompt`` slots per prompt, but every time a slot is drawn (once an epoch) its prompt is a
+    fresh perturbation of the clean one, from an RNG seeded by (``seed``, epoch, slot index): reruns,
+    resumed runs and every data-parallel process see the same stream (see
+    :class:`audit.finetune.augment.OnlineAugmented`).
+    """
 
     transformations: list[str] = field(default_factory=lambda: ["char_swap", "char_delete", "qwerty"])  # see augment.TRANSFORMATIONS
-    per_prompt: int = 1              # augmented copies of each training prompt
+    per_prompt: int = 1              # augmented copies (online: slots) of each training prompt
     pct_words_to_swap: float = 0.1   # share of words each copy perturbs
     fields: str = "prompt"           # which part to perturb: prompt (the target stays clean)
+    online: bool = False             # re-perturb each slot every epoch (seeded by seed, epoch, slot) instead of one fixed set
 
     def __post_init__(self):
         if self.per_prompt < 1:
@@ -60,6 +70,8 @@ class AugmentOptions:
             raise ValueError("augment.pct_words_to_swap must be in (0, 1]")
         if self.fields != "prompt":
             raise ValueError("augment.fields: only 'prompt' is supported (targets stay clean)")
+        if not isinstance(self.online, bool):
+            raise ValueError(f"augment.online must be true or false, got {self.online!r}")
 
 
 @dataclass

@@ -37,11 +37,13 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare_data(cfg: FinetuneConfig, tokenizer, *, progress: bool = False,
-                 chat=None) -> tuple[list[Example], list[Example], dict[str, int]]:
+                 chat=None) -> tuple[Sequence[Example], list[Example], dict[str, int]]:
     """Read, split, augment and tokenise the training data as ``cfg`` says.
 
     The validation set is always clean data from ``cfg.data``; adversarial records and augmented
-    prompts join the training set only. ``chat`` (the model's :class:`~audit.models.chat.ChatFormat`)
+    prompts join the training set only. With ``augment.online`` the training set is an
+    :class:`~audit.finetune.augment.OnlineAugmented` (its augmented slots re-perturbed every epoch,
+    ``counts``: ``augment`` slots, ``augment_online: 1``). ``chat`` (the model's :class:`~audit.models.chat.ChatFormat`)
     renders prompt/target records as a user and an assistant turn when ``cfg.use_chat_template``.
     """
     if not cfg.data:
@@ -69,7 +71,7 @@ def prepare_data(cfg: FinetuneConfig, tokenizer, *, progress: bool = False,
         counts["adversarial"] = counts.get("adversarial", 0) + len(adv)
         extra.extend(adv)
     aug = cfg.augment_options()
-    if aug is not None:
+    if aug is not None and not aug.online:
         from .augment import augment_pairs
 
         augmented = augment_pairs(pairs, aug, seed=cfg.seed, progress=progress)
@@ -78,6 +80,13 @@ def prepare_data(cfg: FinetuneConfig, tokenizer, *, progress: bool = False,
     chat = chat if cfg.use_chat_template and fmt == "prompt_target" else None
     tok_kw = dict(max_length=cfg.max_length, add_eos=cfg.add_eos, chat=chat)
     train = tokenize_pairs(pairs + extra, tokenizer, **tok_kw)
+    if aug is not None and aug.online:
+        from .augment import OnlineAugmented
+
+        if any(p.prompt for p in pairs):   # plain text has no prompt to perturb
+            train = OnlineAugmented(train, pairs, aug, seed=cfg.seed,
+                                    tokenize=lambda ps: tokenize_pairs(ps, tokenizer, **tok_kw))
+        counts.update(augment=len(train.slots) if isinstance(train, OnlineAugmented) else 0, augment_online=1)
     val = tokenize_pairs(val_pairs, tokenizer, **tok_kw)
     if fmt == "text":  # plain text: hold out blocks, not files
         train, held_blocks = split_train_val(train, fraction, cfg.seed)

@@ -29,6 +29,7 @@ import torch
 
 from ..errors import AuditError, first_line
 from . import checkpoint as ckpt
+from .augment import OnlineAugmented
 from .config import FinetuneConfig
 from .data import Example, LengthGroupedBatches, collate
 from .losses import LOSSES, LossInputs
@@ -141,7 +142,8 @@ class Trainer:
         cfg: the run's configuration.
         model: the transformers causal LM (already LoRA-wrapped / partly frozen if asked).
         tokenizer: saved with every checkpoint and the final model.
-        train / val: tokenised examples (``val`` may be empty: no validation, no early stopping).
+        train / val: tokenised examples (``val`` may be empty: no validation, no early stopping); ``train``
+            may be an :class:`~audit.finetune.augment.OnlineAugmented` (its slots re-perturbed every epoch).
         callbacks: called as ``cb(trainer, record)`` after every optimizer step (e.g. to stop a run).
         merge_lora: save the final model with LoRA adapters merged in.
     """
@@ -155,7 +157,9 @@ class Trainer:
             raise AuditError("finetune: no training examples")
         self.cfg = cfg
         self.tokenizer = tokenizer
-        self.train_set, self.val_set = list(train), list(val)
+        # Online augmentation stays lazy: its slots are perturbed when drawn (see _micro_batch).
+        self.train_set = train if isinstance(train, OnlineAugmented) else list(train)
+        self.val_set = list(val)
         self.callbacks = list(callbacks)
         self.merge_lora = merge_lora
         # cpu=True without CUDA: `accelerate launch --multi_gpu` then gives gloo processes (MULTI_CPU)
@@ -176,7 +180,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.adam_eps, fused=fused or None)
         self.wrapped, self.optimizer = acc.prepare(self.module, self.optimizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-        self.batcher = LengthGroupedBatches([len(e) for e in self.train_set], batch_size=cfg.batch_size, seed=cfg.seed,
+        lengths = self.train_set.lengths() if isinstance(self.train_set, OnlineAugmented) else [len(e) for e in self.train_set]
+        self.batcher = LengthGroupedBatches(lengths, batch_size=cfg.batch_size, seed=cfg.seed,
                                             grouped=cfg.length_grouped, rank=acc.process_index, world=acc.num_processes)
         self.micro_per_epoch = len(self.batcher.batches(0))
         if self.micro_per_epoch < 1:
@@ -212,7 +217,12 @@ class Trainer:
         epoch, pos = divmod(index, self.micro_per_epoch)
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             self._epoch_cache = (epoch, self.batcher.batches(epoch))
-        batch = collate([self.train_set[i] for i in self._epoch_cache[1][pos]], self.pad_id, pairs=self.module.needs_pairs)
+        indices = self._epoch_cache[1][pos]
+        if isinstance(self.train_set, OnlineAugmented):   # a function of (epoch, index): resume and every process agree
+            examples = self.train_set.draw(indices, epoch)
+        else:
+            examples = [self.train_set[i] for i in indices]
+        batch = collate(examples, self.pad_id, pairs=self.module.needs_pairs)
         return {k: v.to(self.accelerator.device) for k, v in batch.items()}
 
     # ---- one optimizer step ------------------------------------------------------------
