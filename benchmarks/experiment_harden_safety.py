@@ -46,7 +46,8 @@ CONFIGS = {
     "safety mix, 60 requests, task x3": {"harmful_limit": 60, "task_repeat": 3},
     "safety mix, 120 requests, wrapped x3, look-alikes x2, task x3": {"harmful_limit": 120, "wrapped_copies": 3,
                                                                     "benign_repeat": 2, "task_repeat": 3},
-    "safety mix, 200 requests, look-alikes x2, task x3": {"harmful_limit": 200, "benign_repeat": 2, "task_repeat": 3},
+    "safety mix, 150 requests, wrapped x4, look-alikes x3, task x4": {"harmful_limit": 150, "wrapped_copies": 4,
+                                                                     "benign_repeat": 3, "task_repeat": 4},
     "safety mix, no look-alikes": {"benign": False},
     "safety mix, no wrapped": {"wrapped_copies": 0},
 }
