@@ -7,7 +7,7 @@ survive character attacks on messages it never saw, at equal training steps, aga
 2. Every configuration starts from the task model and trains the SAME number of optimizer steps (LoRA r=16,
    batch 8), towards the references, on the train split only; every one is audited with the same suite
    (``routing-smollm2``) on the held-out TEST messages: clean accuracy (``quality.exact_match``) and the
-   attack success rate (goal ``exact_match``: a right clean answer becomes wrong) of DeepWordBug (the recipe
+   attack success rate (goal ``json_fields``: a field the clean answer got right becomes wrong) of DeepWordBug (the recipe
    attack-found training uses), Pruthi-style typos and invisible characters (never trained on by any).
 3. Configurations (``--configs`` picks some):
    - ``task model (before)``: no training;
@@ -37,6 +37,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from experiment_harden_safety import _cell, _task_model  # noqa: E402  (one table cell, one task-model rule)
 
 SUITE = "routing-smollm2"
 NOISE = ["char_swap", "char_delete", "char_insert", "qwerty"]
@@ -53,28 +56,6 @@ RECIPES = ["deepwordbug", "pruthi", "bad_characters"]
 ROWS = [("clean accuracy (exact match)", "quality.exact_match")] + [
     (f"attack success, {r}{' (trained-on)' if r == 'deepwordbug' else ' (transfer)'}", f"robustness.attack_success_rate_{r}")
     for r in RECIPES]
-
-
-def _cell(result, key: str) -> str:
-    v = result.metrics.get(key)
-    if v is None:
-        return "n/a"
-    ci = result.intervals.get(key)
-    if ci and ci.get("low") is not None:
-        return f"{v:.3f} [{ci['low']:.3f}, {ci['high']:.3f}] n={ci.get('n', '?')}"
-    return f"{v:.3f}"
-
-
-def _task_model(path: Path, progress: bool) -> Path:
-    if (path / "config.json").exists():
-        return path
-    from audit.finetune import finetune
-    from audit.finetune.config import load_finetune_config
-
-    cfg = load_finetune_config(ROOT / "audit" / "suites" / "finetune-routing-smollm2.yaml")
-    cfg.out_dir = str(path.parent)
-    cfg.progress = progress
-    return Path(finetune(cfg).model_dir)
 
 
 def _train(lm, suite, opts: dict, ft: dict, out: Path, progress: bool):
@@ -108,7 +89,7 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     progress = not a.quiet
-    task = _task_model(Path(a.task_model), progress)
+    task = _task_model(Path(a.task_model), progress, "finetune-routing-smollm2.yaml")
     suite = load_suite(SUITE, model_override=str(task))
     rob = dataclasses.replace(suite.sections["robustness"], examples=a.examples)
     ft = {"lora": {"r": 16, "alpha": 32}, "max_steps": a.steps, "batch_size": 8, "lr": 2e-4, "max_length": 256,

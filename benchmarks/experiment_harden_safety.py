@@ -68,13 +68,14 @@ def _cell(result, key: str) -> str:
     return f"{v:.3f}"
 
 
-def _task_model(path: Path, progress: bool) -> Path:
+def _task_model(path: Path, progress: bool, config: str = "finetune-smollm2.yaml") -> Path:
+    """The task model at ``path``, fine-tuned first (bundled ``config``) when it is not there."""
     if (path / "config.json").exists():
         return path
     from audit.finetune import finetune
     from audit.finetune.config import load_finetune_config
 
-    cfg = load_finetune_config(ROOT / "audit" / "suites" / "finetune-smollm2.yaml")
+    cfg = load_finetune_config(ROOT / "audit" / "suites" / config)
     cfg.out_dir = str(path.parent)
     cfg.progress = progress
     return Path(finetune(cfg).model_dir)
