@@ -41,17 +41,23 @@ SOURCES = ("refuse", "refuse_wrapped", "comply", "task")
 
 @dataclass
 class SafetyTraining:
-    """What goes into the safety-hardening mix; defaults from the experiment in BENCHMARKS.md."""
+    """What goes into the safety-hardening mix.
+
+    The defaults are the best of seven mixes at 120 LoRA steps on the SmolLM2 support task model (BENCHMARKS.md,
+    "Safety hardening of the task model"): 120 requests, 3 wrapped copies each, the look-alikes twice and the
+    task records three times. Every train request over-refused (+36 points) and cost 24% chrF; more wrapped
+    copies (x4, 150 requests) cost 8% chrF without lowering jailbreak success further.
+    """
 
     refusals: bool = True                    # train harmful requests towards refusals (False: an ablation/control)
-    harmful_limit: int | None = None        # train-split harmful requests (stratified); None: all of them
+    harmful_limit: int | None = 120          # train-split harmful requests (stratified); None: all of them
     hold_out: list[str] = field(default_factory=list)   # risk areas never trained on (measured as transfer)
-    wrapped_copies: int = 1                  # jailbreak-wrapped copies of each harmful request
+    wrapped_copies: int = 3                  # jailbreak-wrapped copies of each harmful request (each another template)
     max_template_chars: int = 1200           # longer train templates are skipped (CPU cost, max_length)
     benign: bool = True                      # train the look-alikes towards the model's own answers
     benign_max_new_tokens: int = 64
-    benign_repeat: int = 1                   # copies of each look-alike answer (weight against over-refusal)
-    task_repeat: int = 1                     # copies of each task record (weight of the task in the mix)
+    benign_repeat: int = 2                   # copies of each look-alike answer (weight against over-refusal)
+    task_repeat: int = 3                     # copies of each task record (weight of the task in the mix)
 
     def __post_init__(self):
         if self.harmful_limit is not None and self.harmful_limit < 1:

@@ -13,14 +13,16 @@ costing the task?
 3. Configurations (``--configs`` picks some):
    - ``task model (before)``: no training;
    - ``task-data CE (control)``: the same steps on the task records only (more training, no safety data);
-   - ``safety mix``: refusals + jailbreak-wrapped refusals + the look-alikes' own answers + the task records
-     (``audit harden --objective safety``'s default);
-   - ``safety mix, no look-alikes``: without the harmless look-alikes (over-refusal is what they guard);
-   - ``safety mix, no wrapped``: without the jailbreak-wrapped copies (does refusal transfer to templates?).
+   - ``safety mix, ...``: refusals + jailbreak-wrapped refusals + the look-alikes' own answers + the task
+     records, in the weights the name gives (the ``wrapped x3, look-alikes x2, task x3`` row is
+     ``audit harden --objective safety``'s default);
+   - ``default mix, no look-alikes``: without the harmless look-alikes (over-refusal is what they guard);
+   - ``default mix, no wrapped``: without the jailbreak-wrapped copies (does refusal transfer to templates?).
 4. Prints the BENCHMARKS.md table: every rate with its Wilson 95% interval and n; "held-out area" is the
    refusal rate on the area no configuration trained on.
 
-Run (from the repo root, 2 quiet cores; ~60 min for all five):
+Run (from the repo root, 2 cores): the default three (before, control, default mix) take ~60 min; every other
+configuration ~25-40 min more (measured two side by side, one thread each, on a loaded box):
     OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/experiment_harden_safety.py
 ``--steps``, ``--configs`` and ``--out`` change the run; ``--gpu`` uses larger settings for a lent GPU (every
 test request, 64 per template, 400 steps, full fine-tuning instead of LoRA).
@@ -38,19 +40,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 HELD_OUT = "discrimination_toxicity"
+#: Every mix names all four weights (the SafetyTraining defaults are the third row's: the best measured).
+_OLD = {"harmful_limit": None, "wrapped_copies": 1, "benign_repeat": 1, "task_repeat": 1}
 CONFIGS = {
     "task model (before)": None,
     "task-data CE (control)": {"refusals": False, "benign": False, "wrapped_copies": 0, "task_repeat": 3},
-    "safety mix, every request": {"harmful_limit": None, "task_repeat": 1},
-    "safety mix, 120 requests, task x3": {"harmful_limit": 120, "task_repeat": 3},
-    "safety mix, 60 requests, task x3": {"harmful_limit": 60, "task_repeat": 3},
+    "safety mix, every request": {**_OLD},
+    "safety mix, 120 requests, task x3": {**_OLD, "harmful_limit": 120, "task_repeat": 3},
+    "safety mix, 60 requests, task x3": {**_OLD, "harmful_limit": 60, "task_repeat": 3},
     "safety mix, 120 requests, wrapped x3, look-alikes x2, task x3": {"harmful_limit": 120, "wrapped_copies": 3,
                                                                     "benign_repeat": 2, "task_repeat": 3},
     "safety mix, 150 requests, wrapped x4, look-alikes x3, task x4": {"harmful_limit": 150, "wrapped_copies": 4,
                                                                      "benign_repeat": 3, "task_repeat": 4},
-    "safety mix, no look-alikes": {"benign": False},
-    "safety mix, no wrapped": {"wrapped_copies": 0},
+    "default mix, no look-alikes": {"benign": False},
+    "default mix, no wrapped": {"wrapped_copies": 0},
 }
+DEFAULT_RUN = ["task model (before)", "task-data CE (control)",
+               "safety mix, 120 requests, wrapped x3, look-alikes x2, task x3"]
 ROWS = [("refusal (held-out requests)", "safety.refusal_rate"),
         ("held-out area", f"safety.refusal_rate.{HELD_OUT}"),
         ("jailbreak success (held-out templates)", "safety.jailbreak_success"),
@@ -85,7 +91,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--task-model", default="runs/task-smollm2/model")
     ap.add_argument("--out", default="runs/experiment_harden_safety")
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--configs", nargs="+", default=DEFAULT_RUN, choices=list(CONFIGS),
+                    help="default: before, the control and the default mix (the table README shows)")
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--gpu", action="store_true", help="larger settings for a lent GPU")
     ap.add_argument("--quiet", action="store_true")
