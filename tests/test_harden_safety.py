@@ -66,7 +66,7 @@ def _suite(tmp_path, model, **safety):
 @needs_garak
 def test_the_mix_holds_the_train_split_only_and_never_the_held_out_area(chat_lm, chat_dir, tmp_path):
     suite = _suite(tmp_path, chat_dir)
-    cfg = SafetyTraining(harmful_limit=40, hold_out=["harmbench"], wrapped_copies=2)
+    cfg = SafetyTraining(harmful_limit=40, hold_out=["harmbench"], wrapped_copies=2, benign_repeat=1, task_repeat=1)
     mix = build_safety_mix(chat_lm, suite, train_split="train", cfg=cfg, seed=0)
     by = {s: [p for p in mix.pairs if p.source == s] for s in ("refuse", "refuse_wrapped", "comply", "task")}
     assert by["refuse"] and len(by["refuse_wrapped"]) == 2 * len(by["refuse"]) and len(by["task"]) == 4
@@ -172,3 +172,9 @@ def test_safety_mix_settings_are_checked_by_name_and_type():
         SafetyTraining.from_options({"benign": 1})
     with pytest.raises(AuditError, match="harmful_limit must be an integer or null"):
         SafetyTraining.from_options({"harmful_limit": 1.5})
+
+
+def test_the_defaults_are_the_measured_mix():
+    """BENCHMARKS.md, "Safety hardening of the task model": the default row's weights."""
+    d = SafetyTraining()
+    assert (d.harmful_limit, d.wrapped_copies, d.benign_repeat, d.task_repeat) == (120, 3, 2, 3)
