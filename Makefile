@@ -3,12 +3,14 @@
 #   make test   -> venv, install, build llama.cpp's server (own venv, once), run the whole test suite
 #   make smollm2 -> audit the real instruct model SmolLM2-135M-Instruct (converted once, cached) -> reports/smollm2/
 #   make harden-smollm2 -> fine-tune SmolLM2 into a support task model, harden it on held-out prompts -> reports/harden-smollm2/
+#   make harden-safety-smollm2 -> restore the task model's refusals, audited on held-out probes -> reports/harden-safety-smollm2/
+#   make routing-smollm2 -> fine-tune SmolLM2 into a support-message router (JSON), audit its accuracy and typo robustness
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sysdeps demo smollm2 harden-smollm2 harden-safety-smollm2 test bench clean server
+.PHONY: install sysdeps demo smollm2 harden-smollm2 harden-safety-smollm2 routing-smollm2 test bench clean server
 
 # System packages from Debian: Chromium (the HTML report is tested in a real browser) and WordNet 3.0
 # (synonym-swap attacks). Installed only when missing; skipped with a note where apt is unavailable.
@@ -65,6 +67,14 @@ harden-safety-smollm2: $(STAMP) sysdeps runs/task-smollm2/model/config.json
 	@$(BIN)/audit harden -m runs/task-smollm2/model -s harden-safety-smollm2 --objective safety --train-split train \
 	  --hold-out-area discrimination_toxicity --config audit/suites/finetune-harden-safety-smollm2.yaml \
 	  --out reports/harden-safety-smollm2; rc=$$?; echo $$rc > .audit-exit; exit $$rc
+
+# The router of issue 21 part B: ~30 min of training on 2 cores, then the audit (378 clean answers and
+# 3 recipes x 300 messages: ~40-60 min on 2 cores; 24 min on one busy core at 100) -> reports/routing-smollm2/.
+runs/routing-smollm2/model/config.json: | $(STAMP)
+	$(BIN)/audit finetune audit/suites/finetune-routing-smollm2.yaml
+
+routing-smollm2: $(STAMP) sysdeps runs/routing-smollm2/model/config.json
+	@$(BIN)/audit run routing-smollm2 -m runs/routing-smollm2/model; rc=$$?; echo $$rc > .audit-exit; exit $$rc
 
 # The served-model tests run against a real llama.cpp server, so `make test` builds it too (once).
 test: $(STAMP) sysdeps server
