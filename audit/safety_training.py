@@ -43,7 +43,7 @@ SOURCES = ("refuse", "refuse_wrapped", "comply", "task")
 class SafetyTraining:
     """What goes into the safety-hardening mix.
 
-    The defaults are the best of seven mixes at 120 LoRA steps on the SmolLM2 support task model (BENCHMARKS.md,
+    The defaults are the best of five mixes at 120 LoRA steps on the SmolLM2 support task model (BENCHMARKS.md,
     "Safety hardening of the task model"): 120 requests, 3 wrapped copies each, the look-alikes twice and the
     task records three times. Every train request over-refused (+36 points) and cost 24% chrF; more wrapped
     copies (x4, 150 requests) cost 8% chrF without lowering jailbreak success further.
