@@ -21,7 +21,7 @@ survive character attacks on messages it never saw, at equal training steps, aga
 
 Run (from the repo root, 2 quiet cores):
     OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/experiment_harden_routing.py
-``--steps``, ``--configs``, ``--examples`` and ``--out`` change the run; ``--gpu`` uses larger settings for a lent GPU
+``--steps``, ``--lr``, ``--configs``, ``--examples`` and ``--out`` change the run; ``--gpu`` uses larger settings for a lent GPU
 (every test message, 24 queries per attack, 400 steps, full fine-tuning).
 """
 
@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--examples", type=int, default=300, help="test messages attacked per recipe")
+    ap.add_argument("--lr", type=float, default=2e-4, help="learning rate of every trained configuration")
     ap.add_argument("--gpu", action="store_true", help="larger settings for a lent GPU")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
     task = _task_model(Path(a.task_model), progress, "finetune-routing-smollm2.yaml")
     suite = load_suite(SUITE, model_override=str(task))
     rob = dataclasses.replace(suite.sections["robustness"], examples=a.examples)
-    ft = {"lora": {"r": 16, "alpha": 32}, "max_steps": a.steps, "batch_size": 8, "lr": 2e-4, "max_length": 256,
+    ft = {"lora": {"r": 16, "alpha": 32}, "max_steps": a.steps, "batch_size": 8, "lr": a.lr, "max_length": 256,
           "losses": {"ce": 1.0}, "augment": None, "save_every": 1000}
     if a.gpu:
         rob = dataclasses.replace(rob, examples=None, query_budget=24)
