@@ -21,7 +21,8 @@ from audit.evaluators.bias import BiasEvaluator, load_pairs, load_templates, loa
 from audit.models.local import LanguageModel
 from tests.conftest import write_suite
 
-CROWS = Path(__file__).resolve().parents[2] / "shared" / "data" / "crows_pairs_anonymized.csv"
+# The real benchmark, shipped with the tests (CC BY-SA 4.0; see tests/data/crows_pairs/README.md).
+CROWS = Path(__file__).resolve().parent / "data" / "crows_pairs" / "crows_pairs_anonymized.csv"
 
 
 # ---- permutation test ---------------------------------------------------------------------------
@@ -279,7 +280,6 @@ def test_stereotype_preference_detects_a_planted_preference(micro_lm):
     assert base[0]["logp_more"] == pytest.approx(lm.loglikelihood([("", pairs[0]["sent_more"])])[0][0], abs=1e-5)
 
 
-@pytest.mark.skipif(not CROWS.exists(), reason="CrowS-Pairs reference data (../shared) not present")
 def test_real_crows_pairs_csv(micro_lm, tmp_path):
     pairs = load_pairs(CROWS)
     assert len(pairs) == 1508
