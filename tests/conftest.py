@@ -13,12 +13,23 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One cache per test session: tests never read a developer's cache, and builtin models build once.
-os.environ.setdefault("AUDIT_CACHE", tempfile.mkdtemp(prefix="audit-test-cache-"))
+# Made here, so removed here when the session ends (it grows to ~0.5 GB: converted GGUFs, built models).
+_OWN_CACHE = None
+if "AUDIT_CACHE" not in os.environ:
+    _OWN_CACHE = os.environ["AUDIT_CACHE"] = tempfile.mkdtemp(prefix="audit-test-cache-")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the session's own cache (never one the caller named with AUDIT_CACHE)."""
+    if _OWN_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
