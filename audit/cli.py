@@ -167,8 +167,9 @@ def _setup_logging(args) -> None:
     if not args.debug:
         # Library chatter (transformers' deprecation notes, tokenizer fork warnings) hides our lines.
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # absl: rouge_score's "Using default tokenizer."; matplotlib: "generated new fontManager" on first use.
         for name in ("transformers", "datasets", "evaluate", "textattack", "urllib3", "filelock", "huggingface_hub",
-                     "sentence_transformers"):
+                     "sentence_transformers", "absl", "matplotlib"):
             logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -199,6 +200,10 @@ def cmd_run(args) -> int:
     from .suite import load_suite
 
     suite = load_suite(args.suite, model_override=args.model)
+    from .models.builtin import first_build_note
+
+    if note := first_build_note(suite.model.path):
+        log.info(note)
     out_dir = Path(args.out) if args.out else Path("reports") / suite.name
     result = run_suite(suite, out_dir=out_dir, outputs=_default_outputs(out_dir) + args.output, progress=not args.quiet,
                        use_cache=not args.no_cache, cache_dir=args.cache_dir, only_sections=args.section, seed=args.seed,

@@ -110,6 +110,19 @@ def resolve(spec: str) -> Path:
     raise ValueError(f"unknown builtin model {spec!r}; available: {', '.join(BUILTIN_PREFIX + n for n in BUILTIN_NAMES)}")
 
 
+def first_build_note(spec: str) -> str | None:
+    """What to say BEFORE a run whose model is ``builtin:tiny`` and not built yet (the build, and the imports
+    ahead of it, take minutes on a fresh machine: a user should not stare at a silent terminal); None otherwise."""
+    name = spec[len(BUILTIN_PREFIX):] if spec.startswith(BUILTIN_PREFIX) else None
+    if name != "tiny":
+        return None
+    target = cache_dir() / f"builtin-tiny-{TINY_VERSION}"
+    if (target / "config.json").exists():
+        return None
+    return (f"builtin:tiny is not built yet: pretraining it once (500 steps; ~2-6 min on 2 cores, longer on a "
+            f"fresh machine's first imports), cached in {target}")
+
+
 # Bump a version whenever the files a build writes change (weights or tokenizer files): a new
 # cache directory, so no one keeps an old build. v2: the tokenizers no longer return token_type_ids.
 MICRO_VERSION = "v2"

@@ -1,0 +1,45 @@
+"""What a new user sees on the console (issue 25): a note before a long first build, no library chatter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from .conftest import write_suite
+
+
+def test_a_first_build_of_builtin_tiny_is_announced_before_it_starts(tmp_path, monkeypatch):
+    from audit.models.builtin import TINY_VERSION, first_build_note
+
+    monkeypatch.setenv("AUDIT_CACHE", str(tmp_path))
+    note = first_build_note("builtin:tiny")
+    assert note and "once" in note and str(tmp_path / f"builtin-tiny-{TINY_VERSION}") in note
+    (tmp_path / f"builtin-tiny-{TINY_VERSION}").mkdir()
+    (tmp_path / f"builtin-tiny-{TINY_VERSION}" / "config.json").write_text("{}")
+    assert first_build_note("builtin:tiny") is None          # built: nothing to say
+    assert first_build_note("builtin:micro") is None and first_build_note(str(tmp_path)) is None
+
+
+def test_a_run_prints_no_library_chatter(tmp_path, support_like):
+    """rouge-score's absl "Using default tokenizer." and matplotlib's "generated new fontManager" (a fresh font
+    cache) reached the console through the root logger at INFO."""
+    suite = write_suite(tmp_path, f"""
+name: noise
+model: builtin:micro
+data: {support_like}
+generation: {{max_new_tokens: 4, batch_size: 8}}
+sections:
+  quality: {{metrics: [rouge_l, chrf]}}
+""")
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")}   # a fresh matplotlib cache: it logs its rebuild
+    # matplotlib is imported lazily by libraries mid-run, after the CLI set up logging: do the same.
+    code = ("import sys\nfrom audit import cli\nsetup = cli._setup_logging\n"
+            "def setup_then_matplotlib(args):\n    setup(args)\n    import matplotlib.font_manager\n"
+            "cli._setup_logging = setup_then_matplotlib\nraise SystemExit(cli.main(sys.argv[1:]))\n")
+    r = subprocess.run([sys.executable, "-c", code, "run", str(suite), "--out", str(tmp_path / "o")],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "quality.rouge_l" in r.stdout
+    for chatter in ("Using default tokenizer", "fontManager"):
+        assert chatter not in r.stderr, r.stderr
