@@ -43,3 +43,16 @@ sections:
     assert "quality.rouge_l" in r.stdout
     for chatter in ("Using default tokenizer", "fontManager"):
         assert chatter not in r.stderr, r.stderr
+
+
+def test_attack_progress_shows_counts_not_a_misleading_eta():
+    from audit.attacks.run import attack_bar
+
+    bar = attack_bar(12, "attack deepwordbug")
+    try:
+        bar.update(1)
+        text = str(bar)
+    finally:
+        bar.close()
+    assert "1/12 examples" in text and "elapsed" in text
+    assert "<" not in text and "?" not in text      # tqdm's "[elapsed<remaining, rate]" is gone
