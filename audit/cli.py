@@ -299,6 +299,9 @@ def listings() -> dict[str, list[str]]:
         out[f"section {name}"] = [f"{name}.{m} {'↑' if info.higher_is_better else '↓'}"
                                   + (f"  {info.description}" if info.description else "") for m, info in sorted(infos.items())]
     out["output formats"] = WRITERS.names()
+    from .models.load import model_kinds
+
+    out["models (--model, a suite's model:)"] = model_kinds()
     for title, registry in _extra_listings():
         out[title] = registry.names()
     return out
