@@ -8,6 +8,10 @@ the error is one line naming the endpoint and what went wrong, never the API key
 Backoff is "full jitter" (AWS architecture blog): sleep uniform(0, min(cap, base * 2**try)), so
 many clients hit by one overload do not retry in lockstep; a 429's Retry-After is honoured up to the cap.
 
+Redirects (at most 5) are followed only to http(s) URLs, and the ``Authorization`` header is dropped
+on any redirect that changes scheme, host or port, as ``requests`` does: the key is for the server
+the user named, never for wherever that server points.
+
 Example:
     >>> c = Client("http://127.0.0.1:9/v1", max_attempts=1, timeout=0.5)
     >>> c.post_json("/completions", {})  # doctest: +SKIP
@@ -27,9 +31,11 @@ import urllib.error
 import urllib.request
 from http.client import HTTPException
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from ...errors import AuditError
 from ...io.untrusted import one_line
+from .spec import redact_url
 
 log = logging.getLogger("audit")
 
@@ -118,9 +124,14 @@ class Client:
             headers["Authorization"] = f"Bearer {self._key}"
         req = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with _opener().open(req, timeout=self.timeout) as resp:
                 raw = resp.read()
+        except _RedirectRefused as e:
+            raise ServedRequestError(self._clean(f"{method} {url}: {e}")) from None
         except urllib.error.HTTPError as e:
+            if 300 <= e.code < 400:   # a redirect urllib would not follow (e.g. to file:)
+                where = redact_url(e.headers.get("Location", "")) if e.headers else "<url>"
+                raise ServedRequestError(self._clean(f"{method} {url}: HTTP {e.code} redirect to {where} not followed")) from None
             detail = _error_detail(e, self._clean)
             if e.code == 429 or e.code >= 500:
                 raise _Retryable(f"HTTP {e.code}{detail}", _retry_after(e)) from None
@@ -144,6 +155,53 @@ class Client:
         if self._key:
             message = message.replace(self._key, "***")
         return message
+
+
+class _RedirectRefused(Exception):
+    """A redirect the client will not follow (not http(s), or too many)."""
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    p = urlsplit(url)
+    port = p.port or {"http": 80, "https": 443}.get(p.scheme)
+    return p.scheme, (p.hostname or "").lower(), port
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """urllib's redirect handling, minus the key on cross-origin hops and minus non-http(s) targets."""
+
+    max_redirections = 5
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlsplit(newurl).scheme not in ("http", "https"):
+            raise _RedirectRefused(f"HTTP {code} redirect to {redact_url(newurl)} not followed (only http and https)")
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            # urllib copies every header to the new request; the key must not reach another origin.
+            new.remove_header("Authorization")
+        if new is not None:
+            fp.close()   # urllib would read the redirect's body whole, however large: it is never needed
+        return new
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        try:
+            return super().http_error_302(req, fp, code, msg, headers)
+        except urllib.error.HTTPError as e:
+            if not 300 <= e.code < 400:
+                raise   # the final target's own error
+            why = "a loop or more than 5 redirects" if "infinite loop" in str(e.msg) else "only http and https are followed"
+            raise _RedirectRefused(f"HTTP {code} redirect not followed ({why})") from None
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """An opener for http(s) only (no file:, ftp: or data: handlers a redirect could reach)."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(), urllib.request.HTTPSHandler(),
+                    _RedirectHandler(), urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
 
 
 def _error_detail(e: urllib.error.HTTPError, clean: Callable[[str], str]) -> str:
