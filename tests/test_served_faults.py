@@ -99,3 +99,76 @@ def test_a_redirect_to_another_scheme_is_refused_in_one_line():
         with pytest.raises(ServedError) as e:
             ServedModel.load(_spec(srv.url))
     assert "redirect" in str(e.value) and "\n" not in str(e.value)
+
+
+# ---- 3. bounded answers: a deadline for the whole request, a cap on the body -------------------------
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_a_server_trickling_one_byte_at_a_time_is_stopped_at_the_deadline(where):
+    # ~100 bytes at 0.25 s each: every socket read succeeds well inside the timeout, the answer takes 25 s.
+    with FakeServer(lambda n, path, body: ("trickle", 0.25, where) if path == CHAT else None) as srv:
+        lm = ServedModel.load(_spec(srv.url, timeout=1, max_attempts=2))
+        t = time.perf_counter()
+        with pytest.raises(ServedError) as e:
+            lm.generate(PROMPTS[:1])
+        elapsed = time.perf_counter() - t
+    assert elapsed < 4, elapsed   # two tries of one second each, not 2 x 25 s
+    assert srv.count(CHAT) == 2 and "no answer within the timeout of 1s (a deadline for the whole request)" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_an_endless_chunked_body_stops_at_the_response_cap():
+    with FakeServer(lambda n, path, body: ("chunked_forever", 256 << 20) if path == CHAT else None) as srv:
+        lm = ServedModel.load(_spec(srv.url, max_response_mb=1, timeout=30))
+        t = time.perf_counter()
+        with pytest.raises(ServedError) as e:
+            lm.generate(PROMPTS[:1])
+        assert time.perf_counter() - t < 10
+        time.sleep(0.2)
+        assert srv.sent < 16 << 20, srv.sent   # the client hung up near 1 MB, it did not read the 256 MB
+    msg = str(e.value)
+    assert "larger than the 1 MB cap" in msg and "max_response_mb" in msg and "\n" not in msg
+    assert srv.count(CHAT) == 1   # a size that breaks the cap is not retried
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_oversized_body_is_refused_and_the_default_cap_is_a_few_mb(chunked):
+    big = json.dumps({"choices": [{"index": 0, "message": {"content": "x" * (3 << 20)}}]}).encode()
+    action = ("raw", big) if not chunked else ("chunked_forever", 3 << 20)
+    with FakeServer(lambda n, path, body: action if path == CHAT else None) as srv:
+        lm = ServedModel.load(_spec(srv.url, max_response_mb=2))
+        with pytest.raises(ServedError, match="larger than the 2 MB cap"):
+            lm.generate(PROMPTS[:1])
+        lm8 = ServedModel.load(_spec(srv.url))   # 8 MB by default: a 3 MB answer is fine
+        if not chunked:
+            assert lm8.generate(PROMPTS[:1])[0][0] == "x" * (3 << 20)
+    assert ServedSpec(base_url="http://h:1/v1").max_response_mb == 8
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "true", ".inf"])
+def test_max_response_mb_must_be_a_positive_number(tmp_path, bad):
+    from audit.config import ConfigError
+    from audit.suite import load_suite
+
+    ok = _write_suite(tmp_path, "http://127.0.0.1:9/v1", extra_model="  max_response_mb: 0.5\n")
+    assert load_suite(ok).model.max_response_mb == 0.5
+    suite = _write_suite(tmp_path, "http://127.0.0.1:9/v1", extra_model=f"  max_response_mb: {bad}\n")
+    with pytest.raises(ConfigError, match="max_response_mb") as e:
+        load_suite(suite)
+    assert "unknown field" not in str(e.value)
+
+
+def test_a_run_against_a_trickling_server_exits_2_in_one_line_and_keeps_finished_generations(tmp_path):
+    def plan(n, path, body):   # three answers, then the server trickles
+        return ("trickle", 0.25, "body") if path == CHAT and n > 3 else None
+
+    cache = tmp_path / "cache"
+    with FakeServer(plan) as srv:
+        suite = _write_suite(tmp_path, srv.url, extra_model="  timeout: 1\n")
+        t = time.perf_counter()
+        r = _cli("run", str(suite), "--out", str(tmp_path / "out"), "--cache-dir", str(cache), "-q")
+        elapsed = time.perf_counter() - t
+    assert r.returncode == 2, r.stderr
+    lines = _error_lines(r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("audit: error:") and "within the timeout of 1s" in lines[0], r.stderr
+    assert sorted(_cache_values(cache)) == sorted(answer_for(p) for p in PROMPTS[:3])
+    assert elapsed < 60, elapsed   # the process start dominates; the two tries take 2 s

@@ -8,6 +8,11 @@ the error is one line naming the endpoint and what went wrong, never the API key
 Backoff is "full jitter" (AWS architecture blog): sleep uniform(0, min(cap, base * 2**try)), so
 many clients hit by one overload do not retry in lockstep; a 429's Retry-After is honoured up to the cap.
 
+``timeout`` is a deadline for the whole request (connect, redirects, headers and body), not a
+bound on each socket read: a watchdog shuts the connection down when it passes, so a server that
+trickles a byte a second is stopped on time. An answer body larger than ``max_response_bytes`` is
+refused as soon as the cap is passed (or at once, from its Content-Length) and not retried.
+
 Redirects (at most 5) are followed only to http(s) URLs, and the ``Authorization`` header is dropped
 on any redirect that changes scheme, host or port, as ``requests`` does: the key is for the server
 the user named, never for wherever that server points.
@@ -21,6 +26,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import http.client
 import json
 import logging
 import random
@@ -38,6 +45,8 @@ from ...io.untrusted import one_line
 from .spec import redact_url
 
 log = logging.getLogger("audit")
+
+DEFAULT_MAX_RESPONSE_BYTES = 8 << 20   # 8 MiB: tens of thousands of echoed tokens with their log-probabilities
 
 
 class ServedError(AuditError):
@@ -64,10 +73,12 @@ class Client:
     """One endpoint's JSON client; thread-safe (each call opens its own connection)."""
 
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 120.0, max_attempts: int = 5,
-                 backoff: float = 0.5, backoff_max: float = 20.0, sleep: Callable[[float], None] = time.sleep):
+                 backoff: float = 0.5, backoff_max: float = 20.0, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                 sleep: Callable[[float], None] = time.sleep):
         self.base_url = base_url.rstrip("/")
         self._key = api_key
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.backoff_max = backoff_max
@@ -123,9 +134,29 @@ class Client:
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
         req = urllib.request.Request(url, data=data, headers=headers, method=method)
+        deadline = _Deadline(self.timeout)
         try:
-            with _opener().open(req, timeout=self.timeout) as resp:
-                raw = resp.read()
+            raw = self._exchange(method, url, req, deadline)
+        finally:
+            deadline.cancel()
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):   # JSONDecodeError, or an integer of more digits than Python parses
+            if deadline.expired:
+                raise _Retryable(self._late()) from None
+            raise _Retryable(f"answer is not JSON ({len(raw)} bytes)") from None
+
+    def _late(self) -> str:
+        return f"no answer within the timeout of {self.timeout:g}s (a deadline for the whole request)"
+
+    def _exchange(self, method: str, url: str, req: urllib.request.Request, deadline: "_Deadline") -> bytes:
+        """Send ``req`` and read the answer's body, within the deadline and the size cap."""
+        try:
+            with _opener(deadline).open(req, timeout=self.timeout) as resp:
+                return _read_capped(resp, self.max_response_bytes)
+        except _TooLarge as e:
+            raise ServedError(self._clean(f"{method} {url}: the answer is larger than the {_mb(self.max_response_bytes)} cap"
+                                          f"{e.detail} (model.max_response_mb raises it)")) from None
         except _RedirectRefused as e:
             raise ServedRequestError(self._clean(f"{method} {url}: {e}")) from None
         except urllib.error.HTTPError as e:
@@ -137,18 +168,16 @@ class Client:
                 raise _Retryable(f"HTTP {e.code}{detail}", _retry_after(e)) from None
             raise ServedRequestError(self._clean(f"{method} {url}: HTTP {e.code}{detail}")) from None
         except (socket.timeout, TimeoutError):
-            raise _Retryable(f"no answer within the timeout of {self.timeout:g}s") from None
+            raise _Retryable(self._late()) from None
         except urllib.error.URLError as e:
             reason = e.reason
-            if isinstance(reason, (socket.timeout, TimeoutError)):
-                raise _Retryable(f"no answer within the timeout of {self.timeout:g}s") from None
+            if deadline.expired or isinstance(reason, (socket.timeout, TimeoutError)):
+                raise _Retryable(self._late()) from None
             raise _Retryable(f"connection error: {one_line(reason, limit=200)}") from None
         except (ConnectionError, HTTPException, OSError) as e:
+            if deadline.expired:   # the watchdog shut the socket: whatever broke, it broke because time ran out
+                raise _Retryable(self._late()) from None
             raise _Retryable(f"connection error: {type(e).__name__}: {one_line(e, limit=200)}") from None
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _Retryable(f"answer is not JSON ({len(raw)} bytes)") from None
 
     def _clean(self, message: str) -> str:
         """Never let the key into a message, whatever a server echoes back."""
@@ -195,10 +224,112 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
-def _opener() -> urllib.request.OpenerDirector:
-    """An opener for http(s) only (no file:, ftp: or data: handlers a redirect could reach)."""
+class _TooLarge(Exception):
+    def __init__(self, detail: str = ""):
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1 << 20):g} MB"
+
+
+def _read_capped(resp, cap: int) -> bytes:
+    """The body, refusing it as soon as it passes ``cap`` bytes (never holding more than ~cap in memory)."""
+    declared = resp.headers.get("Content-Length") if resp.headers else None
+    if declared is not None and declared.strip().isdigit() and int(declared) > cap:
+        raise _TooLarge(f" (Content-Length {int(declared)})")
+    chunks, size = [], 0
+    while True:
+        chunk = resp.read1(1 << 16)   # whatever has arrived (chunked bodies included), not a full 64 KiB
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > cap:
+            raise _TooLarge()
+        chunks.append(chunk)
+
+
+class _Deadline:
+    """Shuts down every socket of one request when its time is up (a per-read timeout never fires
+    for a server that sends a byte a second)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.expired = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return max(0.001, self.end - time.monotonic())
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.append(sock)
+            if self.expired:
+                _shutdown(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._socks:
+                _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)   # wakes a recv blocked in another thread; close() would not
+    except OSError:
+        pass
+
+
+def _watched(conn_class, deadline: _Deadline, host, **kw):
+    """An http.client connection whose sockets the deadline can shut down; connect waits at most what is left."""
+    timeout = kw.get("timeout")
+    if isinstance(timeout, (int, float)):
+        kw["timeout"] = min(timeout, deadline.remaining())
+    conn = conn_class(host, **kw)
+    create = conn._create_connection
+
+    def create_watched(*args, **kwargs):
+        sock = create(*args, **kwargs)
+        deadline.watch(sock)   # the raw socket: shutting it down also stops a TLS handshake or read
+        return sock
+
+    conn._create_connection = create_watched
+    return conn
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self._deadline = deadline
+
+    def http_open(self, req):
+        return self.do_open(functools.partial(_watched, http.client.HTTPConnection, self._deadline), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self._deadline = deadline
+
+    def https_open(self, req):
+        return self.do_open(functools.partial(_watched, http.client.HTTPSConnection, self._deadline), req,
+                            context=self._context)
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """An opener for http(s) only (no file:, ftp: or data: handlers a redirect could reach), under one deadline."""
     opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(), urllib.request.HTTPSHandler(),
+    for handler in (urllib.request.ProxyHandler(), _HTTPHandler(deadline), _HTTPSHandler(deadline),
                     _RedirectHandler(), urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor()):
         opener.add_handler(handler)
     return opener

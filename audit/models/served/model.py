@@ -350,7 +350,7 @@ class ServedModel:
 
 def _client(spec: ServedSpec) -> Client:
     return Client(spec.base_url, api_key=spec.api_key(), timeout=spec.timeout, max_attempts=spec.max_attempts,
-                  backoff=spec.backoff, backoff_max=spec.backoff_max)
+                  backoff=spec.backoff, backoff_max=spec.backoff_max, max_response_bytes=int(spec.max_response_mb * (1 << 20)))
 
 
 def _chat_texts(obj: Any, n: int) -> list[str]:
