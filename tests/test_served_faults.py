@@ -172,3 +172,41 @@ def test_a_run_against_a_trickling_server_exits_2_in_one_line_and_keeps_finished
     assert len(lines) == 1 and lines[0].startswith("audit: error:") and "within the timeout of 1s" in lines[0], r.stderr
     assert sorted(_cache_values(cache)) == sorted(answer_for(p) for p in PROMPTS[:3])
     assert elapsed < 60, elapsed   # the process start dominates; the two tries take 2 s
+
+
+# ---- 7. deeply nested JSON; a boolean where a number belongs ------------------------------------------
+@pytest.mark.parametrize("path", ["/v1/models", CHAT])
+def test_deeply_nested_json_is_a_one_line_error_naming_the_endpoint(path):
+    deep = b'{"choices": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    with FakeServer(lambda n, p, body: ("raw", deep) if p == path else None) as srv:
+        with pytest.raises(ServedError) as e:
+            ServedModel.load(_spec(srv.url)).generate(PROMPTS[:1])
+        assert srv.count(path) == 2   # retried like any other garbage answer
+    msg = str(e.value)
+    assert "answer nested too deeply" in msg and f"{srv.url}{path[3:]}" in msg and "\n" not in msg
+    assert "RecursionError" not in msg
+
+
+@pytest.mark.parametrize("value", [True, False, "4096", 4096.5, 0, -1])
+def test_a_context_length_that_is_not_a_positive_whole_number_is_refused(value):
+    def tamper(path, body, answer):
+        if path == "/v1/models":
+            answer["data"][0]["max_model_len"] = value
+        return answer
+
+    with FakeServer(tamper=tamper) as srv:
+        with pytest.raises(ServedError) as e:
+            ServedModel.load(_spec(srv.url))
+    msg = str(e.value)
+    assert "max_model_len" in msg and srv.url in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("value, expected", [(2048, 2048), (None, None)])
+def test_a_reported_context_length_is_kept(value, expected):
+    def tamper(path, body, answer):
+        if path == "/v1/models" and value is not None:
+            answer["data"][0]["max_model_len"] = value
+        return answer
+
+    with FakeServer(tamper=tamper) as srv:
+        assert ServedModel.load(_spec(srv.url)).max_length == expected

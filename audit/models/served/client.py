@@ -141,6 +141,8 @@ class Client:
             deadline.cancel()
         try:
             return json.loads(raw)
+        except RecursionError:   # json's decoder recurses per level: [[[[... beyond ~1000 levels
+            raise _Retryable(f"answer nested too deeply ({len(raw)} bytes of JSON)") from None
         except (ValueError, UnicodeDecodeError):   # JSONDecodeError, or an integer of more digits than Python parses
             if deadline.expired:
                 raise _Retryable(self._late()) from None

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ...config import GenerationSettings
 from ...errors import AuditError, first_line
+from ...io.untrusted import excerpt
 from ..chat import as_turns, resolve_format
 from ..interface import joint_split, likelihood_texts, sample_seed
 from .client import Client, ServedError
@@ -107,7 +108,11 @@ class ServedModel:
             raise ServedError(f"model.name: {spec.name!r} is not served at {spec.base_url}; it serves: {', '.join(ids[:10]) or 'nothing'}")
         entry = next(m for m in models if isinstance(m, dict) and m.get("id") == name)
         max_len = entry.get("max_model_len")   # vLLM reports its context length; others do not
-        return cls(spec, server_model=name, max_length=max_len if isinstance(max_len, int) else None, client=client)
+        if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1):
+            # `true` is an int to Python (a 1-token context): refuse anything but a positive whole number.
+            raise ServedError(f"GET {spec.base_url}/models: {name!r} has max_model_len {excerpt(max_len)}, "
+                              f"not a positive whole number of tokens")
+        return cls(spec, server_model=name, max_length=max_len, client=client)
 
     def _load_tokenizer(self, path: str) -> None:
         from transformers import AutoTokenizer
