@@ -210,3 +210,93 @@ def test_a_reported_context_length_is_kept(value, expected):
 
     with FakeServer(tamper=tamper) as srv:
         assert ServedModel.load(_spec(srv.url)).max_length == expected
+
+
+# ---- 2. impossible numbers from a server: one line naming server and position; the section fails -----
+def _is_probe(body) -> bool:   # the alignment probe: a counting sequence
+    return str(body.get("prompt", "")).lstrip().startswith("1, 2, 3")
+
+
+def _set_logprob(value, position=2, probe=False):
+    def tamper(path, body, answer):
+        if path == "/v1/completions" and body.get("echo") and _is_probe(body) == probe:
+            answer["choices"][0]["logprobs"]["token_logprobs"][position] = value
+        return answer
+    return tamper
+
+
+@pytest.mark.parametrize("value", [5.0, float("inf"), float("-inf"), float("nan"), 0.01, "-0.5", True, 10 ** 400],
+                         ids=["+5", "inf", "-inf", "nan", "0.01", "string", "true", "1e400-int"])
+def test_an_impossible_log_probability_is_a_one_line_error_naming_server_and_position(value):
+    from audit.models.served import ServedBadValue
+
+    with FakeServer(logprobs="aligned", tamper=_set_logprob(value)) as srv:
+        lm = ServedModel.load(_spec(srv.url, api="completions"))
+        with pytest.raises(ServedBadValue) as e:
+            lm.loglikelihood([("Customer: my order is late.", " Agent: sorry, checking now")])
+        assert srv.count("/v1/completions") == 2   # the probe, then the pair once: a retry gets the same numbers
+    msg = str(e.value)
+    assert f"{srv.url}/completions" in msg and "choices[0].logprobs.token_logprobs[2]" in msg and "\n" not in msg
+    assert "log-probability" in msg or "not a number" in msg
+
+
+def test_a_log_probability_a_rounding_error_above_zero_counts_as_zero():
+    with FakeServer(logprobs="aligned", tamper=_set_logprob(2e-4, position=-2)) as srv:
+        lm = ServedModel.load(_spec(srv.url, api="completions"))
+        (total, n), = lm.loglikelihood([("Customer: my order is late.", " Agent: sorry, checking now")])
+    assert n == 5 and total == pytest.approx(-0.4)   # four tokens at -0.1 and one at 0, never above
+
+
+def test_an_impossible_number_in_the_alignment_probe_is_refused_too():
+    from audit.models.served import ServedBadValue
+
+    def tamper(path, body, answer):
+        if path == "/v1/completions" and _is_probe(body):
+            answer["choices"][0]["logprobs"]["top_logprobs"][3] = {",": 7.5}
+        return answer
+
+    with FakeServer(logprobs="aligned", tamper=tamper) as srv:
+        lm = ServedModel.load(_spec(srv.url, api="completions"))
+        with pytest.raises(ServedBadValue, match=r"choices\[0\]\.logprobs\.top_logprobs\[3\]\[','\] is 7\.5"):
+            lm.loglikelihood([("Customer: my order is late.", " Agent: sorry")])
+
+
+@pytest.mark.parametrize("field, value", [("text_offset", -3), ("text_offset", 2.5), ("text_offset", True),
+                                          ("usage", True), ("usage", -1), ("usage", 99), ("index", True), ("index", -1)])
+def test_other_numbers_a_server_sends_are_checked_the_same_way(field, value):
+    from audit.models.served import ServedBadValue
+    from audit.models.served.model import _continuation_logprob, _last_tokens_logprob
+
+    text = "Hello world again"
+    lp = {"tokens": ["Hello", " wor", "ld", " again", "!"], "token_logprobs": [None, -1.0, -0.5, -2.0, -9.0],
+          "text_offset": [0, 5, 9, 11, 17]}
+    payload = {"usage": {"completion_tokens": 1}, "choices": [{"index": 0, "text": text + "!", "logprobs": lp}]}
+    if field == "text_offset":
+        lp["text_offset"][2] = value
+    elif field == "usage":
+        payload["usage"]["completion_tokens"] = value
+    else:
+        payload["choices"][0]["index"] = value
+    with pytest.raises(ServedBadValue) as e:
+        if field == "usage":
+            _last_tokens_logprob(payload, 2, text)
+        else:
+            _continuation_logprob(payload, text, len("Hello world"))
+    where = {"text_offset": "choices[0].logprobs.text_offset[2]", "usage": "usage.completion_tokens",
+             "index": "choices[0].index"}[field]
+    assert where in str(e.value)
+
+
+def test_a_gate_on_perplexity_from_impossible_log_probabilities_fails_through_the_cli(tmp_path):
+    with FakeServer(logprobs="aligned", tamper=_set_logprob(5.0)) as srv:
+        suite = _write_suite(tmp_path, srv.url, extra_model="  api: completions\n",
+                             sections="  quality: {metrics: [perplexity]}\n", gates="  - quality.perplexity < 1000\n")
+        r = _cli("run", str(suite), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"))
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert "quality.perplexity" not in result["metrics"] and not result["passed"]
+    gate, = result["gates"]
+    assert gate["passed"] is False
+    err = result["sections"]["quality"]["error"]
+    assert "is 5.0, not a log-probability" in err and "token_logprobs[" in err and f"127.0.0.1:{srv.port}" in err

@@ -63,6 +63,15 @@ class ServedRequestError(ServedError):
     """A request the server refused for a reason a retry cannot fix (4xx other than 429)."""
 
 
+class ServedBadValue(AuditError):
+    """The server sent a number that cannot be right: a log-probability above 0 or not finite, a
+    negative count, a boolean where a number belongs.
+
+    Not retried (the server computed it; a retry gets the same) and not fatal: the section that asked
+    records it as its one-line error, so its gates fail, and the run goes on.
+    """
+
+
 class _Retryable(Exception):
     def __init__(self, reason: str, retry_after: float | None = None):
         super().__init__(reason)
@@ -108,9 +117,11 @@ class Client:
                     return obj
                 try:
                     return parse(obj)
+                except ServedBadValue as e:   # name the server: the parser only knows the position
+                    raise ServedBadValue(self._clean(f"{method} {url}: {e}")) from None
                 except AuditError:
                     raise
-                except (ValueError, TypeError, KeyError, AttributeError) as e:
+                except (ValueError, TypeError, LookupError, AttributeError) as e:
                     raise _Retryable(f"unexpected answer: {one_line(e, limit=200)}") from None
             except _Retryable as e:
                 last = str(e)
