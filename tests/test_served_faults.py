@@ -300,3 +300,84 @@ def test_a_gate_on_perplexity_from_impossible_log_probabilities_fails_through_th
     assert gate["passed"] is False
     err = result["sections"]["quality"]["error"]
     assert "is 5.0, not a log-probability" in err and "token_logprobs[" in err and f"127.0.0.1:{srv.port}" in err
+
+
+# ---- issue 23 #8: the key in disguise never reaches an output ------------------------------------------
+SECRET = "sk-audit-Echo-7f3a9b2c4d5e6f01"
+DISGUISES = {
+    "exact": SECRET,
+    "upper": SECRET.upper(),
+    "lower": SECRET.lower(),
+    "one char short": SECRET[:-1],
+    "prefix of 8+": SECRET[:12],
+    "middle fragment": SECRET[9:19],
+    "split by spaces": " ".join(SECRET),
+    "split by dashes": "-".join(SECRET[i:i + 4] for i in range(0, len(SECRET), 4)),
+    "separators swapped": SECRET.replace("-", "_").upper(),
+}
+
+
+def _alnum(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def _leaks(text: str, secret: str = SECRET, n: int = 8) -> list[str]:
+    """Every 8-character run of the key's letters and digits found in ``text`` (case and separators ignored)."""
+    flat, key = _alnum(text), _alnum(secret)
+    return [key[i:i + n] for i in range(len(key) - n + 1) if key[i:i + n] in flat]
+
+
+@pytest.mark.parametrize("name", list(DISGUISES))
+def test_redaction_catches_the_key_in_disguise(name):
+    from audit.models.served.client import redact_secret
+
+    text = f"invalid api key '{DISGUISES[name]}' for model fake-model"
+    out = redact_secret(text, SECRET)
+    assert _leaks(out) == [] and "***" in out, out
+    assert out.startswith("invalid api key '") and out.endswith("' for model fake-model")   # only the key goes
+
+
+def test_redaction_leaves_short_fragments_and_unrelated_text_alone():
+    from audit.models.served.client import redact_secret
+
+    text = "HTTP 401 (sk-audit is the prefix; model fake-model; 7f3a9b2)"   # no 8 characters of the key in a row
+    assert redact_secret(text, SECRET) == text
+    assert redact_secret("key abc123 and ABC123 seen", "abc123") == "key *** and *** seen"   # a short key: whole only
+
+
+@pytest.mark.parametrize("name", list(DISGUISES))
+def test_a_server_echoing_the_key_in_disguise_does_not_leak_it(tmp_path, name):
+    with FakeServer(require_key="the-right-one", error_echo=f"(you sent {DISGUISES[name]})") as srv:
+        lm_spec = _spec(srv.url, api_key_env="AUDIT_FAULTS_KEY")
+        os.environ["AUDIT_FAULTS_KEY"] = SECRET
+        try:
+            with pytest.raises(ServedError) as e:
+                ServedModel.load(lm_spec)
+        finally:
+            del os.environ["AUDIT_FAULTS_KEY"]
+    msg = str(e.value)
+    assert "HTTP 401" in msg and "***" in msg and _leaks(msg) == [], msg
+
+
+def test_a_long_error_body_is_shown_as_a_short_excerpt_only(tmp_path):
+    body = "the server explains at length: " + "blah " * 600   # under the 4 KiB read, so the old code showed 200 chars
+    with FakeServer(require_key="the-right-one", error_echo=body) as srv:
+        suite = _write_suite(tmp_path, srv.url, extra_model="  api_key_env: AUDIT_FAULTS_KEY\n")
+        r = _cli("run", str(suite), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"),
+                 env_extra={"AUDIT_FAULTS_KEY": SECRET})
+    assert r.returncode == 2
+    line, = _error_lines(r.stderr)
+    assert "HTTP 401" in line and "invalid api key the server explains" in line
+    shown = line[line.index("invalid api key"):]
+    assert len(shown) <= 130 and shown.count("blah") < 20, line   # an excerpt, never the body
+
+
+def test_the_run_never_prints_the_key_in_disguise(tmp_path):
+    echo = " | ".join(DISGUISES.values())
+    with FakeServer(require_key="the-right-one", error_echo=echo) as srv:
+        suite = _write_suite(tmp_path, srv.url, extra_model="  api_key_env: AUDIT_FAULTS_KEY\n")
+        r = _cli("run", str(suite), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c"), "--debug",
+                 env_extra={"AUDIT_FAULTS_KEY": SECRET})
+    # --debug prints the traceback (whose messages are redacted too); its exit code is cli.py's business
+    assert r.returncode != 0 and "HTTP 401" in r.stderr and "Traceback" in r.stderr
+    assert _leaks(r.stdout + r.stderr) == [], r.stderr[-2000:]

@@ -13,6 +13,10 @@ bound on each socket read: a watchdog shuts the connection down when it passes, 
 trickles a byte a second is stopped on time. An answer body larger than ``max_response_bytes`` is
 refused as soon as the cap is passed (or at once, from its Content-Length) and not retried.
 
+Messages never carry the key, however a server echoes it: :func:`redact_secret` hides it exact,
+case-folded, cut to a prefix or fragment of 8+ letters and digits, or split by separators; a server's
+error body shows at most a 120-character excerpt.
+
 Redirects (at most 5) are followed only to http(s) URLs, and the ``Authorization`` header is dropped
 on any redirect that changes scheme, host or port, as ``requests`` does: the key is for the server
 the user named, never for wherever that server points.
@@ -124,7 +128,7 @@ class Client:
                 except (ValueError, TypeError, LookupError, AttributeError) as e:
                     raise _Retryable(f"unexpected answer: {one_line(e, limit=200)}") from None
             except _Retryable as e:
-                last = str(e)
+                last = self._clean(str(e))   # logged at debug level below: no key there either
                 if attempt == self.max_attempts:
                     break
                 delay = self._rng.uniform(0, min(self.backoff_max, self.backoff * 2 ** (attempt - 1)))
@@ -193,10 +197,50 @@ class Client:
             raise _Retryable(f"connection error: {type(e).__name__}: {one_line(e, limit=200)}") from None
 
     def _clean(self, message: str) -> str:
-        """Never let the key into a message, whatever a server echoes back."""
-        if self._key:
-            message = message.replace(self._key, "***")
-        return message
+        """Never let the key into a message, whatever a server echoes back (see :func:`redact_secret`)."""
+        return redact_secret(message, self._key) if self._key else message
+
+
+# Shortest run of a key's letters and digits that is redacted on its own: shorter pieces ("sk", "proj")
+# occur in ordinary text, and 8 random alphanumerics leave too little of a key to be worth having.
+MIN_SECRET_FRAGMENT = 8
+
+
+def redact_secret(text: str, secret: str, *, min_fragment: int = MIN_SECRET_FRAGMENT) -> str:
+    """``text`` with every recognisable form of ``secret`` replaced by ``***``.
+
+    Matching ignores case and every character that is not a letter or digit, so the key upper-cased,
+    with its dashes swapped for underscores or spaces, or split into groups is caught; any run of
+    ``min_fragment`` or more of its letters and digits in order (a prefix, the key one character
+    short, a piece from the middle) is redacted as well. A key shorter than that is redacted whole.
+
+    Example:
+        >>> redact_secret("bad key SK_ABCD_1234_WXYZ (sk-abcd-1234-wx)", "sk-abcd-1234-wxyz")
+        'bad key *** (***)'
+    """
+    if not secret or not text:
+        return text
+    key = [c.lower() for c in secret if c.isalnum()]
+    if not key:
+        return text.replace(secret, "***")
+    n = min(min_fragment, len(key))
+    windows = {tuple(key[i:i + n]) for i in range(len(key) - n + 1)}
+    where = [i for i, c in enumerate(text) if c.isalnum()]   # positions of the text's letters and digits
+    flat = [text[i].lower() for i in where]
+    spans: list[list[int]] = []   # [first, last) in `flat`; overlapping matches merge, adjacent ones do not
+    for j in range(len(flat) - n + 1):
+        if tuple(flat[j:j + n]) in windows:   # every n-run of a fragment of the key is an n-run of the key
+            if spans and j < spans[-1][1]:
+                spans[-1][1] = j + n
+            else:
+                spans.append([j, j + n])
+    out, last = [], 0
+    for first, end in spans:
+        out.append(text[last:where[first]])
+        out.append("***")
+        last = where[end - 1] + 1
+    out.append(text[last:])
+    return "".join(out)
 
 
 class _RedirectRefused(Exception):
@@ -348,6 +392,9 @@ def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
     return opener
 
 
+MAX_ERROR_EXCERPT = 120   # characters of a server's error message shown; the body itself never
+
+
 def _error_detail(e: urllib.error.HTTPError, clean: Callable[[str], str]) -> str:
     """The server's error message, bounded and on one line (servers put the reason in the body).
 
@@ -359,7 +406,7 @@ def _error_detail(e: urllib.error.HTTPError, clean: Callable[[str], str]) -> str
         msg = obj.get("error", obj) if isinstance(obj, dict) else obj
         if isinstance(msg, dict):
             msg = msg.get("message", msg)
-        text = one_line(clean(str(msg)), limit=200)
+        text = one_line(clean(str(msg)[:4096]), limit=MAX_ERROR_EXCERPT)
     except Exception:  # noqa: BLE001 - the status code alone is still a useful message
         text = ""
     return f" ({text})" if text else ""
