@@ -381,3 +381,75 @@ def test_the_run_never_prints_the_key_in_disguise(tmp_path):
     # --debug prints the traceback (whose messages are redacted too); its exit code is cli.py's business
     assert r.returncode != 0 and "HTTP 401" in r.stderr and "Traceback" in r.stderr
     assert _leaks(r.stdout + r.stderr) == [], r.stderr[-2000:]
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_the_deadline_holds_over_tls_too(tmp_path, monkeypatch):
+    """TLS wrapping hands the socket's descriptor to a new object: the watchdog must still reach it."""
+    import socket
+    import ssl
+    import threading
+
+    cert, key = _self_signed(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle(conn):
+        try:
+            tls = ctx.wrap_socket(conn, server_side=True)
+            tls.recv(65536)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+            for _ in range(100):   # 100 bytes, one each 0.2 s: 20 s in all
+                if stop.wait(0.2):
+                    return
+                tls.sendall(b" ")
+        except OSError:
+            pass
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    try:
+        from audit.models.served import Client
+
+        client = Client(f"https://127.0.0.1:{port}/v1", max_attempts=1, timeout=1)
+        t = time.perf_counter()
+        with pytest.raises(ServedError, match="no answer within the timeout of 1s"):
+            client.get_json("/models")
+        assert time.perf_counter() - t < 3
+    finally:
+        stop.set()
+        listener.close()

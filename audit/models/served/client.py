@@ -325,6 +325,12 @@ class _Deadline:
         return max(0.001, self.end - time.monotonic())
 
     def watch(self, sock: socket.socket) -> None:
+        # A duplicate descriptor of the same kernel socket: TLS wrapping detaches `sock` (the SSL socket
+        # takes its descriptor over), but shutdown() through the duplicate still ends the connection.
+        try:
+            sock = sock.dup()
+        except OSError:
+            pass
         with self._lock:
             self._socks.append(sock)
             if self.expired:
@@ -332,6 +338,13 @@ class _Deadline:
 
     def cancel(self) -> None:
         self._timer.cancel()
+        with self._lock:
+            for sock in self._socks:
+                try:
+                    sock.close()   # the duplicates only; the connection closes its own
+                except OSError:
+                    pass
+            self._socks.clear()
 
     def _expire(self) -> None:
         with self._lock:
@@ -357,7 +370,7 @@ def _watched(conn_class, deadline: _Deadline, host, **kw):
 
     def create_watched(*args, **kwargs):
         sock = create(*args, **kwargs)
-        deadline.watch(sock)   # the raw socket: shutting it down also stops a TLS handshake or read
+        deadline.watch(sock)   # before any TLS handshake, so the deadline bounds that too
         return sock
 
     conn._create_connection = create_watched
