@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from audit.config import GenerationSettings
 from audit.models.served import ServedError, ServedModel, ServedSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
