@@ -11,9 +11,9 @@ Example:
 
 from __future__ import annotations
 
-from .client import Client, ServedError, ServedRequestError
+from .client import Client, ServedBadValue, ServedError, ServedRequestError
 from .model import ServedModel, ServedUnsupported
 from .spec import ServedSpec, is_served_string, model_spec_from, override_model, parse_served_string, redact_url
 
-__all__ = ["Client", "ServedError", "ServedRequestError", "ServedModel", "ServedUnsupported", "ServedSpec",
+__all__ = ["Client", "ServedBadValue", "ServedError", "ServedRequestError", "ServedModel", "ServedUnsupported", "ServedSpec",
            "is_served_string", "parse_served_string", "redact_url", "model_spec_from", "override_model"]

@@ -19,15 +19,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from ...config import GenerationSettings
 from ...errors import AuditError, first_line
+from ...io.untrusted import excerpt
 from ..chat import as_turns, resolve_format
 from ..interface import joint_split, likelihood_texts, sample_seed
-from .client import Client, ServedError
+from .client import Client, ServedBadValue, ServedError
 from .spec import ServedSpec
 
 log = logging.getLogger("audit")
@@ -107,7 +109,11 @@ class ServedModel:
             raise ServedError(f"model.name: {spec.name!r} is not served at {spec.base_url}; it serves: {', '.join(ids[:10]) or 'nothing'}")
         entry = next(m for m in models if isinstance(m, dict) and m.get("id") == name)
         max_len = entry.get("max_model_len")   # vLLM reports its context length; others do not
-        return cls(spec, server_model=name, max_length=max_len if isinstance(max_len, int) else None, client=client)
+        if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1):
+            # `true` is an int to Python (a 1-token context): refuse anything but a positive whole number.
+            raise ServedError(f"GET {spec.base_url}/models: {name!r} has max_model_len {excerpt(max_len)}, "
+                              f"not a positive whole number of tokens")
+        return cls(spec, server_model=name, max_length=max_len, client=client)
 
     def _load_tokenizer(self, path: str) -> None:
         from transformers import AutoTokenizer
@@ -350,7 +356,7 @@ class ServedModel:
 
 def _client(spec: ServedSpec) -> Client:
     return Client(spec.base_url, api_key=spec.api_key(), timeout=spec.timeout, max_attempts=spec.max_attempts,
-                  backoff=spec.backoff, backoff_max=spec.backoff_max)
+                  backoff=spec.backoff, backoff_max=spec.backoff_max, max_response_bytes=int(spec.max_response_mb * (1 << 20)))
 
 
 def _chat_texts(obj: Any, n: int) -> list[str]:
@@ -380,8 +386,41 @@ def _choices(obj: Any, n: int) -> list[dict]:
     choices = obj.get("choices") if isinstance(obj, dict) else None
     if not isinstance(choices, list) or len(choices) < n or not all(isinstance(c, dict) for c in choices):
         raise ValueError(f"expected {n} choice(s) in the answer")
+    for j, c in enumerate(choices):
+        if c.get("index") is not None:
+            _count(c["index"], f"choices[{j}].index")
     # `index` orders choices when present (servers may return them out of order with n > 1).
-    return sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c.get("index"), int) else 0)[:n]
+    return sorted(choices, key=lambda c: c.get("index") or 0)[:n]
+
+
+# A log-probability is <= 0; servers computing in low precision may round one a hair above 0.
+LOGPROB_TOLERANCE = 1e-3
+
+
+def _logprob(value: Any, where: str) -> float:
+    """``value`` as a log-probability: finite and <= 0 (up to ``LOGPROB_TOLERANCE``, then 0), else ServedBadValue."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ServedBadValue(f"{where} is {excerpt(value)}, not a number")
+    try:
+        v = float(value)
+    except OverflowError:   # an integer literal of hundreds of digits
+        v = math.inf
+    if not math.isfinite(v) or v > LOGPROB_TOLERANCE:
+        raise ServedBadValue(f"{where} is {excerpt(value)}, not a log-probability (must be finite and <= 0)")
+    return min(v, 0.0)
+
+
+def _count(value: Any, where: str, *, most: int | None = None) -> int:
+    """``value`` as a count or position: a whole number >= 0 (and <= ``most``), else ServedBadValue."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (most is not None and value > most):
+        bound = f" between 0 and {most}" if most is not None else " >= 0"
+        raise ServedBadValue(f"{where} is {excerpt(value)}, not a whole number{bound}")
+    return value
+
+
+def _logprobs(values: list, where: str) -> list[float | None]:
+    """Every entry of an echoed ``token_logprobs`` list checked (None stays None: the first token has none)."""
+    return [None if v is None else _logprob(v, f"{where}[{i}]") for i, v in enumerate(values)]
 
 
 def _continuation_logprob(obj: Any, text: str, ctx_len: int) -> tuple[float, int]:
@@ -390,7 +429,10 @@ def _continuation_logprob(obj: Any, text: str, ctx_len: int) -> tuple[float, int
     lp = choice.get("logprobs")
     if not isinstance(lp, dict) or not all(isinstance(lp.get(k), list) for k in ("tokens", "token_logprobs", "text_offset")):
         raise _NoPromptLogprobs()
-    tokens, logprobs, offsets = lp["tokens"], lp["token_logprobs"], lp["text_offset"]
+    tokens, offsets = lp["tokens"], lp["text_offset"]
+    logprobs = _logprobs(lp["token_logprobs"], "choices[0].logprobs.token_logprobs")
+    for i, off in enumerate(offsets):
+        _count(off, f"choices[0].logprobs.text_offset[{i}]")
     total, count = 0.0, 0
     for i, (tok, off) in enumerate(zip(tokens, offsets)):
         if off >= len(text):
@@ -401,7 +443,7 @@ def _continuation_logprob(obj: Any, text: str, ctx_len: int) -> tuple[float, int
         value = logprobs[i]
         if value is None:
             raise _NoPromptLogprobs()
-        total += float(value)
+        total += value
         count += 1
     return total, count
 
@@ -419,10 +461,11 @@ def _last_tokens_logprob(obj: Any, n: int, text: str) -> tuple[float, int]:
         raise _NoPromptLogprobs()
     usage = obj.get("usage") if isinstance(obj, dict) else None
     generated = usage.get("completion_tokens") if isinstance(usage, dict) else None
-    if not isinstance(generated, int):
+    if generated is None:
         raise ValueError("the answer has no usage.completion_tokens")
-    end = len(lp["token_logprobs"]) - generated
-    values, toks = lp["token_logprobs"][end - n:end], lp["tokens"][end - n:end]
+    logprobs = _logprobs(lp["token_logprobs"], "choices[0].logprobs.token_logprobs")
+    end = len(logprobs) - _count(generated, "usage.completion_tokens", most=len(logprobs))
+    values, toks = logprobs[end - n:end] if end >= n else [], lp["tokens"][end - n:end] if end >= n else []
     if n == 0:
         return 0.0, 0
     if len(values) != n or any(v is None for v in values):
@@ -447,8 +490,14 @@ def _alignment_verdict(obj: Any) -> str:
     if not isinstance(lp, dict) or not isinstance(lp.get("tokens"), list):
         raise _NoPromptLogprobs()
     tokens, tops = lp["tokens"], lp.get("top_logprobs")
+    if isinstance(lp.get("token_logprobs"), list):
+        _logprobs(lp["token_logprobs"], "choices[0].logprobs.token_logprobs")
     if not isinstance(tops, list) or len(tops) != len(tokens):
         return "unknown"
+    for i, top in enumerate(tops):
+        if isinstance(top, dict):
+            for tok, v in top.items():
+                _logprob(v, f"choices[0].logprobs.top_logprobs[{i}][{excerpt(tok, limit=20)}]")
     top1 = [max(t, key=t.get) if isinstance(t, dict) and t else None for t in tops]
     aligned = sum(1 for i in range(len(tokens)) if top1[i] is not None and top1[i] == tokens[i])
     shifted = sum(1 for i in range(len(tokens) - 1) if top1[i] is not None and top1[i] == tokens[i + 1])

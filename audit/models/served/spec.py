@@ -41,7 +41,8 @@ class ServedSpec:
     api: str = "chat"                # chat: /chat/completions, the server's chat template; completions: raw prompts
     api_key_env: str | None = None   # NAME of the environment variable holding the key (never the key itself)
     concurrency: int = 4             # requests in flight at once
-    timeout: float = 120.0           # seconds per request (connect and each read)
+    timeout: float = 120.0           # seconds per request, a deadline for the whole of it (connect, headers, body)
+    max_response_mb: float = 8.0     # largest answer body accepted (MiB); a bigger one is a one-line error, not retried
     max_attempts: int = 5            # tries per request on 429/5xx/connection errors/timeouts/garbage, then a one-line error
     backoff: float = 0.5             # first retry delay in seconds; doubles each try, full jitter, capped by backoff_max
     backoff_max: float = 20.0
@@ -72,6 +73,8 @@ class ServedSpec:
             raise ValueError("concurrency must be >= 1")
         if self.timeout <= 0:
             raise ValueError("timeout must be > 0")
+        if not self.max_response_mb > 0:
+            raise ValueError("max_response_mb must be > 0")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         if self.backoff < 0 or self.backoff_max < 0:
