@@ -189,3 +189,18 @@ def test_run_suite_api_respects_model_string_and_leaves_config_untouched(tmp_pat
     assert result.model["spec"] == str(micro_path) and result.seed == 7
     assert set(result.sections) == {"quality"}
     assert suite.model.path == "/nonexistent/model" and suite.seed == 1 and suite.gates == gates_before
+
+
+def test_debug_shows_the_traceback_and_still_exits_2(tmp_path, capsys):
+    # --debug adds the traceback; the exit code stays 2 (an escaping exception made Python exit 1,
+    # the "a gate failed" code).
+    suite = write_suite(tmp_path, "name: [unclosed")
+    assert main(["run", str(suite), "--out", str(tmp_path / "out"), "--no-cache", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert err.strip().splitlines()[-1].startswith("audit: error: ") and "malformed YAML" in err.strip().splitlines()[-1]
+    proc = subprocess.run([sys.executable, "-m", "audit", "run", str(suite), "--out", str(tmp_path / "out"), "--no-cache",
+                           "--debug"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback (most recent call last)" in proc.stderr and "malformed YAML" in proc.stderr
+    assert not (tmp_path / "out").exists()
