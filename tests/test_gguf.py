@@ -155,3 +155,21 @@ def test_hostile_gguf_header_counts_fail_fast_in_one_line(tmp_path):
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(err) == 1 and "int32_array.gguf: not a readable GGUF file" in err[0], proc.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "c").exists()
+
+
+def test_quiet_run_converts_a_gguf_without_progress_bars(source, tmp_path, monkeypatch, capfd):
+    # -q hides progress bars: the first use of a GGUF printed ours and transformers' tensor loop
+    # ("Converting and de-quantizing GGUF tensors...", one update per tensor) all the same.
+    monkeypatch.setenv("AUDIT_CACHE", str(tmp_path / "model-cache"))   # a fresh cache: this run converts
+    model = write_gguf(source, tmp_path / "quiet.gguf")
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps({"prompt": p, "split": "test"}) + "\n"
+                                                 for p in ("Where is my order?", "Hi")))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"name: q\nmodel: {model}\ndata: {{path: data.jsonl, split: test}}\n"
+                     "generation: {max_new_tokens: 2, batch_size: 1}\nsections:\n  diversity: {}\n")
+    capfd.readouterr()
+    assert main(["run", str(suite), "--out", str(tmp_path / "out"), "-q", "--no-cache"]) == 0
+    err = capfd.readouterr().err
+    assert list((tmp_path / "model-cache").glob("gguf-*/config.json")), "the run did not convert the file"
+    assert "de-quantizing" not in err and "convert quiet.gguf" not in err and "it/s" not in err, err
+    assert err.strip() == "", err

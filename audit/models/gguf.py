@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import json
 import logging
@@ -182,12 +184,15 @@ def read_metadata(path: Path) -> dict[str, Any]:
     return meta
 
 
-def resolve_gguf(path: str | os.PathLike, *, progress: bool = True) -> Path:
+def resolve_gguf(path: str | os.PathLike, *, progress: bool | None = None) -> Path:
     """The cached model directory converted from GGUF ``path`` (converting it on first use).
 
     The directory is ``<cache_dir>/gguf-<sha256[:16]>-<CONVERT_VERSION>``: keyed by content, so a
-    renamed copy reuses it and an edited file converts again.
+    renamed copy reuses it and an edited file converts again. ``progress=None`` shows the
+    conversion's progress bars only while the ``audit`` logger shows info lines (``-q`` hides both).
     """
+    if progress is None:
+        progress = log.isEnabledFor(logging.INFO)
     src = Path(os.path.expanduser(str(path)))
     if not src.is_file():
         raise GGUFError(f"{src}: GGUF file not found")
@@ -199,6 +204,33 @@ def resolve_gguf(path: str | os.PathLike, *, progress: bool = True) -> Path:
         if not (target / "config.json").exists():  # someone else may have converted it meanwhile
             convert(src, target, meta=meta, progress=progress)
     return target
+
+
+@contextlib.contextmanager
+def _transformers_bars(enabled: bool):
+    """Silence transformers' own GGUF progress bars when ``enabled`` is false.
+
+    Its tensor loop ("Converting and de-quantizing GGUF tensors...", one update per tensor) uses
+    plain ``tqdm.auto.tqdm``, which ``disable_progress_bar()`` does not reach; its tokenizer
+    conversion uses transformers' tqdm, which it does.
+    """
+    if enabled:
+        yield
+        return
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    saved, was_enabled = getattr(gguf_utils, "tqdm", None), hf_logging.is_progress_bar_enabled()
+    if saved is not None:
+        gguf_utils.tqdm = functools.partial(saved, disable=True)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if saved is not None:
+            gguf_utils.tqdm = saved
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def convert(src: Path, target: Path, *, meta: dict[str, Any] | None = None, progress: bool = True) -> Path:
@@ -216,11 +248,12 @@ def convert(src: Path, target: Path, *, meta: dict[str, Any] | None = None, prog
     hf_logging.set_verbosity_error()  # the Llama tokenizer's "legacy behaviour" notice says nothing useful here
     try:
         bar.set_postfix_str("tokenizer", refresh=True)
-        tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
-        bar.update(1)
-        bar.set_postfix_str("weights", refresh=True)
-        model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
-        bar.update(1)
+        with _transformers_bars(progress):
+            tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+            bar.update(1)
+            bar.set_postfix_str("weights", refresh=True)
+            model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
+            bar.update(1)
         _fix_special_tokens(tok, model, meta)
         tok = _plain_byte_level(tok, meta)
         bar.set_postfix_str("save", refresh=True)
