@@ -204,3 +204,22 @@ def test_debug_shows_the_traceback_and_still_exits_2(tmp_path, capsys):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback (most recent call last)" in proc.stderr and "malformed YAML" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", [42, None, ["a", "list"], {"an": "object"}])
+def test_cache_values_that_are_not_text_are_regenerated_with_a_warning(suite_file, tmp_path, caplog, value):
+    # A cache line holding a number, null or a list was handed to the evaluators as a generation and
+    # failed later with a TypeError; it is a missing entry: regenerated, with a warning.
+    fresh = run_suite(suite_file, progress=False, use_cache=False)
+    run_suite(suite_file, progress=False, cache_dir=tmp_path / "c")
+    [path] = (tmp_path / "c").glob("gen-*.jsonl")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    lines[0]["v"] = value
+    lines[3]["v"] = value
+    path.write_text("".join(json.dumps(obj) + "\n" for obj in lines))
+    caplog.set_level("INFO", logger="audit")
+    again = run_suite(suite_file, progress=False, cache_dir=tmp_path / "c")
+    assert [s.generations for s in again.samples] == [s.generations for s in fresh.samples]
+    assert again.metrics == fresh.metrics
+    assert "2 cached values are not text (number, null or list); regenerating them" in caplog.text
+    assert "4 of 6 generations reused from cache, 2 generated" in caplog.text
