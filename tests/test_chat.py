@@ -162,6 +162,9 @@ def test_messages_records_keep_history_and_render_it(chat_lm, tmp_path):
     ([{"messages": []}], "non-empty list"),
     ([{"messages": [{"role": "user"}]}], "string 'role' and 'content'"),
     ([{"messages": [{"role": "user", "content": "a"}], "prompt": "b"}], "not both"),
+    # A string in JSONL is text, not JSON to decode: it was reported as "not valid JSON".
+    ([{"prompt": "ok"}, {"messages": "hello"}], r"conv\.jsonl:2: field 'messages' must be a list of \{role, content\} turns, got a string"),
+    ([{"messages": '[{"role": "user", "content": "Hi"}]'}], "must be a list of .* turns, got a string"),
 ])
 def test_bad_messages_name_file_and_line(tmp_path, rows, match):
     path = tmp_path / "conv.jsonl"
@@ -169,6 +172,16 @@ def test_bad_messages_name_file_and_line(tmp_path, rows, match):
     with pytest.raises(DataError, match=match) as e:
         load_records(path)
     assert "\n" not in str(e.value)
+
+
+def test_messages_in_a_csv_cell_are_json_turns(tmp_path):
+    path = tmp_path / "conv.csv"
+    path.write_text('id,messages\na,"[{""role"": ""user"", ""content"": ""Hi""}]"\nb,hello\n')
+    with pytest.raises(DataError, match=r"conv\.csv:3: field 'messages' must be a JSON list of \{role, content\} turns; "
+                                         r"the cell is not valid JSON"):
+        load_records(path)
+    path.write_text('id,messages\na,"[{""role"": ""user"", ""content"": ""Hi""}]"\n')
+    assert load_records(path)[0].messages == [{"role": "user", "content": "Hi"}]
 
 
 def test_loglikelihood_scores_the_reference_as_the_assistant_turn(chat_lm):
