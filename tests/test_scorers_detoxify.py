@@ -131,6 +131,7 @@ def test_checkpoint_classes_are_held_to_the_released_detoxify_pairs(local_ckpt, 
     hostile = tmp_path / "hostile.ckpt"
     torch.save(loaded, hostile)
     msg = _fast_one_line_error(lambda: get_scorer("detoxify:original", checkpoint=str(hostile)),
-                               "config.arch.args must name .*Detoxify model/tokenizer pairs: BertForSequenceClassification "
+                               "config.arch.args must name .*model_name / tokenizer_name pair of the released Detoxify checkpoints: "
+                               "BertForSequenceClassification "
                                "with BertTokenizer or BertTokenizerFast")
     assert "hostile.ckpt" in msg

@@ -136,7 +136,7 @@ class DetoxifyScorer(Scorer):
         if not ok:
             pairs = "; ".join(f"{m} with {' or '.join(t)}" for m, t in _ALLOWED_CLASSES.items())
             raise ScorerError(f"{self.name}: {self.checkpoint}: config.arch.args must name model_type, num_classes > 0 "
-                              f"and one of the Detoxify model/tokenizer pairs: {pairs}")
+                              f"and a model_name / tokenizer_name pair of the released Detoxify checkpoints: {pairs}")
         return {k: args[k] for k in ("model_type", "model_name", "tokenizer_name", "num_classes")}
 
     @staticmethod
