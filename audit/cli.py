@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -363,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except Exception as e:
         if args.debug:
-            raise
+            # The traceback is what --debug is for; the exit code stays the error one (2): letting the
+            # exception escape would make Python exit 1, which CI reads as "a gate failed".
+            traceback.print_exc(file=sys.stderr)
         print(_error_line(e), file=sys.stderr)
         return EXIT_ERROR
 

@@ -159,7 +159,7 @@ def load_records(path: str | os.PathLike, *, prompt_field: str = "prompt", refer
     for n, row in read_rows(path):
         if split is not None and str(row.get("split")) != split:
             continue
-        messages = _messages(row.get("messages"), f"{path}:{n}")
+        messages = _messages(row.get("messages"), f"{path}:{n}", cell=Path(path).suffix.lower() in (".csv", ".tsv"))
         if messages is not None:
             if row.get(prompt_field) not in (None, ""):
                 raise DataError(f"{path}:{n}: give either {prompt_field!r} or 'messages', not both")
@@ -186,15 +186,23 @@ def load_records(path: str | os.PathLike, *, prompt_field: str = "prompt", refer
     return records
 
 
-def _messages(value: Any, where: str) -> list[dict[str, str]] | None:
-    """A record's ``messages`` turns, validated (a CSV cell holds them as a JSON string)."""
-    if value is None or value == "":
+def _messages(value: Any, where: str, *, cell: bool = False) -> list[dict[str, str]] | None:
+    """A record's ``messages`` turns, validated; ``cell``: the value is a CSV cell, holding them as a JSON string.
+
+    In JSON(L) the turns are the value itself: a string there (``"messages": "hello"``) is text,
+    not JSON to decode, and is reported as not being a list of turns.
+    """
+    if value is None or value == "":   # an empty cell or field: no turns given
         return None
-    if isinstance(value, str):
+    if isinstance(value, str) and cell:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as e:
-            raise DataError(f"{where}: field 'messages' is not valid JSON ({e.msg})") from None
+            raise DataError(f"{where}: field 'messages' must be a JSON list of {{role, content}} turns; "
+                            f"the cell is not valid JSON ({e.msg})") from None
+    if isinstance(value, str):
+        raise DataError(f"{where}: field 'messages' must be a list of {{role, content}} turns, got a string "
+                        f"(for a single user turn use the 'prompt' field)")
     try:
         return check_messages(value, where)
     except ChatTemplateError as e:

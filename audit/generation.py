@@ -21,12 +21,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Sequence
 
 from .io.cache import DiskCache, make_key
 from .config import GenerationSettings
 from .results import SampleRecord
+
+log = logging.getLogger("audit")
 
 
 def generation_cache(model, root: str | os.PathLike | None, *, enabled: bool = True) -> DiskCache:
@@ -51,7 +54,13 @@ def cached_generate(model, prompts: Sequence[Any], settings: GenerationSettings,
     if getattr(model, "prompt_format", None):  # the chat template + system prompt change what the model reads
         where.append(model.prompt_format)
     keys = [[make_key(p, skey, seed, k, *where) for k in range(settings.num_samples)] for p in prompts]
-    skip = {(i, k) for i, row in enumerate(keys) for k, key in enumerate(row) if key in cache}
+    skip = {(i, k) for i, row in enumerate(keys) for k, key in enumerate(row) if isinstance(cache.get(key), str)}
+    # A cache line whose value is not text (a number, null, a list: a hand edit, another tool's file)
+    # is no generation: regenerate it, never hand it to the evaluators (they failed with a TypeError).
+    bad = sum(1 for row in keys for key in row if key in cache and not isinstance(cache.get(key), str))
+    if bad:
+        log.warning("generation cache %s: %d cached value%s not text (number, null or list); regenerating %s",
+                    cache.path, bad, "s are" if bad > 1 else " is", "them" if bad > 1 else "it")
 
     def persist(triples):
         cache.put_many((keys[i][k], text) for i, k, text in triples)

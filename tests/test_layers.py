@@ -22,7 +22,7 @@ LAYERS = [
     ["audit.errors", "audit.version", "audit.io", "audit.registry"],
     # Plain settings and data, pure metrics and the model-file rules.
     ["audit.config", "audit.stats", "audit.results", "audit.metrics", "audit.perturb",
-     "audit.models.chat", "audit.models.files", "audit.models.fingerprint"],
+     "audit.models.chat", "audit.models.template_sandbox", "audit.models.files", "audit.models.fingerprint"],
     # The model wing (interface, both backends, builders), data loading, generation caching, scorers, gates.
     ["audit.models", "audit.data", "audit.generation", "audit.scorers", "audit.probes", "audit.baseline", "audit.gates"],
     # The areas that use a model: attacks, explanations, suite sections, training.

@@ -54,7 +54,7 @@ def test_defect1_detoxify_config_is_read_as_data(tmp_path):
     ckpt = torch.load(path, weights_only=True)
     ckpt["config"]["arch"]["args"]["model_name"] = "pipeline"
     torch.save(ckpt, tmp_path / "odd.ckpt")
-    with pytest.raises(ScorerError, match=r"ForSequenceClassification model_name"):
+    with pytest.raises(ScorerError, match=r"model_name / tokenizer_name pair of the released Detoxify checkpoints"):
         get_scorer("detoxify:original", checkpoint=str(tmp_path / "odd.ckpt"))
 
 

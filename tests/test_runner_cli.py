@@ -189,3 +189,37 @@ def test_run_suite_api_respects_model_string_and_leaves_config_untouched(tmp_pat
     assert result.model["spec"] == str(micro_path) and result.seed == 7
     assert set(result.sections) == {"quality"}
     assert suite.model.path == "/nonexistent/model" and suite.seed == 1 and suite.gates == gates_before
+
+
+def test_debug_shows_the_traceback_and_still_exits_2(tmp_path, capsys):
+    # --debug adds the traceback; the exit code stays 2 (an escaping exception made Python exit 1,
+    # the "a gate failed" code).
+    suite = write_suite(tmp_path, "name: [unclosed")
+    assert main(["run", str(suite), "--out", str(tmp_path / "out"), "--no-cache", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert err.strip().splitlines()[-1].startswith("audit: error: ") and "malformed YAML" in err.strip().splitlines()[-1]
+    proc = subprocess.run([sys.executable, "-m", "audit", "run", str(suite), "--out", str(tmp_path / "out"), "--no-cache",
+                           "--debug"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback (most recent call last)" in proc.stderr and "malformed YAML" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", [42, None, ["a", "list"], {"an": "object"}])
+def test_cache_values_that_are_not_text_are_regenerated_with_a_warning(suite_file, tmp_path, caplog, value):
+    # A cache line holding a number, null or a list was handed to the evaluators as a generation and
+    # failed later with a TypeError; it is a missing entry: regenerated, with a warning.
+    fresh = run_suite(suite_file, progress=False, use_cache=False)
+    run_suite(suite_file, progress=False, cache_dir=tmp_path / "c")
+    [path] = (tmp_path / "c").glob("gen-*.jsonl")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    lines[0]["v"] = value
+    lines[3]["v"] = value
+    path.write_text("".join(json.dumps(obj) + "\n" for obj in lines))
+    caplog.set_level("INFO", logger="audit")
+    again = run_suite(suite_file, progress=False, cache_dir=tmp_path / "c")
+    assert [s.generations for s in again.samples] == [s.generations for s in fresh.samples]
+    assert again.metrics == fresh.metrics
+    assert "2 cached values are not text (number, null or list); regenerating them" in caplog.text
+    assert "4 of 6 generations reused from cache, 2 generated" in caplog.text

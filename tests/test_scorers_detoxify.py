@@ -115,3 +115,23 @@ def test_bad_checkpoint_and_label(local_ckpt, tmp_path):
     _fast_one_line_error(lambda: get_scorer("detoxify:original", checkpoint=str(local_ckpt[0]), label="toxic"),
                          "label 'toxic' is not a class.*toxicity, severe_toxicity")
     assert len(JIGSAW_CLASSES) == 6
+
+
+@pytest.mark.parametrize("model_name, tokenizer_name", [
+    ("BertForSequenceClassification", "TransfoXLTokenizer"),    # passed the old "*Tokenizer" suffix check
+    ("BertForSequenceClassification", "RobertaTokenizer"),      # not a pair any checkpoint uses
+    ("GPT2ForSequenceClassification", "GPT2Tokenizer"),
+    ("BertForSequenceClassification", "AutoTokenizer"),
+])
+def test_checkpoint_classes_are_held_to_the_released_detoxify_pairs(local_ckpt, tmp_path, model_name, tokenizer_name):
+    import torch
+
+    loaded = torch.load(local_ckpt[0], map_location="cpu", weights_only=False)
+    loaded["config"]["arch"]["args"].update(model_name=model_name, tokenizer_name=tokenizer_name)
+    hostile = tmp_path / "hostile.ckpt"
+    torch.save(loaded, hostile)
+    msg = _fast_one_line_error(lambda: get_scorer("detoxify:original", checkpoint=str(hostile)),
+                               "config.arch.args must name .*model_name / tokenizer_name pair of the released Detoxify checkpoints: "
+                               "BertForSequenceClassification "
+                               "with BertTokenizer or BertTokenizerFast")
+    assert "hostile.ckpt" in msg

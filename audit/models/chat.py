@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
 from ..errors import AuditError, first_line
+from .template_sandbox import TemplateBudgetError, render_template
 
 ROLES = ("system", "user", "assistant")
 Messages = Sequence[Mapping[str, str]]
@@ -74,21 +75,29 @@ class ChatFormat:
     """A resolved chat template and system prompt; renders prompts through the tokenizer's Jinja engine."""
 
     template: str            # Jinja source
-    source: str              # "tokenizer" or the template file's path (for messages)
+    source: str              # "tokenizer" or the template file's path (recorded in results)
     system_prompt: str | None = None
+    origin: str | None = None   # where the template came from, for messages (default: ``source``)
+
+    @property
+    def where(self) -> str:
+        return self.origin or self.source
 
     def messages(self, prompt: Prompt, system: str | None = None) -> list[dict[str, str]]:
         """The turns to render: the prompt as a user turn (or its turns), after the system prompt."""
         return as_turns(prompt, self.system_prompt if system is None else system)
 
     def render_messages(self, tokenizer, turns: Messages, *, add_generation_prompt: bool = True) -> str:
+        """The template rendered as ``tokenizer.apply_chat_template(turns, tokenize=False)`` renders it,
+        within the time and size budget of :mod:`audit.models.template_sandbox`."""
+        variables = {**getattr(tokenizer, "special_tokens_map", {}), "messages": [dict(m) for m in turns],
+                     "tools": None, "documents": None, "add_generation_prompt": add_generation_prompt}
         try:
-            text = tokenizer.apply_chat_template(list(turns), chat_template=self.template, tokenize=False,
-                                                 add_generation_prompt=add_generation_prompt)
+            text = render_template(self.template, **variables)
+        except TemplateBudgetError as e:
+            raise ChatTemplateError(f"chat template {self.where} stopped: {first_line(e)}") from None
         except Exception as e:  # jinja2 TemplateError, or the template's own raise_exception(...)
-            raise ChatTemplateError(f"chat template {self.source} failed to render: {type(e).__name__}: {first_line(e)}") from None
-        if not isinstance(text, str):
-            raise ChatTemplateError(f"chat template {self.source} rendered {type(text).__name__}, not text")
+            raise ChatTemplateError(f"chat template {self.where} failed to render: {type(e).__name__}: {first_line(e)}") from None
         return text
 
     def render(self, tokenizer, prompt: Prompt, *, system: str | None = None) -> str:
@@ -158,7 +167,7 @@ def resolve_format(tokenizer, option: str, system_prompt: str | None) -> ChatFor
                 raise ChatTemplateError("model.system_prompt needs a chat template, but the tokenizer has none "
                                         "(set model.chat_template to a template file)")
             return None
-        fmt = ChatFormat(template=template, source="tokenizer", system_prompt=system_prompt)
+        fmt = ChatFormat(template=template, source="tokenizer", system_prompt=system_prompt, origin=_tokenizer_origin(tokenizer))
     else:
         path = Path(option).expanduser()
         try:
@@ -170,5 +179,26 @@ def resolve_format(tokenizer, option: str, system_prompt: str | None) -> ChatFor
         fmt = ChatFormat(template=template, source=str(path), system_prompt=system_prompt)
     probe = fmt.render(tokenizer, "probe")
     if "probe" not in probe:
-        raise ChatTemplateError(f"chat template {fmt.source} drops the user's words (a probe message did not appear in its output)")
+        raise ChatTemplateError(f"chat template {fmt.where} drops the user's words (a probe message did not appear in its output)")
     return fmt
+
+
+def _tokenizer_origin(tokenizer) -> str:
+    """Where a tokenizer's own template was read from: a GGUF file's ``tokenizer.chat_template`` (for a
+    converted GGUF, whose cache directory records its source) or the model's tokenizer config."""
+    name = str(getattr(tokenizer, "name_or_path", "") or "")
+    d = Path(name) if name else None
+    if d is not None and (d / "gguf_source.json").is_file():
+        try:
+            import json
+
+            gguf = json.loads((d / "gguf_source.json").read_text(encoding="utf-8")).get("file")
+        except (OSError, ValueError, AttributeError):
+            gguf = None
+        if gguf:
+            return f"tokenizer.chat_template of GGUF file {gguf} (converted into {d})"
+    if d is not None and d.is_dir():
+        for f in ("chat_template.jinja", "chat_template.json", "tokenizer_config.json"):
+            if (d / f).is_file():
+                return str(d / f)
+    return f"the tokenizer config of {name or 'the model'}"

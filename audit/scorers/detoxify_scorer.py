@@ -40,6 +40,16 @@ _MODEL_TYPES = {"original": "bert-base-uncased", "unbiased": "roberta-base", "mu
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
 
 
+# The classes Detoxify's released checkpoints name in config.arch.args (original: BERT; unbiased:
+# RoBERTa; multilingual: XLM-R; original-small / unbiased-small: ALBERT), model -> its tokenizers.
+_ALLOWED_CLASSES: dict[str, tuple[str, ...]] = {
+    "BertForSequenceClassification": ("BertTokenizer", "BertTokenizerFast"),
+    "RobertaForSequenceClassification": ("RobertaTokenizer", "RobertaTokenizerFast"),
+    "XLMRobertaForSequenceClassification": ("XLMRobertaTokenizer", "XLMRobertaTokenizerFast"),
+    "AlbertForSequenceClassification": ("AlbertTokenizer", "AlbertTokenizerFast"),
+}
+
+
 def _hf_cache_snapshot(repo_id: str, cache_dir: str | None) -> Path | None:
     """The cached snapshot directory of ``repo_id`` if its config.json is in the HF cache (no network)."""
     try:
@@ -115,16 +125,18 @@ class DetoxifyScorer(Scorer):
     def _checked_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """The checkpoint's ``arch.args`` as data: the four fields detoxify reads, each of the expected kind.
 
-        detoxify looks ``model_name`` and ``tokenizer_name`` up as attributes of ``transformers``;
-        only sequence-classifier and tokenizer classes are accepted, and no other keyword passes through.
+        detoxify looks ``model_name`` and ``tokenizer_name`` up as attributes of ``transformers``, so
+        they are held to the classes the released checkpoints name (:data:`_ALLOWED_CLASSES`), as a
+        matching pair; any other class (``TransfoXLTokenizer`` unpickles its vocabulary) is refused,
+        and no other keyword passes through.
         """
         name, tok, n = args.get("model_name"), args.get("tokenizer_name"), args.get("num_classes")
-        ok = (isinstance(args.get("model_type"), str) and isinstance(name, str) and name.isidentifier()
-              and name.endswith("ForSequenceClassification") and isinstance(tok, str) and tok.isidentifier()
-              and tok.endswith(("Tokenizer", "TokenizerFast")) and isinstance(n, int) and not isinstance(n, bool) and n > 0)
+        ok = (isinstance(args.get("model_type"), str) and isinstance(name, str) and isinstance(tok, str)
+              and tok in _ALLOWED_CLASSES.get(name, ()) and isinstance(n, int) and not isinstance(n, bool) and n > 0)
         if not ok:
-            raise ScorerError(f"{self.name}: {self.checkpoint}: config.arch.args must name model_type, a "
-                              f"*ForSequenceClassification model_name, a *Tokenizer tokenizer_name and num_classes > 0")
+            pairs = "; ".join(f"{m} with {' or '.join(t)}" for m, t in _ALLOWED_CLASSES.items())
+            raise ScorerError(f"{self.name}: {self.checkpoint}: config.arch.args must name model_type, num_classes > 0 "
+                              f"and a model_name / tokenizer_name pair of the released Detoxify checkpoints: {pairs}")
         return {k: args[k] for k in ("model_type", "model_name", "tokenizer_name", "num_classes")}
 
     @staticmethod
