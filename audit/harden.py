@@ -319,6 +319,9 @@ def _train_copy(lm: LanguageModel, pairs: list, out: Path, config: dict[str, Any
     """Fine-tune a copy of ``lm`` on ``pairs`` (the caller's model object stays the "before" model) into ``out/train``."""
     data = write_pairs_jsonl(pairs, out / "train.jsonl")
     cfg = {**defaults, **(config or {})}
+    if "max_length" not in (config or {}) and cfg.get("max_length"):
+        # harden's default, not the user's: cut to the model's context window (a value given is checked by finetune)
+        cfg["max_length"] = min(cfg["max_length"], lm.max_length)
     if target == "target" and "add_eos" not in (config or {}):
         # The targets are the model's own answers, cut at the suite's max_new_tokens: an eos token after
         # a cut answer would teach the model to stop mid-sentence.

@@ -26,6 +26,7 @@ from ..data import DataError
 from ..io.output_dirs import check_apart, check_replaceable, output_lock
 from ..io.output_paths import check_output_dir
 from ..models.distributed import world
+from ..models.files import context_length, context_window
 from .config import FinetuneConfig, load_finetune_config
 from .data import Example, TextPair, read_adversarial, read_pairs, split_train_val, tokenize_pairs
 from .trainer import Trainer, TrainResult
@@ -196,6 +197,9 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *,
 
     # Before the model loads, not after training.
     check_out_dir(cfg.out_dir, model if model is not None else cfg.model)
+    source = local_model_path(model if model is not None else cfg.model)
+    if source is not None and os.path.isdir(source):   # config.json says the window before any weights load
+        cfg = cfg.fit_window(context_length(Path(source)), model=cfg.model)
     # One run at a time writes into out_dir (rank 0 holds it for every process of a distributed run).
     with output_lock(cfg.out_dir, what="finetune out_dir") if world().is_main else contextlib.nullcontext():
         return _finetune(cfg, model, callbacks)
@@ -204,6 +208,7 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *,
 def _finetune(cfg: FinetuneConfig, model, callbacks: Sequence[Callable]) -> TrainResult:
     seed_everything(cfg.seed)
     lm = load_language_model(cfg, model)
+    cfg = cfg.fit_window(context_window(lm.model.config), model=cfg.model)   # before any data work
     net, tok = load_for_training(cfg, lm)
     # Instruct models learn through their chat template, as they are generated from and audited.
     train, val, counts = prepare_data(cfg, tok, progress=cfg.progress, chat=_chat_format(cfg, lm))
