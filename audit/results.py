@@ -7,6 +7,7 @@ Everything here round-trips through JSON (``AuditResult.from_json(r.to_json()) =
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -257,6 +258,11 @@ def _kind(tp: Any) -> str:
             bool: "true or false", type(None): "null"}.get(tp, str(tp))
 
 
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)   # once per dataclass, not once per sample
+
+
 def check_shape(value: Any, tp: Any, where: str = "") -> None:
     """Check plain JSON data against a type of this module (its dataclasses' fields, recursively).
 
@@ -271,6 +277,51 @@ def check_shape(value: Any, tp: Any, where: str = "") -> None:
         ...
         audit.results.ResultsFormatError: field higher_is_better: missing
     """
+    if _validator(tp)(value):
+        return   # the fast path; the walk below only runs to name what is wrong
+    _explain(value, tp, where)
+    raise ResultsFormatError(f"field {where}: not {_kind(tp)}" if where else f"not {_kind(tp)}")   # (never reached)
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(tp: Any):
+    """A predicate ``value -> bool`` for ``tp``, built once per type (loading 20k samples stays fast)."""
+    if tp is Any:
+        return lambda v: True
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        options = typing.get_args(tp)
+        checks = [_validator(a) for a in options if a is not type(None)]
+        none_ok = type(None) in options
+        return lambda v: (v is None and none_ok) or any(c(v) for c in checks)
+    if dataclasses.is_dataclass(tp):
+        hints = _hints(tp)
+        fields = [(f.name, _validator(hints[f.name]),
+                   f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                  for f in dataclasses.fields(tp)]
+        names = set(hints)
+
+        def check_fields(v):
+            if not isinstance(v, dict) or not names.issuperset(v):
+                return False
+            return all(c(v[n]) if n in v else not required for n, c, required in fields)
+        return check_fields
+    args = typing.get_args(tp)
+    if (origin or tp) is dict:
+        inner = _validator(args[1]) if args else None
+        return lambda v: isinstance(v, dict) and (inner is None or all(inner(x) for x in v.values()))
+    if (origin or tp) is list:
+        inner = _validator(args[0]) if args else None
+        return lambda v: isinstance(v, list) and (inner is None or all(inner(x) for x in v))
+    if tp is float:
+        return lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    if tp is int:
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
+    return lambda v: isinstance(v, tp)
+
+
+def _explain(value: Any, tp: Any, where: str) -> None:
+    """Walk ``value`` against ``tp`` with the path, raising for the first field of the wrong shape."""
     def fail(msg: str):
         raise ResultsFormatError(f"field {where}: {msg}" if where else msg)
 
@@ -283,17 +334,17 @@ def check_shape(value: Any, tp: Any, where: str = "") -> None:
             return
         kinds = [a for a in options if a is not type(None)]
         if len(kinds) == 1:
-            return check_shape(value, kinds[0], where)
+            return _explain(value, kinds[0], where)
         for a in kinds:
             try:
-                return check_shape(value, a, where)
+                return _explain(value, a, where)
             except ResultsFormatError:
                 pass
         fail(f"expected {' or '.join(_kind(a) for a in options)}, got {_got(value)}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             fail(f"expected a mapping, got {_got(value)}")
-        hints = typing.get_type_hints(tp)
+        hints = _hints(tp)
         at = f"{where}." if where else ""
         for key in value:
             if key not in hints:
@@ -301,7 +352,7 @@ def check_shape(value: Any, tp: Any, where: str = "") -> None:
                                          f"{', '.join(hints)})")
         for f in dataclasses.fields(tp):
             if f.name in value:
-                check_shape(value[f.name], hints[f.name], f"{at}{f.name}")
+                _explain(value[f.name], hints[f.name], f"{at}{f.name}")
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ResultsFormatError(f"field {at}{f.name}: missing")
         return
@@ -310,12 +361,12 @@ def check_shape(value: Any, tp: Any, where: str = "") -> None:
         if not isinstance(value, dict):
             fail(f"expected a mapping, got {_got(value)}")
         for k, v in value.items() if args else ():
-            check_shape(v, args[1], f"{where}.{k}" if where else str(k))
+            _explain(v, args[1], f"{where}.{k}" if where else str(k))
     elif (origin or tp) is list:
         if not isinstance(value, list):
             fail(f"expected a list, got {_got(value)}")
         for i, v in enumerate(value) if args else ():
-            check_shape(v, args[0], f"{where}[{i}]")
+            _explain(v, args[0], f"{where}[{i}]")
     elif tp is float:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             fail(f"expected a number (or null), got {_got(value)}")
