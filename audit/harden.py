@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -42,8 +43,9 @@ from typing import Any
 from .errors import AuditError
 from .finetune.data import TextPair, read_adversarial, write_pairs_jsonl
 from .finetune.leaks import LEAK_SIMILARITY, LeakError, check_held_out  # noqa: F401  (harden's public names)
-from .finetune.run import finetune
-from .io.output_paths import check_output_dir
+from .finetune.run import check_out_dir, finetune
+from .io.output_dirs import output_lock
+from .models.distributed import world
 from .models.local import LanguageModel
 from .report import WRITERS
 from .report.compare import COMPARE_WRITERS, write_comparison
@@ -189,12 +191,23 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
         raise AuditError(f"harden: target must be 'auto', 'target' or 'reference', got {target!r}")
     if objective not in OBJECTIVES:
         raise AuditError(f"harden: objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    out = check_output_dir(out_dir)   # before the first audit, not after it
     if not isinstance(suite, SuiteConfig):
         suite = load_suite(suite, model_override=model if isinstance(model, (str, os.PathLike)) else None)
-    if objective == "safety":
-        return _harden_safety(model, suite, out, config=config, safety=safety, train_split=train_split,
-                              progress=progress, use_cache=use_cache, cache_dir=cache_dir)
+    # Before the first audit, not after it: writable, apart from the model (train/model would replace it).
+    out = check_out_dir(out_dir, model if model is not None else suite.model, out_field="harden: out_dir", trains_in="train")
+    # One run at a time writes into out_dir (its before/, train/, after/ are locked again by each step).
+    with output_lock(out, what="harden out_dir") if world().is_main else contextlib.nullcontext():
+        if objective == "safety":
+            return _harden_safety(model, suite, out, config=config, safety=safety, train_split=train_split,
+                                  progress=progress, use_cache=use_cache, cache_dir=cache_dir)
+        return _harden_robustness(model, suite, out, config=config, target=target, include_clean=include_clean,
+                                  progress=progress, use_cache=use_cache, cache_dir=cache_dir, train_split=train_split,
+                                  attack_recipes=attack_recipes)
+
+
+def _harden_robustness(model, suite: SuiteConfig, out: Path, *, config, target, include_clean, progress, use_cache,
+                       cache_dir, train_split, attack_recipes) -> HardenResult:
+    """``harden(objective="robustness")``: attack, train on the successful attacks, re-audit, compare."""
     if "robustness" not in suite.sections:
         raise AuditError(f"harden: suite {suite.name!r} has no robustness section; harden needs its attacks "
                          f"(sections: {', '.join(suite.sections)})")
@@ -306,6 +319,9 @@ def _train_copy(lm: LanguageModel, pairs: list, out: Path, config: dict[str, Any
     """Fine-tune a copy of ``lm`` on ``pairs`` (the caller's model object stays the "before" model) into ``out/train``."""
     data = write_pairs_jsonl(pairs, out / "train.jsonl")
     cfg = {**defaults, **(config or {})}
+    if "max_length" not in (config or {}) and cfg.get("max_length"):
+        # harden's default, not the user's: cut to the model's context window (a value given is checked by finetune)
+        cfg["max_length"] = min(cfg["max_length"], lm.max_length)
     if target == "target" and "add_eos" not in (config or {}):
         # The targets are the model's own answers, cut at the suite's max_new_tokens: an eos token after
         # a cut answer would teach the model to stop mid-sentence.

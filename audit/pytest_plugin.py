@@ -6,7 +6,9 @@ gates models with no new tooling.
 
 Items: ``audit[<suite>]::<gate expression>`` (fails with value, threshold and reason) and
 ``audit[<suite>]::section <name>`` (fails when the section raised). The suite runs once, on the
-first item, and only then. Without ``--audit-suite`` the plugin does nothing: it imports only
+first item, and only then: whatever error stops it (an :class:`AuditError` or any other), it is
+remembered and every item fails with its one line; the first item shows the full traceback of an
+error that is not an ``AuditError`` (a bug, not a bad input). Without ``--audit-suite`` the plugin does nothing: it imports only
 pytest at start-up (the audit library and torch load lazily), so a normal test run is not slowed.
 """
 
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import pytest
 
-from .errors import AuditError
+import traceback
+
+from .errors import AuditError, first_line
 
 _STATE = "_audit_plugin_state"
 
@@ -38,6 +42,7 @@ class _Run:
         self.config, self.suite = config, suite
         self.result = None
         self.error: str | None = None
+        self.traceback: str | None = None   # of an error that is not an AuditError, shown once
 
     def get(self):
         if self.result is None and self.error is None:
@@ -58,6 +63,9 @@ class _Run:
                                         baseline=opt("audit_baseline"), force_baseline=opt("audit_force_baseline"))
             except AuditError as e:
                 self.error = str(e)
+            except Exception as e:  # noqa: BLE001 - any failure is the run's: remembered, never rerun per item
+                self.error = f"{type(e).__name__}: {first_line(e, default='')}".rstrip(": ")
+                self.traceback = traceback.format_exc()
         if self.error is not None:
             raise AuditRunError(self.error)
         return self.result
@@ -79,7 +87,13 @@ class AuditItem(pytest.Item):
         self.run, self.gate_index, self.section = run, gate_index, section
 
     def runtest(self) -> None:
-        result = self.run.get()
+        try:
+            result = self.run.get()
+        except AuditRunError:
+            tb, self.run.traceback = self.run.traceback, None
+            if tb:
+                self.add_report_section("call", "audit run traceback", tb)
+            raise
         if self.section is not None:
             sec = result.sections.get(self.section)
             if sec is not None and sec.error:

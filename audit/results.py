@@ -6,10 +6,14 @@ Everything here round-trips through JSON (``AuditResult.from_json(r.to_json()) =
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import os
 import tempfile
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,10 @@ from .io.input_files import check_regular_file
 from .io.untrusted import one_line
 
 SCHEMA_VERSION = 1
+
+
+class ResultsFormatError(ValueError):
+    """A results file of the right schema version holds a field of the wrong shape; the message names it."""
 
 
 @dataclass
@@ -146,10 +154,14 @@ class AuditResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> "AuditResult":
+        """Raises: ValueError for another schema version, :class:`ResultsFormatError` naming a field of the wrong shape."""
+        if not isinstance(d, dict):
+            raise ResultsFormatError(f"expected a JSON object (an audit result), got {_got(d)}")
         d = dict(d)
         version = d.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(f"results schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        check_shape(d, cls)   # every field's shape, before the renderers meet a list where a mapping belongs
         d["sections"] = {k: SectionResult.from_dict(v) for k, v in d.get("sections", {}).items()}
         d["samples"] = [SampleRecord(**s) for s in d.get("samples", [])]
         d["gates"] = [GateResult(**g) for g in d.get("gates", [])]
@@ -168,7 +180,14 @@ class AuditResult:
         side = path.with_name("samples.jsonl")
         if not result.samples and side.exists():
             with side.open(encoding="utf-8") as f:
-                result.samples = [SampleRecord(**json.loads(line)) for line in f if line.strip()]
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        record = json.loads(line)
+                        try:
+                            check_shape(record, SampleRecord)
+                        except ResultsFormatError as e:
+                            raise ResultsFormatError(f"{side.name} line {n}: {e}") from None
+                        result.samples.append(SampleRecord(**record))
         return result
 
     def save(self, out_dir: str | os.PathLike) -> Path:
@@ -213,8 +232,149 @@ def read_results(path: str | os.PathLike, *, label: str = "", error: type[Except
     check_regular_file(p, what="results file", error=error)   # not a FIFO, a device or a directory
     try:
         return AuditResult.load(p)
+    except ResultsFormatError as e:
+        raise error(f"{prefix}: {one_line(e, limit=300)}") from None
     except (ValueError, TypeError, KeyError, RecursionError) as e:
         raise error(f"{prefix}: not a readable audit results file ({type(e).__name__}: {one_line(e, limit=200)})") from None
+
+
+def _got(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {one_line(value, limit=40)!r}"
+    return {dict: "a mapping", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def _kind(tp: Any) -> str:
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    tp = typing.get_origin(tp) or tp
+    return {dict: "a mapping", list: "a list", str: "a string", int: "an integer", float: "a number (or null)",
+            bool: "true or false", type(None): "null"}.get(tp, str(tp))
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)   # once per dataclass, not once per sample
+
+
+def check_shape(value: Any, tp: Any, where: str = "") -> None:
+    """Check plain JSON data against a type of this module (its dataclasses' fields, recursively).
+
+    A float field also takes an int and null (NaN is written as null); ``Any`` takes anything.
+
+    Raises:
+        ResultsFormatError: ``field sections.quality.metrics: expected a mapping, got a list``.
+
+    Example:
+        >>> check_shape({"name": "acc"}, MetricInfo)
+        Traceback (most recent call last):
+        ...
+        audit.results.ResultsFormatError: field higher_is_better: missing
+    """
+    if _validator(tp)(value):
+        return   # the fast path; the walk below only runs to name what is wrong
+    _explain(value, tp, where)
+    raise ResultsFormatError(f"field {where}: not {_kind(tp)}" if where else f"not {_kind(tp)}")   # (never reached)
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(tp: Any):
+    """A predicate ``value -> bool`` for ``tp``, built once per type (loading 20k samples stays fast)."""
+    if tp is Any:
+        return lambda v: True
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        options = typing.get_args(tp)
+        checks = [_validator(a) for a in options if a is not type(None)]
+        none_ok = type(None) in options
+        return lambda v: (v is None and none_ok) or any(c(v) for c in checks)
+    if dataclasses.is_dataclass(tp):
+        hints = _hints(tp)
+        fields = [(f.name, _validator(hints[f.name]),
+                   f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                  for f in dataclasses.fields(tp)]
+        names = set(hints)
+
+        def check_fields(v):
+            if not isinstance(v, dict) or not names.issuperset(v):
+                return False
+            return all(c(v[n]) if n in v else not required for n, c, required in fields)
+        return check_fields
+    args = typing.get_args(tp)
+    if (origin or tp) is dict:
+        inner = _validator(args[1]) if args else None
+        return lambda v: isinstance(v, dict) and (inner is None or all(inner(x) for x in v.values()))
+    if (origin or tp) is list:
+        inner = _validator(args[0]) if args else None
+        return lambda v: isinstance(v, list) and (inner is None or all(inner(x) for x in v))
+    if tp is float:
+        return lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    if tp is int:
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
+    return lambda v: isinstance(v, tp)
+
+
+def _explain(value: Any, tp: Any, where: str) -> None:
+    """Walk ``value`` against ``tp`` with the path, raising for the first field of the wrong shape."""
+    def fail(msg: str):
+        raise ResultsFormatError(f"field {where}: {msg}" if where else msg)
+
+    if tp is Any:
+        return
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return
+        kinds = [a for a in options if a is not type(None)]
+        if len(kinds) == 1:
+            return _explain(value, kinds[0], where)
+        for a in kinds:
+            try:
+                return _explain(value, a, where)
+            except ResultsFormatError:
+                pass
+        fail(f"expected {' or '.join(_kind(a) for a in options)}, got {_got(value)}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            fail(f"expected a mapping, got {_got(value)}")
+        hints = _hints(tp)
+        at = f"{where}." if where else ""
+        for key in value:
+            if key not in hints:
+                raise ResultsFormatError(f"field {at}{key}: not a field of {tp.__name__} (expected one of "
+                                         f"{', '.join(hints)})")
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                _explain(value[f.name], hints[f.name], f"{at}{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ResultsFormatError(f"field {at}{f.name}: missing")
+        return
+    args = typing.get_args(tp)
+    if (origin or tp) is dict:
+        if not isinstance(value, dict):
+            fail(f"expected a mapping, got {_got(value)}")
+        for k, v in value.items() if args else ():
+            _explain(v, args[1], f"{where}.{k}" if where else str(k))
+    elif (origin or tp) is list:
+        if not isinstance(value, list):
+            fail(f"expected a list, got {_got(value)}")
+        for i, v in enumerate(value) if args else ():
+            _explain(v, args[0], f"{where}[{i}]")
+    elif tp is float:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            fail(f"expected a number (or null), got {_got(value)}")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail(f"expected an integer, got {_got(value)}")
+    elif tp in (bool, str) and not isinstance(value, tp):
+        fail(f"expected {_kind(tp)}, got {_got(value)}")
 
 
 def json_safe(obj):

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import logging
@@ -26,6 +27,7 @@ from .errors import AuditError, first_line
 from .evaluators import SECTIONS
 from .evaluators.base import Context
 from .gates import apply_gates
+from .io.output_dirs import output_lock
 from .generation import generate_samples, generation_cache
 from .models.distributed import distribute, log_share, rank_cache_dir, setup
 from .models.interface import Model
@@ -82,47 +84,49 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: Model | str | No
     cache_dir = rank_cache_dir(cache_dir, world)
     suite = _prepare_suite(suite, model=model if isinstance(model, str) else None, seed=seed, only_sections=only_sections)
     check_outputs(out_dir, outputs)   # an unwritable output fails now, not after the whole run
-    data_path = suite.resolve_path(suite.data.path)
-    # The data, and the model as far as knowable without its weights (one line naming the file or field).
-    records = preflight(suite, check_model=model is None or isinstance(model, str))
-    # The result's identity is known before anything runs: a baseline that measured something else
-    # is refused now, not after generation.
-    result = _new_result(suite, records, data_path)
-    base_summary = None
-    if baseline is not None:
-        baseline, base_summary = prepare_baseline(baseline, identity(result), force=force_baseline)
-    timings = {"validate_and_load_data": time.perf_counter() - t0}
+    # One run at a time writes into out_dir: a second one is refused, never mixed with this one's files.
+    with output_lock(out_dir) if out_dir is not None and world.is_main else contextlib.nullcontext():
+        data_path = suite.resolve_path(suite.data.path)
+        # The data, and the model as far as knowable without its weights (one line naming the file or field).
+        records = preflight(suite, check_model=model is None or isinstance(model, str))
+        # The result's identity is known before anything runs: a baseline that measured something else
+        # is refused now, not after generation.
+        result = _new_result(suite, records, data_path)
+        base_summary = None
+        if baseline is not None:
+            baseline, base_summary = prepare_baseline(baseline, identity(result), force=force_baseline)
+        timings = {"validate_and_load_data": time.perf_counter() - t0}
 
-    t = time.perf_counter()
-    if model is not None and not isinstance(model, str):
-        lm = model   # a backend the caller loaded: local weights or a served model
-    else:
-        lm = load_model(suite.model)
-    lm = distribute(lm)   # several processes: generation and scoring split by rank, outputs gathered
-    check_window(suite.generation.max_new_tokens, lm.max_length, suite.path or "<suite>", lm.spec)
-    timings["load_model"] = time.perf_counter() - t
-    if baseline is not None:  # the chat template is known once the tokenizer is loaded
-        check_baseline_prompt_format(baseline, base_summary, lm.prompt_format, force=force_baseline)
-    info = lm.info()
-    params = info.parameters   # unknown (None) behind a server
-    log.info("model %s: %s, %s parameters, %s on %s", lm.spec, info.architecture,
-             f"{params:,}" if isinstance(params, int) else "unknown", info.dtype, lm.device)
+        t = time.perf_counter()
+        if model is not None and not isinstance(model, str):
+            lm = model   # a backend the caller loaded: local weights or a served model
+        else:
+            lm = load_model(suite.model)
+        lm = distribute(lm)   # several processes: generation and scoring split by rank, outputs gathered
+        check_window(suite.generation.max_new_tokens, lm.max_length, suite.path or "<suite>", lm.spec)
+        timings["load_model"] = time.perf_counter() - t
+        if baseline is not None:  # the chat template is known once the tokenizer is loaded
+            check_baseline_prompt_format(baseline, base_summary, lm.prompt_format, force=force_baseline)
+        info = lm.info()
+        params = info.parameters   # unknown (None) behind a server
+        log.info("model %s: %s, %s parameters, %s on %s", lm.spec, info.architecture,
+                 f"{params:,}" if isinstance(params, int) else "unknown", info.dtype, lm.device)
 
-    t = time.perf_counter()
-    ctx = _generation_pass(suite, lm, records, cache_root=Path(cache_dir) if cache_dir else None, use_cache=use_cache,
-                           progress=progress)
-    timings["generate"] = time.perf_counter() - t
-    timings.update(run_sections(ctx, suite.sections))
+        t = time.perf_counter()
+        ctx = _generation_pass(suite, lm, records, cache_root=Path(cache_dir) if cache_dir else None, use_cache=use_cache,
+                               progress=progress)
+        timings["generate"] = time.perf_counter() - t
+        timings.update(run_sections(ctx, suite.sections))
 
-    log_share(lm)
-    _complete(result, lm, ctx)
-    result.baseline = base_summary
-    apply_gates(result, suite.gates, baseline=baseline, confidence=suite.confidence)
-    timings["total"] = time.perf_counter() - t0
-    result.timings = {k: round(v, 4) for k, v in timings.items()}
-    if out_dir is not None and world.is_main:   # rank 0 alone writes (every rank holds the same result)
-        write_outputs(result, out_dir, outputs)
-    return result
+        log_share(lm)
+        _complete(result, lm, ctx)
+        result.baseline = base_summary
+        apply_gates(result, suite.gates, baseline=baseline, confidence=suite.confidence)
+        timings["total"] = time.perf_counter() - t0
+        result.timings = {k: round(v, 4) for k, v in timings.items()}
+        if out_dir is not None and world.is_main:   # rank 0 alone writes (every rank holds the same result)
+            write_outputs(result, out_dir, outputs)
+        return result
 
 
 def _prepare_suite(suite: SuiteConfig | str | os.PathLike, *, model: str | None, seed: int | None,

@@ -335,3 +335,38 @@ def test_two_runs_in_one_process_may_use_different_precisions(micro_path, train_
     c = finetune(_cfg(micro_path, train_file, tmp_path / "fp32b", max_steps=2, precision="no", val_split=None, val_fraction=0.0))
     assert a.steps == b.steps == c.steps == 2
     assert all(torch.equal(x, y) for x, y in zip(_weights(a.model_dir).values(), _weights(c.model_dir).values()))
+
+
+def test_max_length_beyond_the_models_positions_is_refused_before_any_data_work(micro_path, micro_lm, train_file, tmp_path):
+    # builtin:micro has 128 positions; a longer max_length failed with an IndexError after loading.
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text(f"model: {micro_path}\ndata: missing.jsonl\nmax_steps: 1\nmax_length: 4096\nprogress: false\n")
+    p = subprocess.run([sys.executable, "-m", "audit", "finetune", str(cfg), "--out-dir", "o", "-q"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0, p.stderr
+    # Refused on the model's config, before the data is read (the data file does not even exist).
+    assert "max_length 4096" in p.stderr and "128 positions" in p.stderr and "missing.jsonl" not in p.stderr, p.stderr
+    # A model already loaded (no config.json to read first): refused as soon as it is known.
+    from audit.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"max_length 129: .* 128 positions"):
+        finetune(_cfg(micro_path, tmp_path / "missing.jsonl", tmp_path / "o2", max_length=129), model=micro_lm)
+    # The default (256) is lowered to the model's window; the window itself is fine.
+    r = finetune(_cfg(micro_path, train_file, tmp_path / "o3", max_steps=1))
+    assert "max_length: 128" in (r.out_dir / "finetune.yaml").read_text()
+    finetune(_cfg(micro_path, train_file, tmp_path / "o4", max_steps=1, max_length=128))
+
+
+def test_a_negative_adam_eps_is_refused_at_config_validation(micro_path, train_file, tmp_path):
+    from audit.config import ConfigError
+    from audit.finetune.config import load_finetune_config
+
+    for bad in (-1e-8, 0.0):
+        with pytest.raises(ConfigError, match="adam_eps must be > 0") as e:
+            load_finetune_config(_cfg(micro_path, train_file, tmp_path / "o", adam_eps=bad))
+        assert "\n" not in str(e.value)
+    p = subprocess.run([sys.executable, "-m", "audit", "finetune", "--model", str(micro_path), "--data", str(train_file),
+                        "--adam-eps=-1e-8", "--out-dir", "o", "-q"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "adam_eps must be > 0" in p.stderr, p.stderr
+    assert not (tmp_path / "o").exists()   # nothing ran

@@ -12,12 +12,15 @@ Layout of ``out_dir/checkpoints/step-000120/``::
     rng-rank0.pt, rng-rank1.pt, ...     python / numpy / torch (/ cuda) RNG states per process
 
 A checkpoint is written into a temporary directory and renamed into place, so a crash never
-leaves a half-written ``step-*`` directory that ``resume: auto`` would pick.
+leaves a half-written ``step-*`` directory that ``resume: auto`` would pick. Every directory written
+here carries audit's marker (:mod:`audit.io.output_dirs`): only marked directories are ever removed,
+older checkpoints without it are kept (and said so) rather than pruned.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import shutil
@@ -29,8 +32,11 @@ import torch
 import yaml
 
 from ..errors import AuditError, first_line
+from ..io.output_dirs import is_owned, make_owned_dir, remove_owned_dir
 from ..io.safe_yaml import load_yaml_file
 from ..io.tensor_files import load_tensors
+
+log = logging.getLogger("audit")
 
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -143,8 +149,8 @@ def write_checkpoint(root: Path, step: int, *, model: torch.nn.Module, tokenizer
     target = root / f"step-{step:06d}"
     tmp = root / f".step-{step:06d}.tmp"
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        remove_owned_dir(tmp, what="checkpoint being written")   # a crashed run's leftover
+        make_owned_dir(tmp)
     accelerator.wait_for_everyone()
     torch.save(rng_state(), tmp / f"rng-rank{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
@@ -155,10 +161,13 @@ def write_checkpoint(root: Path, step: int, *, model: torch.nn.Module, tokenizer
         (tmp / "finetune.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step, "world_size": accelerator.num_processes}, indent=2),
                                       encoding="utf-8")
-        shutil.rmtree(target, ignore_errors=True)
+        remove_owned_dir(target, what="checkpoint")
         tmp.rename(target)
         for _, old in step_dirs(root)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            if is_owned(old):
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                log.warning("finetune: keeping %s: audit did not mark it as its own, so it is never removed", old)
     accelerator.wait_for_everyone()
     return target
 

@@ -83,6 +83,10 @@ class LossSpec:
     options: Any
 
 
+#: ``max_length``'s default (lowered to the model's context window when that is smaller).
+DEFAULT_MAX_LENGTH = 256
+
+
 @dataclass
 class FinetuneConfig:
     """Everything a fine-tuning run needs; ``audit finetune CONFIG.yaml`` reads exactly these fields."""
@@ -100,7 +104,8 @@ class FinetuneConfig:
     limit: int | None = None             # use the first N training rows
     adversarial: list[str] = field(default_factory=list)  # adversarial.jsonl files written by robustness audits
     augment: dict[str, Any] | None = None  # TextAttack augmentation of training prompts (see AugmentOptions)
-    max_length: int = 256                # tokens per example; longer examples are cut (prompt from the left)
+    max_length: int = DEFAULT_MAX_LENGTH # tokens per example, longer ones are cut (prompt from the left); at most the model's window
+                                         # (the default is lowered to a smaller window, a larger value is refused)
     add_eos: bool = True                 # end each target with the eos token, so the model learns to stop
     # As the model is used: a record is a user turn and an assistant turn of the model's chat template,
     # the loss on the answer and its end-of-turn markup. No effect on base models or plain text.
@@ -164,6 +169,8 @@ class FinetuneConfig:
             raise ValueError("limit must be >= 1")
         if self.lr <= 0:
             raise ValueError("lr must be > 0")
+        if not self.adam_eps > 0:   # torch refuses a negative one only when the optimizer is built; NaN too
+            raise ValueError(f"adam_eps must be > 0 (AdamW's epsilon; got {self.adam_eps})")
         if self.weight_decay < 0:
             raise ValueError("weight_decay must be >= 0")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
@@ -192,6 +199,21 @@ class FinetuneConfig:
         self.loss_specs()
         self.lora_options()
         self.augment_options()
+
+    def fit_window(self, window: int | None, *, model: str) -> "FinetuneConfig":
+        """This config for a model of ``window`` positions (None: unknown). Position embeddings stop at the
+        window (a longer example is an IndexError in its first batch): the default ``max_length``
+        (:data:`DEFAULT_MAX_LENGTH`) is lowered to it, any other value beyond it is refused.
+
+        Raises:
+            ConfigError: one line naming ``max_length`` and the model's window.
+        """
+        if not window or self.max_length <= window:
+            return self
+        if self.max_length == DEFAULT_MAX_LENGTH:
+            return dataclasses.replace(self, max_length=window)
+        raise ConfigError(f"max_length {self.max_length}: the model {model} has {window} positions (its context "
+                          f"window); set max_length to at most {window}")
 
     # ---- nested options -------------------------------------------------------------------
     def loss_specs(self) -> list[LossSpec]:

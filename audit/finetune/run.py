@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -22,7 +23,10 @@ import yaml
 
 from ..config import ConfigError
 from ..data import DataError
+from ..io.output_dirs import check_apart, check_replaceable, output_lock
 from ..io.output_paths import check_output_dir
+from ..models.distributed import world
+from ..models.files import context_length, context_window
 from .config import FinetuneConfig, load_finetune_config
 from .data import Example, TextPair, read_adversarial, read_pairs, split_train_val, tokenize_pairs
 from .trainer import Trainer, TrainResult
@@ -130,6 +134,37 @@ def load_for_training(cfg: FinetuneConfig, model=None):
     return net, tok
 
 
+#: The directories under ``out_dir`` a run removes and rewrites: they must be absent or audit's own.
+REPLACED_DIRS = {"model": "final model", "best": "best validated weights", "adapter": "LoRA adapter"}
+
+
+def local_model_path(model) -> str | None:
+    """The file or directory on disk a model (spec string, path, ``ModelSpec``, loaded model) comes from, if any."""
+    path = model if isinstance(model, (str, os.PathLike)) else getattr(model, "path", None)
+    if not isinstance(path, (str, os.PathLike)):
+        return None   # in memory, served
+    path = os.path.expanduser(str(path))
+    return path if os.path.exists(path) else None   # builtin:NAME and hub ids live in caches
+
+
+def check_out_dir(out_dir: str | os.PathLike, model, *, out_field: str = "out_dir", model_field: str = "model",
+                  trains_in: str = ".") -> Path:
+    """Everything about ``out_dir`` that can be refused before a model loads: writable, apart from the
+    input model (is, contains or lies inside it: a fine-tune's save would replace the model), and no
+    directory the run replaces (:data:`REPLACED_DIRS`, under ``out_dir/trains_in``) that audit did not create.
+
+    Raises:
+        OutputPathError: one line naming the field and the directory.
+    """
+    source = local_model_path(model)
+    if source is not None:
+        check_apart(out_dir, source, out_field=out_field, model_field=model_field)
+    out = check_output_dir(out_dir)
+    for name, what in REPLACED_DIRS.items():
+        check_replaceable(out / trains_in / name, what=what)
+    return out
+
+
 def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *, model=None,
              callbacks: Sequence[Callable] = (), **overrides: Any) -> TrainResult:
     """Fine-tune a causal LM as a config says; returns where the model and logs went.
@@ -160,9 +195,20 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *,
     if trained and trained != "<in-memory>" and trained != cfg.model:
         cfg = dataclasses.replace(cfg, model=trained)
 
-    check_output_dir(cfg.out_dir)   # before the model loads, not after training
+    # Before the model loads, not after training.
+    check_out_dir(cfg.out_dir, model if model is not None else cfg.model)
+    source = local_model_path(model if model is not None else cfg.model)
+    if source is not None and os.path.isdir(source):   # config.json says the window before any weights load
+        cfg = cfg.fit_window(context_length(Path(source)), model=cfg.model)
+    # One run at a time writes into out_dir (rank 0 holds it for every process of a distributed run).
+    with output_lock(cfg.out_dir, what="finetune out_dir") if world().is_main else contextlib.nullcontext():
+        return _finetune(cfg, model, callbacks)
+
+
+def _finetune(cfg: FinetuneConfig, model, callbacks: Sequence[Callable]) -> TrainResult:
     seed_everything(cfg.seed)
     lm = load_language_model(cfg, model)
+    cfg = cfg.fit_window(context_window(lm.model.config), model=cfg.model)   # before any data work
     net, tok = load_for_training(cfg, lm)
     # Instruct models learn through their chat template, as they are generated from and audited.
     train, val, counts = prepare_data(cfg, tok, progress=cfg.progress, chat=_chat_format(cfg, lm))

@@ -19,7 +19,6 @@ import contextlib
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import AuditError, first_line
+from ..io.output_dirs import make_owned_dir, remove_owned_dir
 from . import checkpoint as ckpt
 from .augment import OnlineAugmented
 from .config import FinetuneConfig
@@ -282,7 +282,7 @@ class Trainer:
             moved = bad.with_name(bad.name + ".diverged")   # out of `resume: auto`'s way, kept for inspection
             self.accelerator.wait_for_everyone()
             if self.is_main:
-                shutil.rmtree(moved, ignore_errors=True)
+                remove_owned_dir(moved, what="diverged checkpoint")
                 bad.rename(moved)
             note = f"the step-{self.step} checkpoint holds the weights that gave this loss (moved to {moved}); "
         last = dirs[-1][1] if dirs else None
@@ -457,10 +457,10 @@ class Trainer:
         if self.is_main:
             best = self.out / "best"
             tmp = self.out / ".best.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            ckpt.save_model_files(self.model, None, tmp)
+            remove_owned_dir(tmp, what="best weights being written")
+            ckpt.save_model_files(self.model, None, make_owned_dir(tmp))
             (tmp / "step.txt").write_text(str(self.step))
-            shutil.rmtree(best, ignore_errors=True)
+            remove_owned_dir(best, what="best validated weights")
             tmp.rename(best)
         self.accelerator.wait_for_everyone()
 
@@ -479,16 +479,18 @@ class Trainer:
             (self.out / f"fingerprint-rank{acc.process_index}.txt").write_text(params_fingerprint(self.model))
         model_dir, adapter_dir = self.out / "model", None
         if self.is_main:
-            shutil.rmtree(model_dir, ignore_errors=True)
+            # Never a directory audit did not create (finetune() refused such an out_dir before loading).
+            remove_owned_dir(model_dir, what="final model")
             if is_peft(self.model):
-                adapter_dir = save_adapter(self.model, self.out / "adapter")
+                remove_owned_dir(self.out / "adapter", what="LoRA adapter")
+                adapter_dir = save_adapter(self.model, make_owned_dir(self.out / "adapter"))
                 self.tokenizer.save_pretrained(adapter_dir)
                 if self.merge_lora:
-                    ckpt.save_model_files(merged_copy(self.model), self.tokenizer, model_dir)
+                    ckpt.save_model_files(merged_copy(self.model), self.tokenizer, make_owned_dir(model_dir))
                 else:
                     model_dir = adapter_dir
             else:
-                ckpt.save_model_files(self.model, self.tokenizer, model_dir)
+                ckpt.save_model_files(self.model, self.tokenizer, make_owned_dir(model_dir))
         elif is_peft(self.model):
             adapter_dir = self.out / "adapter"
             model_dir = model_dir if self.merge_lora else adapter_dir
