@@ -129,6 +129,21 @@ def test_samples_that_do_not_line_up_are_not_tested():
         "not paired: the metric is not the mean of its per-sample scores"
 
 
+def test_a_sample_without_a_score_in_one_run_still_pairs_the_others():
+    """A sample too short for a metric has NaN in one run and a value in the other: the samples still
+    line up; the test runs on the pairs with both values (seen on builtin:tiny greedy vs sampled, rep_3)."""
+    ref, better = run(REF), run(REF + 0.1)
+    ref.samples[0].scores["q.score"] = math.nan
+    ref.metrics["q.score"] = ref.sections["q"].metrics["score"] = float(np.mean(REF[1:]))
+    cell = leaderboard([ref, better])["runs"][1]["cells"]["q.score"]
+    assert cell["n"] == N - 1 and cell["significant"] is True and cell["verdict"] == "significantly better"
+    for r in (ref, better):
+        for s in r.samples:
+            s.scores["q.score"] = math.nan
+    assert leaderboard([ref, better])["runs"][1]["cells"]["q.score"]["verdict"] == \
+        "not paired: no finite per-sample scores in the reference"
+
+
 def test_runs_of_other_suites_or_data_are_refused_unless_forced(tmp_path, capsys):
     ref, better, _ = three_runs()
     other_suite = run(REF, suite="other")

@@ -228,15 +228,18 @@ def check_comparable(runs: list[AuditResult], labels: list[str], reference: int 
 
 
 def _scores_by_id(run: AuditResult, key: str) -> tuple[dict[str, float] | None, str]:
-    vals = [(s.id, s.scores[key]) for s in run.samples if key in s.scores and finite(s.scores[key])]
+    """Sample id -> score (NaN kept: a sample with no value is still the same sample) for ``key``."""
+    vals = [(s.id, s.scores[key]) for s in run.samples if key in s.scores]
     if not vals:
         return None, "no per-sample scores"
-    by_id = dict(vals)
+    by_id = {i: (float(v) if finite(v) else math.nan) for i, v in vals}
     if len(by_id) != len(vals):
         return None, "sample ids repeat"
+    present = [v for v in by_id.values() if not math.isnan(v)]
+    if not present:
+        return None, "no finite per-sample scores"
     value = run.metrics.get(key)
-    mean = sum(by_id.values()) / len(by_id)
-    if not finite(value) or not math.isclose(mean, value, rel_tol=1e-6, abs_tol=1e-9):
+    if not finite(value) or not math.isclose(sum(present) / len(present), value, rel_tol=1e-6, abs_tol=1e-9):
         return None, "the metric is not the mean of its per-sample scores"
     return by_id, ""
 
@@ -244,7 +247,8 @@ def _scores_by_id(run: AuditResult, key: str) -> tuple[dict[str, float] | None, 
 def paired_values(reference: AuditResult, run: AuditResult, key: str) -> tuple[list[float] | None, list[float] | None, str]:
     """The per-sample scores behind metric ``key`` in both runs, in the same sample order, or
     ``(None, None, why not paired)``. Pairs only when both runs scored exactly the same sample ids
-    and each run's metric is the mean of those scores."""
+    and each run's metric is the mean of its finite scores; a pair with a NaN (a sample too short
+    for the metric, say) stays in the lists and the test drops it."""
     info = run.metric_info(key) or reference.metric_info(key)
     if info is not None and not info.per_sample:
         return None, None, "corpus-level metric"
@@ -326,8 +330,12 @@ def leaderboard(runs: list[AuditResult], *, labels: list[str] | None = None, ref
                 if a is None:
                     cell["verdict"] = f"not paired: {why}"
                 else:
-                    cell["n"] = len(a)
-                    cell["p"] = paired_permutation_test(a, b, n_permutations=n_permutations, seed=metric_seed(0, key))
+                    n = sum(1 for x, y in zip(a, b) if not (math.isnan(x) or math.isnan(y)))
+                    if n == 0:
+                        cell["verdict"] = "not paired: no sample has a score in both runs"
+                    else:
+                        cell["n"] = n
+                        cell["p"] = paired_permutation_test(a, b, n_permutations=n_permutations, seed=metric_seed(0, key))
             cells[key] = cell
         if i != reference:
             tested = [k for k in keys if cells[k]["p"] is not None and not math.isnan(cells[k]["p"])]
