@@ -115,6 +115,20 @@ def test_holm_corrects_across_the_metrics_of_a_run():
     assert cells["q.flat"]["p"] == 1.0 and cells["q.score"]["p_holm"] == pytest.approx(min(1.0, 2 * c["p"]))
 
 
+def test_metric_selection_is_the_holm_family(tmp_path, capsys):
+    ref, better, noisy = three_runs()
+    data = leaderboard([ref, better, noisy], metrics=["q.score"])
+    assert [m["key"] for m in data["metrics"]] == ["q.score"] and list(data["runs"][1]["cells"]) == ["q.score"]
+    assert [m["key"] for m in leaderboard([ref, better], metrics=["q"])["metrics"]] == ["q.score", "q.corpus"]
+    paths = save(tmp_path, [ref, better, noisy], ["ref", "better", "noisy"])
+    capsys.readouterr()
+    assert main(["compare", *paths, "--metric", "q.nope"]) == 2
+    assert "--metric q.nope: no run has this metric or section" in capsys.readouterr().err
+    assert main(["compare", *paths[:2], "--metric", "q.score"]) == 2          # two-run page has no columns to pick
+    assert main(["compare", *paths[:2], "--metric", "q.score", "--leaderboard"]) == 0
+    assert capsys.readouterr().out.startswith("## audit compare: 2 runs against ref")
+
+
 def test_samples_that_do_not_line_up_are_not_tested():
     ref = run(REF)
     other = run(REF + 0.1, ids=[f"x{i}" for i in range(N)])     # same data fingerprint recorded, other ids

@@ -49,7 +49,8 @@ def compare_files(old: str | os.PathLike, new: str | os.PathLike, outputs: Seque
 
 
 def compare_many(paths: Sequence[str | os.PathLike], outputs: Sequence[str], *, labels: Sequence[str] | None = None,
-                 reference: int = 0, force: bool = False, alpha: float = 0.05, n_permutations: int = 2000) -> str | None:
+                 reference: int = 0, force: bool = False, alpha: float = 0.05, n_permutations: int = 2000,
+                 metrics: Sequence[str] | None = None) -> str | None:
     """The leaderboard of N results files (``reference`` indexes ``paths``) into ``outputs``; with
     none, return it as Markdown."""
     from .compare import BOARD_WRITERS, leaderboard
@@ -57,7 +58,8 @@ def compare_many(paths: Sequence[str | os.PathLike], outputs: Sequence[str], *, 
     writers = [BOARD_WRITERS.get(Path(out).suffix.lower()) for out in outputs]
     runs = [load_results(p) for p in paths]
     data = leaderboard(runs, labels=list(labels) if labels else None, reference=reference,
-                       paths=[str(p) for p in paths], alpha=alpha, n_permutations=n_permutations, force=force)
+                       paths=[str(p) for p in paths], alpha=alpha, n_permutations=n_permutations, force=force,
+                       metrics=list(metrics) if metrics else None)
     if not outputs:
         return BOARD_WRITERS.get(".md")(data)
     from ..results import atomic_write
@@ -98,11 +100,14 @@ def cmd_compare(args) -> int:
         raise AuditError("audit compare: give at least two results files (or one and --reference FILE)")
     if args.labels is not None and len(args.labels) != len(paths):
         raise AuditError(f"--labels: {len(args.labels)} labels for {len(paths)} runs")
+    if args.metric and len(paths) == 2 and not args.leaderboard and args.reference is None:
+        raise AuditError("--metric selects leaderboard columns: add --leaderboard to compare two runs that way")
     if len(paths) == 2 and not args.leaderboard and args.reference is None:
         text = compare_files(paths[0], paths[1], outputs, labels=tuple(args.labels or ("before", "after")),
                              force=args.force)
     else:
-        text = compare_many(paths, outputs, labels=args.labels, reference=ref, force=args.force, alpha=args.alpha)
+        text = compare_many(paths, outputs, labels=args.labels, reference=ref, force=args.force, alpha=args.alpha,
+                            metrics=args.metric)
     if text is not None:
         sys.stdout.write(text)
     for out in outputs:
@@ -137,6 +142,9 @@ def add_commands(sub, *, common, run_args) -> None:
                    help="the run the others are tested against: its 1-based position or a results file (default: the first)")
     p.add_argument("--leaderboard", action="store_true", help="the leaderboard table even for two runs")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction (default 0.05)")
+    p.add_argument("--metric", action="append", default=[], metavar="KEY",
+                   help="leaderboard columns: a metric (quality.rouge_l) or a section (diversity); repeatable; default all "
+                        "(Holm corrects across the metrics shown)")
     p.add_argument("--force", action="store_true", help="compare runs of different suites or data anyway")
     common(p)
     p.set_defaults(func=cmd_compare)

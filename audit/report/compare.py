@@ -277,12 +277,14 @@ def _default_labels(paths: list[str] | None, n: int) -> list[str]:
 
 def leaderboard(runs: list[AuditResult], *, labels: list[str] | None = None, reference: int = 0,
                 paths: list[str] | None = None, alpha: float = 0.05, n_permutations: int = 2000,
-                force: bool = False) -> dict[str, Any]:
+                force: bool = False, metrics: list[str] | None = None) -> dict[str, Any]:
     """N runs as one table (plain data; every leaderboard format renders it, ``.json`` as is).
 
     Each run gets, per metric: value, interval, delta from the reference run, and where the
     per-sample scores line up a paired permutation test against the reference, Holm-corrected
-    across the metrics tested for that run; ``significant`` is ``p_holm <= alpha``.
+    across the metrics tested for that run; ``significant`` is ``p_holm <= alpha``. ``metrics``
+    keeps only those metrics (a full key, or a section name for all of its metrics); the Holm
+    family is then the metrics shown.
     Raises :class:`IncomparableRuns` for runs of another suite or other data unless ``force``.
 
     Example:
@@ -305,6 +307,11 @@ def leaderboard(runs: list[AuditResult], *, labels: list[str] | None = None, ref
     runs = [with_intervals(r) for r in runs]
     ref = runs[reference]
     keys = list(dict.fromkeys(k for r in [ref, *runs] for k in r.metrics))
+    if metrics:
+        for want in metrics:
+            if not any(k == want or k.partition(".")[0] == want for k in keys):
+                raise AuditError(f"--metric {want}: no run has this metric or section (they have: {', '.join(keys)})")
+        keys = [k for k in keys if k in metrics or k.partition(".")[0] in metrics]
     metrics = []
     for key in keys:
         info = next((i for i in (r.metric_info(key) for r in [ref, *runs]) if i is not None), None)
