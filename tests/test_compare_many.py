@@ -129,6 +129,15 @@ def test_metric_selection_is_the_holm_family(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("## audit compare: 2 runs against ref")
 
 
+def test_a_metric_without_a_direction_is_significantly_different():
+    ref, better, _ = three_runs()
+    for r in (ref, better):
+        del r.sections["q"].metric_info["score"]
+    board = leaderboard([ref, better])["runs"][1]
+    assert board["cells"]["q.score"]["verdict"] == "significantly different"
+    assert board["summary"]["significantly different"] == 1 and board["summary"]["significantly better"] == 0
+
+
 def test_samples_that_do_not_line_up_are_not_tested():
     ref = run(REF)
     other = run(REF + 0.1, ids=[f"x{i}" for i in range(N)])     # same data fingerprint recorded, other ids

@@ -353,7 +353,8 @@ def leaderboard(runs: list[AuditResult], *, labels: list[str] | None = None, ref
                     c["verdict"] = f"significantly {c['change']}" if c["change"] in ("better", "worse") else "significantly different"
                 else:
                     c["verdict"] = "not significant"
-        summary = {"significantly better": 0, "significantly worse": 0, "not significant": 0, "not paired": 0}
+        summary = {"significantly better": 0, "significantly worse": 0, "significantly different": 0,
+                   "not significant": 0, "not paired": 0}
         for c in cells.values():
             if c["verdict"].startswith("not paired"):
                 summary["not paired"] += 1
