@@ -328,3 +328,44 @@ def sign_test_p(successes: int, n: int) -> float:
     from scipy.stats import binomtest
 
     return float(binomtest(successes, n, 0.5).pvalue)
+
+
+def paired_permutation_test(a: Sequence[float], b: Sequence[float], *, n_permutations: int = 2000,
+                            seed: int = 0) -> float:
+    """Two-sided sign-flip permutation p-value for the mean of paired differences ``b[i] - a[i]``.
+
+    ``a`` and ``b`` are the same samples measured twice (two models on the same prompts). Under the
+    null hypothesis each difference is as likely negative as positive, so flipping signs gives its
+    null distribution; with ``2**n <= n_permutations`` every sign pattern is enumerated (exact).
+    Pairs with a missing or non-finite value are dropped; no pairs gives NaN; all differences 0
+    give 1. The p-value is ``(1 + #{|flipped mean| >= |observed|}) / (1 + n_permutations)``
+    (Phipson & Smyth 2010) for the random version.
+
+    Example:
+        >>> paired_permutation_test([0.1 * i for i in range(20)], [0.1 * i + 0.05 for i in range(20)]) < 0.01
+        True
+        >>> paired_permutation_test([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+        1.0
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired values need equal lengths, got {len(a)} and {len(b)}")
+    d = np.asarray([float(y) - float(x) for x, y in zip(a, b)
+                    if x is not None and y is not None and math.isfinite(float(x)) and math.isfinite(float(y))],
+                   dtype=np.float64)
+    if d.size == 0:
+        return math.nan
+    observed = abs(float(d.mean()))
+    tol = 1e-12 * max(1.0, observed)
+    if observed <= tol:
+        return 1.0
+    if 2 ** d.size <= n_permutations:   # exact: every sign pattern once
+        signs = ((np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1) * 2 - 1
+        return float(np.mean(np.abs(signs @ d) / d.size >= observed - tol))
+    rng = np.random.default_rng(seed)
+    hits, done = 0, 0
+    while done < n_permutations:
+        p = min(500, n_permutations - done)
+        signs = rng.integers(0, 2, size=(p, d.size)) * 2 - 1
+        hits += int(np.sum(np.abs(signs @ d) / d.size >= observed - tol))
+        done += p
+    return (1 + hits) / (1 + n_permutations)
