@@ -125,6 +125,7 @@ def output_lock(out_dir: str | os.PathLike, *, what: str = "output directory") -
     except ImportError:  # pragma: no cover - non-POSIX: no lock, runs are not serialised
         yield out
         return
+    created = [d for d in (out, *out.parents) if not d.exists()]   # deepest first: removed again if nothing came
     out.mkdir(parents=True, exist_ok=True)
     fh = open(out / LOCK_FILE, "a+", encoding="utf-8")
     try:
@@ -140,6 +141,15 @@ def output_lock(out_dir: str | os.PathLike, *, what: str = "output directory") -
         try:
             yield out
         finally:
+            if created and [p.name for p in out.iterdir()] == [LOCK_FILE]:
+                # A run that failed before writing anything leaves nothing behind, not an empty directory
+                # holding a lock file ("exit 2, nothing written").
+                (out / LOCK_FILE).unlink(missing_ok=True)
+                for d in created:
+                    try:
+                        d.rmdir()
+                    except OSError:
+                        break
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
     finally:
         fh.close()
