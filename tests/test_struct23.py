@@ -91,3 +91,49 @@ def test_defect2_an_index_entry_outside_the_model_directory_is_refused(tmp_path,
     index_file.write_text(json.dumps(index))
     with pytest.raises(ModelLoadError, match="names 'shards/missing.safetensors', which is not a file"):
         fingerprint_path(d)
+
+
+# ---- 5. a stuck rank is named within a bounded time ------------------------------------------------------------
+
+_STUCK = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+from audit.models import distributed
+distributed.setup()
+if distributed.world().rank == 1:
+    time.sleep(120)   # stops progressing
+    sys.exit(0)
+try:
+    distributed._gather("x")
+except distributed.DistributedError as e:
+    print("ERROR", e)
+    sys.exit(2)
+"""
+
+
+def test_defect5_a_stuck_rank_fails_rank_0_within_the_timeout_naming_the_rank(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    root = str(Path(__file__).resolve().parents[1])
+    (tmp_path / "stuck.py").write_text(_STUCK.format(root=root))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+            "AUDIT_DIST_TIMEOUT": "5", "OMP_NUM_THREADS": "1"}
+    t0 = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "stuck.py")], env={**base, "RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    try:
+        out, err = procs[0].communicate(timeout=90)
+        elapsed = time.monotonic() - t0
+    finally:
+        for p in procs:
+            p.kill()
+    assert procs[0].returncode == 2, err[-2000:]
+    assert "ERROR rank 0: another rank stopped progressing" in out and "Ranks 1 failed to pass" in out, out
+    assert elapsed < 60
