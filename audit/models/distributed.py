@@ -28,9 +28,32 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..config import GenerationSettings
+from ..errors import AuditError, first_line
 from ..io.paths import cache_dir as default_cache
 
 log = logging.getLogger("audit")
+
+# How long a rank waits for the others at a collective (gloo's own default is 30 minutes).
+TIMEOUT_ENV = "AUDIT_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_S = 600.0
+
+
+class DistributedError(AuditError):
+    """A rank stopped progressing (or left): the collective timed out; the message names the rank."""
+
+
+def collective_timeout() -> float:
+    """Seconds a collective may wait for the other ranks: ``$AUDIT_DIST_TIMEOUT``, default 600."""
+    raw = os.environ.get(TIMEOUT_ENV, "")
+    if not raw.strip():
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise DistributedError(f"{TIMEOUT_ENV}={raw!r}: must be a positive number of seconds")
+    return value
 
 
 @dataclass(frozen=True)
@@ -64,7 +87,9 @@ def setup() -> World:
         # Before the model loads: device "auto"/"cuda" then means this rank's own GPU.
         torch.cuda.set_device(w.local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
+        from datetime import timedelta
+
+        dist.init_process_group(backend="gloo", timeout=timedelta(seconds=collective_timeout()))
     return w
 
 
@@ -82,10 +107,22 @@ def rank_cache_dir(cache_dir: str | os.PathLike | None, w: World) -> Path | None
 
 
 def _gather(obj: Any) -> list[Any]:
+    """Every rank's ``obj``; a rank that does not arrive within :func:`collective_timeout` is named in the error."""
+    from datetime import timedelta
+
     import torch.distributed as dist
 
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
+    timeout = collective_timeout()
+    try:
+        # gloo's monitored barrier says which ranks did not arrive; all_gather_object alone only times out.
+        # (A group someone else created with another backend, e.g. Accelerate's NCCL, keeps its own timeout.)
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=timeout), wait_all_ranks=True)
+        out: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+    except RuntimeError as e:
+        raise DistributedError(f"rank {dist.get_rank()}: another rank stopped progressing: {first_line(e)} "
+                               f"(waited {timeout:g} s; set {TIMEOUT_ENV} to wait longer)") from None
     return out
 
 

@@ -103,6 +103,7 @@ def check_model_dir(path: str | os.PathLike, *, trust_remote_code: bool = False)
     if not (d / "config.json").is_file():
         raise ModelLoadError(f"{d}: model directory has no config.json (expected a Hugging Face model directory saved "
                              f"with save_pretrained: config.json, weights, tokenizer files)")
+    index_files(d)   # a shard index naming files outside the directory, or missing ones, is refused now
     if trust_remote_code:
         return d   # the repo's own code decides what it reads
     names = {p.name for p in d.iterdir()}
@@ -112,6 +113,42 @@ def check_model_dir(path: str | os.PathLike, *, trust_remote_code: bool = False)
         raise ModelLoadError(f"{d}: model directory has no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); "
                              f"save the tokenizer with tokenizer.save_pretrained(DIR)")
     return d
+
+
+def index_files(path: str | os.PathLike) -> list[Path]:
+    """The files a model directory's shard indexes (``*.index.json`` at its top level) name, wherever they lie.
+
+    ``from_pretrained`` reads every file an index's ``weight_map`` names, joined to the directory,
+    so a shard may sit in a subdirectory (``shards/model-00001-of-00002.safetensors``). An entry
+    that is not a relative path inside the directory (``../other/x.safetensors``, ``/abs/x``) is
+    refused: the model would read weights from elsewhere. Symlinks inside the directory are kept
+    as they are (a hub cache snapshot links every file to its blob).
+
+    Raises:
+        ModelLoadError: one line naming the index file and the entry.
+    """
+    d = Path(path)
+    found: dict[str, Path] = {}
+    for index in sorted(d.glob("*.index.json")):
+        try:
+            doc = json.loads(index.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"{index}: shard index is not readable JSON ({e})") from None
+        weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
+        if not isinstance(weight_map, dict):
+            raise ModelLoadError(f"{index}: shard index has no 'weight_map' object (tensor name -> shard file)")
+        for tensor, name in weight_map.items():
+            if not isinstance(name, str) or not name:
+                raise ModelLoadError(f"{index}: weight_map[{tensor!r}] must name a shard file, got {name!r}")
+            rel = os.path.normpath(name)
+            if os.path.isabs(name) or Path(name).drive or rel == ".." or rel.startswith(".." + os.sep):
+                raise ModelLoadError(f"{index}: weight_map[{tensor!r}] = {name!r} lies outside the model directory; "
+                                     f"shards must be inside it")
+            f = d / rel
+            if not f.is_file():
+                raise ModelLoadError(f"{index}: weight_map[{tensor!r}] names {name!r}, which is not a file in {d}")
+            found[Path(rel).as_posix()] = f
+    return [found[k] for k in sorted(found)]
 
 
 def context_window(config: Any) -> int | None:

@@ -28,16 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.paths import cache_dir
+from .files import index_files
 
 # Files that decide what a model generates: weights (safetensors, PyTorch, GGUF), configs, tokenizer
 # files (tokenizer.json, sentencepiece .model, vocab/merges .txt, tiktoken), chat templates, and
-# remote code (.py, used with trust_remote_code). Only the directory's top level, as from_pretrained reads.
+# remote code (.py, used with trust_remote_code): the directory's top level, as from_pretrained reads, plus
+# every shard a ``*.index.json`` names, wherever inside the directory it lies (files.index_files).
 COVERED_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json", ".model", ".txt", ".tiktoken", ".jinja", ".py")
 
 # One sentence, repeated in docs/reports.md and results.json (model.fingerprint_covers).
 STATEMENT = ("sha256 of the full bytes of every top-level file ending in " + ", ".join(COVERED_SUFFIXES) +
-             " (weights, configs, tokenizer files, chat templates, remote code), combined with each file's name "
-             "and size; first 16 hex digits")
+             " (weights, configs, tokenizer files, chat templates, remote code) and of every shard file a "
+             "*.index.json weight_map names, in whichever subdirectory of the model directory it lies, combined "
+             "with each file's path in the directory and size; first 16 hex digits")
 
 _CACHE_FILE = "fingerprints.json"
 
@@ -47,7 +50,7 @@ class Fingerprint:
     """A model's weights fingerprint and what it was computed from."""
 
     digest: str                 # 16 hex digits of the combined sha256
-    files: tuple[str, ...]      # the file names hashed, sorted
+    files: tuple[str, ...]      # the files hashed, as paths relative to the model directory (posix), sorted
     total_bytes: int            # bytes hashed
 
     @property
@@ -57,10 +60,23 @@ class Fingerprint:
 
 
 def covered_files(path: Path) -> list[Path]:
-    """The files a fingerprint of ``path`` (a model directory or a single weights file) covers."""
+    """The files a fingerprint of ``path`` (a model directory or a single weights file) covers: the
+    directory's top-level covered files and every shard its indexes name (in a subdirectory too).
+
+    Raises:
+        ModelLoadError: an index entry lies outside the directory or names no file.
+    """
     if path.is_file():
         return [path]
-    return sorted(p for p in path.iterdir() if p.suffix in COVERED_SUFFIXES and p.is_file())
+    files = {p.name: p for p in path.iterdir() if p.suffix in COVERED_SUFFIXES and p.is_file()}
+    for f in index_files(path):
+        files.setdefault(_rel(f, path), f)
+    return [files[k] for k in sorted(files)]
+
+
+def _rel(f: Path, root: Path) -> str:
+    """``f``'s path inside ``root`` (a top-level file: its name), or its name for a lone file."""
+    return f.relative_to(root).as_posix() if f != root else f.name
 
 
 def fingerprint_path(path: str | os.PathLike) -> Fingerprint:
@@ -71,8 +87,10 @@ def fingerprint_path(path: str | os.PathLike) -> Fingerprint:
     names, total = [], 0
     for f in covered_files(path):
         size = f.stat().st_size
-        h.update(f"{f.name}\0{size}\0{cache.digest(f)}\n".encode())
-        names.append(f.name)
+        # A top-level file's name is its path, so fingerprints of unsharded models are unchanged.
+        name = _rel(f, path)
+        h.update(f"{name}\0{size}\0{cache.digest(f)}\n".encode())
+        names.append(name)
         total += size
     cache.save()
     return Fingerprint(digest=h.hexdigest()[:16], files=tuple(names), total_bytes=total)
