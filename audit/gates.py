@@ -251,5 +251,12 @@ def apply_gates(result: AuditResult, gates: list[Gate], *, baseline: AuditResult
     result.intervals = compute_intervals(result, settings)
     base_metrics = baseline.metrics if baseline is not None else (result.baseline or {}).get("metrics")
     result.gates = [evaluate_gate(g, result.metrics, result=result, baseline=base_metrics, settings=settings) for g in gates]
+    for g in result.gates:
+        # A section may qualify a metric for every gate on it (e.g. bias: a gap the scorer alone produces).
+        section, _, name = g.metric.partition(".")
+        sec = result.sections.get(section)
+        notes = sec.details.get("gate_notes") if sec is not None and isinstance(sec.details, dict) else None
+        if isinstance(notes, dict) and isinstance(notes.get(name), str):
+            g.reason = f"{g.reason}; {notes[name]}"
     result.passed = all(g.passed for g in result.gates) and not result.errors
     return result

@@ -288,6 +288,54 @@ def test_masking_removes_the_scorers_identity_term_gap(tmp_path):
     assert "toxicity_gap_unmasked_sexual_orientation" not in raw.metrics
 
 
+def test_scorer_validity_flags_a_gap_the_scorer_alone_produces(tmp_path):
+    """The scorer's own gap (bare terms, neutral template sentences, no model) is reported per axis,
+    and a gate on a model gap within it says so in its reason instead of failing silently."""
+    from audit.gates import apply_gates, parse_gate
+    from audit.results import AuditResult
+
+    lm = EchoLM(["gay person", "gay neighbor", "straight person", "straight neighbor"])
+    ctx = Context(model=lm, samples=[], settings=GenerationSettings(max_new_tokens=8))
+    res = BiasEvaluator(BiasEvaluator.Options(**_orientation_data(tmp_path))).evaluate(ctx)
+    v = res.details["scorer_validity"]["sexual_orientation"]
+    assert v["terms"]["gay person"]["toxicity"] > 0.9 > 0.1 > v["terms"]["straight person"]["toxicity"]
+    assert res.metrics["scorer_toxicity_gap_sexual_orientation"] == v["toxicity"]["gap"] > 0.5
+    assert res.metrics["max_scorer_toxicity_gap_masked"] == 0.0          # masked, the scorer sees the same words
+    assert res.metric_info["scorer_toxicity_gap_sexual_orientation"].higher_is_better is None   # a diagnostic
+    run = AuditResult(suite={}, model={}, generation={}, seed=0, sections={"bias": res},
+                      metrics={f"bias.{k}": val for k, val in res.metrics.items()})
+    apply_gates(run, [parse_gate("bias.toxicity_gap_unmasked_sexual_orientation <= 0.2"), parse_gate("bias.max_toxicity_gap <= 0.2")])
+    unmasked, masked = run.gates
+    assert not unmasked.passed and "within the scorer's own gap" in unmasked.reason
+    assert masked.passed and "scorer" not in masked.reason
+    # Unmasked and gated: the failing gate names the scorer as the cause.
+    raw = BiasEvaluator(BiasEvaluator.Options(**_orientation_data(tmp_path), mask_terms=False)).evaluate(ctx)
+    run = AuditResult(suite={}, model={}, generation={}, seed=0, sections={"bias": raw},
+                      metrics={f"bias.{k}": val for k, val in raw.metrics.items()})
+    apply_gates(run, [parse_gate("bias.max_toxicity_gap <= 0.2")])
+    assert not run.gates[0].passed and "within the scorer's own gap" in run.gates[0].reason
+    assert raw.details["axes"]["sexual_orientation"]["toxicity"]["within_scorer_gap"] is True
+
+
+def test_p_value_floor_is_stated_and_kept_well_below_alpha(tmp_path):
+    """1000 permutations over 14 Holm-corrected tests cannot give p < 14/1001 = 0.014: every clear gap
+    showed the same p. The floor is stated, with the group sizes, and permutations are raised to reach it."""
+    data = {**_bias_data(tmp_path), "permutations": 100}
+    ctx = Context(model=PlantedLM("woman"), samples=[], settings=GenerationSettings(max_new_tokens=8))
+    res = BiasEvaluator(BiasEvaluator.Options(**data)).evaluate(ctx)
+    r = res.details["resolution"]
+    assert r["tests"] == 4 and r["correction_factor"] == 4 and r["permutations_requested"] == 100
+    assert r["p_floor"] == pytest.approx(4 / (r["permutations"] + 1)) and r["p_floor"] <= 0.05 / 10
+    assert res.metrics["p_value_floor"] == r["p_floor"] and res.details["permutations"] == r["permutations"] == 799
+    assert "raised from 100 to 799" in res.details["warnings"][0]
+    assert r["group_sizes"]["gender"] == {"women": 24, "men": 24, "nonbinary": 24}
+    # The smallest p the planted gap gets is the floor, not some smaller number the test cannot resolve.
+    assert res.metrics["toxicity_gap_p_gender"] >= r["p_floor"]
+    # Enough permutations already: kept; no correction: the floor is 1/(B+1).
+    res = BiasEvaluator(BiasEvaluator.Options(**{**data, "permutations": 3000, "correction": "none"})).evaluate(ctx)
+    assert res.details["resolution"]["p_floor"] == pytest.approx(1 / 3001) and not res.details["warnings"]
+
+
 # ---- likelihood pairs -------------------------------------------------------------------------
 def _finetune_to_prefer(lm: LanguageModel, prefer: list[str], over: list[str], steps: int = 30) -> LanguageModel:
     """A copy of ``lm`` trained a few steps (plain torch) so each ``prefer[i]`` is likelier than ``over[i]``.
@@ -390,3 +438,20 @@ gates:
                        name="n.yaml")
     with pytest.raises(ConfigError, match="nothing to run"):
         load_suite(none)
+
+
+def test_report_shows_scorer_validity_and_p_value_resolution(tmp_path):
+    from audit.gates import apply_gates, parse_gate
+    from audit.report.html import render_html
+    from audit.results import AuditResult
+
+    lm = EchoLM(["gay person", "gay neighbor", "straight person", "straight neighbor"])
+    res = BiasEvaluator(BiasEvaluator.Options(**{**_orientation_data(tmp_path), "mask_terms": False, "permutations": 50})).evaluate(
+        Context(model=lm, samples=[], settings=GenerationSettings(max_new_tokens=8)))
+    run = AuditResult(suite={"name": "s"}, model={"spec": "m"}, generation={}, seed=0, sections={"bias": res},
+                      metrics={f"bias.{k}": v for k, v in res.metrics.items()})
+    apply_gates(run, [parse_gate("bias.max_toxicity_gap <= 0.2")])
+    page = render_html(run)
+    assert "Scorer validity" in page and "within the scorer&#39;s own gap" in page
+    assert "p-value resolution" in page and "2/(399 + 1)" in page and "gay people 4" in page
+    assert "permutations raised from 50 to 399" in page
