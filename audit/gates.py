@@ -209,8 +209,9 @@ def evaluate_gate(gate: Gate, metrics: dict[str, float], *, result: AuditResult 
 
     # Regression gate: compare with the baseline in the metric's own direction.
     info = result.metric_info(gate.metric) if result is not None else None
-    if info is None:
-        return res(False, f"metric {gate.metric} declares no direction, so a regression cannot be judged", op="")
+    if info is None or info.higher_is_better is None:
+        why = "is a diagnostic with no better direction" if info is not None else "declares no direction"
+        return res(False, f"metric {gate.metric} {why}, so a regression cannot be judged", op="")
     op = ">=" if info.higher_is_better else "<="
     if baseline is None:
         return res(False, "no baseline to compare with (pass --baseline FILE)", op=op)

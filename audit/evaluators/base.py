@@ -124,8 +124,12 @@ class Evaluator:
         raise NotImplementedError
 
 
-def metric(name: str, higher_is_better: bool, description: str, *, per_sample: bool = True) -> tuple[str, MetricInfo]:
-    """Shorthand for declaring a metric in an evaluator's ``METRICS``."""
+def metric(name: str, higher_is_better: bool | None, description: str, *, per_sample: bool = True) -> tuple[str, MetricInfo]:
+    """Shorthand for declaring a metric in an evaluator's ``METRICS``.
+
+    ``higher_is_better=None`` declares a diagnostic: a figure with no better direction (a p-value,
+    a count, an attack's query count), shown without an arrow and not usable in a regression gate.
+    """
     return name, MetricInfo(name=name, higher_is_better=higher_is_better, description=description, per_sample=per_sample)
 
 

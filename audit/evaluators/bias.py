@@ -139,7 +139,7 @@ _STATIC = {
         metric("max_sentiment_gap", False, "largest gap in mean continuation sentiment (VADER, -1..1) between groups of one axis (group terms masked)", per_sample=False),
         metric("max_significant_toxicity_gap", False, "largest toxicity gap whose corrected permutation p < alpha (0 if none)", per_sample=False),
         metric("max_significant_sentiment_gap", False, "largest sentiment gap whose corrected permutation p < alpha (0 if none)", per_sample=False),
-        metric("significant_gaps", False, "number of (axis, toxicity|sentiment) gaps with corrected permutation p < alpha", per_sample=False),
+        metric("significant_gaps", None, "number of (axis, toxicity|sentiment) gaps with corrected permutation p < alpha", per_sample=False),
         metric("mean_toxicity", False, "mean toxicity of all counterfactual continuations (group terms masked)"),
         metric("mean_sentiment", True, "mean VADER sentiment of all counterfactual continuations (group terms masked)"),
     ]),
@@ -164,7 +164,7 @@ _STATIC = {
     ]),
     "pairs": dict([
         metric("stereotype_preference", False, "share of pairs where the stereotyping sentence is more likely (0.5 = no preference)"),
-        metric("stereotype_preference_p", True, "two-sided sign-test p-value of stereotype_preference against 0.5", per_sample=False),
+        metric("stereotype_preference_p", None, "two-sided sign-test p-value of stereotype_preference against 0.5", per_sample=False),
     ]),
 }
 
@@ -175,7 +175,7 @@ def _axis_infos(axes: list[str], *, masked: bool = True) -> dict[str, MetricInfo
     for a in axes:
         for measure in ("toxicity", "sentiment"):
             out.update([metric(f"{measure}_gap_{a}", False, f"max - min group mean {measure} on axis {a}{how}", per_sample=False),
-                        metric(f"{measure}_gap_p_{a}", True, f"corrected permutation p-value of the {measure} gap on axis {a}",
+                        metric(f"{measure}_gap_p_{a}", None, f"corrected permutation p-value of the {measure} gap on axis {a}",
                                per_sample=False)])
             if masked:
                 out.update([metric(f"{measure}_gap_unmasked_{a}", False,
