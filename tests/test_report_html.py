@@ -239,3 +239,22 @@ def test_diagnostic_metrics_have_no_direction():
     back = AuditResult.from_json(run.to_json())
     assert json.loads(run.to_json())["sections"]["bias"]["metric_info"]["stereotype_preference_p"]["higher_is_better"] is None
     assert back.sections["bias"].metric_info["stereotype_preference_p"].higher_is_better is None
+
+
+def test_gate_rows_show_the_interval_beside_the_threshold_and_say_when_it_crosses():
+    from audit.results import AuditResult
+
+    sec = SectionResult(name="q", metrics={"m": 0.5, "c": 0.3},
+                        metric_info={"m": MetricInfo("m", True, "a rate"), "c": MetricInfo("c", True, "corpus", per_sample=False)},
+                        sample_values={"m": [0.0, 1.0] * 10})
+    run = AuditResult(suite={"name": "s"}, model={"spec": "m"}, generation={}, seed=0, sections={"q": sec},
+                      metrics={"q.m": 0.5, "q.c": 0.3})
+    apply_gates(run, [parse_gate("q.m >= 0.45"), parse_gate("q.c >= 0.2")])
+    page = render_html(run)
+    gates = page[page.index('<table class="gates">'):]
+    gates = gates[:gates.index("</table>")]
+    rows = gates.split("<tr")[2:]
+    lo, hi = run.intervals["q.m"]["low"], run.intervals["q.m"]["high"]
+    assert lo < 0.45 < hi
+    assert "interval crosses the threshold" in rows[0] and "95%" in rows[0]
+    assert "corpus-level" in rows[1] and "crosses" not in rows[1]
