@@ -297,7 +297,7 @@ def listings() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, cls in SECTIONS.items():
         infos = cls.metric_infos(cls.Options())
-        out[f"section {name}"] = [f"{name}.{m} {'↑' if info.higher_is_better else '↓'}"
+        out[f"section {name}"] = [f"{name}.{m} { {True: '↑', False: '↓'}.get(info.higher_is_better, '(diagnostic)') }"
                                   + (f"  {info.description}" if info.description else "") for m, info in sorted(infos.items())]
     out["output formats"] = WRITERS.names()
     from .models.load import model_kinds

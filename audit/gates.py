@@ -209,8 +209,9 @@ def evaluate_gate(gate: Gate, metrics: dict[str, float], *, result: AuditResult 
 
     # Regression gate: compare with the baseline in the metric's own direction.
     info = result.metric_info(gate.metric) if result is not None else None
-    if info is None:
-        return res(False, f"metric {gate.metric} declares no direction, so a regression cannot be judged", op="")
+    if info is None or info.higher_is_better is None:
+        why = "is a diagnostic with no better direction" if info is not None else "declares no direction"
+        return res(False, f"metric {gate.metric} {why}, so a regression cannot be judged", op="")
     op = ">=" if info.higher_is_better else "<="
     if baseline is None:
         return res(False, "no baseline to compare with (pass --baseline FILE)", op=op)
@@ -251,5 +252,12 @@ def apply_gates(result: AuditResult, gates: list[Gate], *, baseline: AuditResult
     result.intervals = compute_intervals(result, settings)
     base_metrics = baseline.metrics if baseline is not None else (result.baseline or {}).get("metrics")
     result.gates = [evaluate_gate(g, result.metrics, result=result, baseline=base_metrics, settings=settings) for g in gates]
+    for g in result.gates:
+        # A section may qualify a metric for every gate on it (e.g. bias: a gap the scorer alone produces).
+        section, _, name = g.metric.partition(".")
+        sec = result.sections.get(section)
+        notes = sec.details.get("gate_notes") if sec is not None and isinstance(sec.details, dict) else None
+        if isinstance(notes, dict) and isinstance(notes.get(name), str):
+            g.reason = f"{g.reason}; {notes[name]}"
     result.passed = all(g.passed for g in result.gates) and not result.errors
     return result

@@ -34,7 +34,9 @@ class MetricInfo:
     """What a metric is: declared once, on the metric; gates and reports read it."""
 
     name: str
-    higher_is_better: bool
+    # True / False: the better direction, which gates and reports read. None: a diagnostic with no
+    # better direction (a p-value, a count, queries per example): reported, never an arrow or goal.
+    higher_is_better: bool | None
     description: str = ""
     # True when the metric is a mean or rate over samples (bootstrap CIs apply); False for
     # corpus-level metrics such as self-BLEU or distinct-n.

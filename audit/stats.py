@@ -160,7 +160,13 @@ def metric_values(result, key: str) -> tuple[list[float] | None, str]:
         return None, "corpus-level metric (not a mean over samples)"
     values = sec.sample_values.get(name)
     if not values:
-        return None, "no per-sample values recorded"
+        why_nan = sec.details.get("why_nan") if isinstance(sec.details, dict) else None
+        if isinstance(why_nan, dict) and isinstance(why_nan.get(name), str):
+            return None, why_nan[name]
+        value = result.metrics.get(key)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None, "the metric is NaN: nothing was scored"
+        return None, "the section recorded no per-sample values for it (no interval)"
     arr = _finite(values)
     value = result.metrics.get(key)
     if arr.size == 0 or value is None or not math.isfinite(value):

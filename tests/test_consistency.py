@@ -146,6 +146,14 @@ def test_paraphrase_metric_is_nan_without_groups(tmp_path, micro_path, micro_lm)
     r = run_suite(path, model=micro_lm, out_dir=None, progress=False, use_cache=False)
     assert math.isnan(r.metrics["consistency.paraphrase_similarity"])
     assert math.isnan(r.metrics["consistency.answer_agreement"])   # no short references either
+    # ... and says why, in the console line and where the report gives the interval (issue 26).
+    from audit.report.console import render_console
+
+    why = r.sections["consistency"].details["why_nan"]["answer_agreement"]
+    assert "no prompt has a short reference" in why
+    line = next(ln for ln in render_console(r).splitlines() if "consistency.answer_agreement" in ln)
+    assert "nan" in line and "no prompt has a short reference" in line
+    assert r.intervals["consistency.answer_agreement"]["why"] == why
 
 
 @pytest.mark.parametrize("body, fragment", [

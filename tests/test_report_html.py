@@ -208,3 +208,53 @@ def test_render_html_is_pure_and_reentrant(payload_result, monkeypatch, request,
     assert len(waited) == 2
     assert [_without_nonce(p) for p in pages] == [_without_nonce(first)] * 2
     assert old.to_dict() == before
+
+
+def test_diagnostic_metrics_have_no_direction():
+    """A p-value or a query count has no better direction: no '(higher is better)', no arrow, no
+    regression gate; results.json keeps the key (null) so older readers still load it."""
+    from audit.report.console import render_console
+    from audit.results import AuditResult
+    from audit.evaluators.robustness import RobustnessEvaluator
+    from audit.evaluators.bias import BiasEvaluator
+
+    assert RobustnessEvaluator.METRICS["queries_per_example"].higher_is_better is None
+    assert RobustnessEvaluator.METRICS["words_perturbed_pct"].higher_is_better is None
+    assert BiasEvaluator.METRICS["stereotype_preference_p"].higher_is_better is None
+    sec = SectionResult(name="bias", metrics={"stereotype_preference_p": 0.03, "stereotype_preference": 0.6},
+                        metric_info={"stereotype_preference_p": BiasEvaluator.METRICS["stereotype_preference_p"],
+                                     "stereotype_preference": BiasEvaluator.METRICS["stereotype_preference"]})
+    run = AuditResult(suite={"name": "s"}, model={"spec": "m"}, generation={}, seed=0, sections={"bias": sec},
+                      metrics={"bias.stereotype_preference_p": 0.03, "bias.stereotype_preference": 0.6},
+                      baseline={"metrics": {"bias.stereotype_preference_p": 0.5}})
+    apply_gates(run, [parse_gate("bias.stereotype_preference_p regression <= 0.01")])
+    assert not run.gates[0].passed and "diagnostic" in run.gates[0].reason
+    text = render_console(run)
+    p_line = next(line for line in text.splitlines() if "stereotype_preference_p" in line and "gates" not in line and "FAIL" not in line)
+    assert "better" not in p_line and "(diagnostic)" in p_line
+    assert "(lower is better)" in next(line for line in text.splitlines() if "stereotype_preference " in line)
+    page = render_html(run)
+    row = re.search(r"<code>stereotype_preference_p</code>(.*?)</td>", page, re.S).group(1)
+    assert "diagnostic" in row and "↑" not in row and "↓" not in row
+    back = AuditResult.from_json(run.to_json())
+    assert json.loads(run.to_json())["sections"]["bias"]["metric_info"]["stereotype_preference_p"]["higher_is_better"] is None
+    assert back.sections["bias"].metric_info["stereotype_preference_p"].higher_is_better is None
+
+
+def test_gate_rows_show_the_interval_beside_the_threshold_and_say_when_it_crosses():
+    from audit.results import AuditResult
+
+    sec = SectionResult(name="q", metrics={"m": 0.5, "c": 0.3},
+                        metric_info={"m": MetricInfo("m", True, "a rate"), "c": MetricInfo("c", True, "corpus", per_sample=False)},
+                        sample_values={"m": [0.0, 1.0] * 10})
+    run = AuditResult(suite={"name": "s"}, model={"spec": "m"}, generation={}, seed=0, sections={"q": sec},
+                      metrics={"q.m": 0.5, "q.c": 0.3})
+    apply_gates(run, [parse_gate("q.m >= 0.45"), parse_gate("q.c >= 0.2")])
+    page = render_html(run)
+    gates = page[page.index('<table class="gates">'):]
+    gates = gates[:gates.index("</table>")]
+    rows = gates.split("<tr")[2:]
+    lo, hi = run.intervals["q.m"]["low"], run.intervals["q.m"]["high"]
+    assert lo < 0.45 < hi
+    assert "interval crosses the threshold" in rows[0] and "95%" in rows[0]
+    assert "corpus-level" in rows[1] and "crosses" not in rows[1]

@@ -42,6 +42,9 @@ class Context:
     use_cache: bool = True
     sections: dict[str, SectionResult] = field(default_factory=dict)   # finished sections, in order
     gen_cache: DiskCache | None = None           # the model's generation cache (the runner's; else made on first use)
+    # One flag per answer generated through :meth:`generate`: True when it ran to max_new_tokens
+    # without stopping (see :func:`hit_cap`); the section template turns a section's into truncation_rate.
+    truncated: list[bool] = field(default_factory=list)
 
     def resolve_path(self, p: str) -> Path:
         """A path from section options: absolute, relative to the suite file, or ``audit:...`` bundled."""
@@ -58,8 +61,10 @@ class Context:
         of role/content turns (``SampleRecord.with_user_text`` builds one from a perturbed prompt).
         """
         settings = settings or self.settings
-        return cached_generate(self.model, prompts, settings, seed=self.seed, cache=self.generation_cache(),
-                               progress=self.progress, desc=desc)[0]
+        out = cached_generate(self.model, prompts, settings, seed=self.seed, cache=self.generation_cache(),
+                              progress=self.progress, desc=desc)[0]
+        self.truncated.extend(hit_cap(self.model, [g for row in out for g in row], settings.max_new_tokens))
+        return out
 
     def generation_cache(self) -> DiskCache:
         """The model's generation cache, shared by the main pass and every section (honours ``--no-cache``)."""
@@ -110,8 +115,10 @@ class Evaluator:
         """Run the section and time it (the runner records an exception as the section's error)."""
         result = SectionResult(name=self.name)
         start = time.perf_counter()
+        first = len(ctx.truncated)
         self._evaluate(ctx, result)
         result.seconds = time.perf_counter() - start
+        record_truncation(result, ctx.truncated[first:])
         # Declared metrics the section reported get their info; infos the section attached itself
         # (metrics only known at run time) stay as they are.
         for m, info in self.metric_infos(self.options).items():
@@ -124,9 +131,53 @@ class Evaluator:
         raise NotImplementedError
 
 
-def metric(name: str, higher_is_better: bool, description: str, *, per_sample: bool = True) -> tuple[str, MetricInfo]:
-    """Shorthand for declaring a metric in an evaluator's ``METRICS``."""
+def metric(name: str, higher_is_better: bool | None, description: str, *, per_sample: bool = True) -> tuple[str, MetricInfo]:
+    """Shorthand for declaring a metric in an evaluator's ``METRICS``.
+
+    ``higher_is_better=None`` declares a diagnostic: a figure with no better direction (a p-value,
+    a count, an attack's query count), shown without an arrow and not usable in a regression gate.
+    """
     return name, MetricInfo(name=name, higher_is_better=higher_is_better, description=description, per_sample=per_sample)
+
+
+TRUNCATION_WARN = 0.5   # a section where more than half the answers were cut off says so
+
+
+def hit_cap(model: Model, texts: Sequence[str], max_new_tokens: int) -> list[bool]:
+    """Per answer: did it run to ``max_new_tokens`` instead of stopping?
+
+    Generations are cached as text, so this is read back from the text: an answer that re-encodes
+    to at least ``max_new_tokens - 1`` tokens hit the cap (one token of slack: a cut that split a
+    multi-byte character drops that token, and re-encoding may merge two). An answer that stopped
+    one token short of the cap is counted too; that errs on the side of a warning. Models that
+    cannot encode text (no tokenizer) give no flags.
+    """
+    encode = getattr(model, "encode", None)
+    if encode is None or not texts:
+        return []
+    try:
+        return [len(encode(t)) >= max_new_tokens - 1 for t in texts]
+    except Exception as e:  # noqa: BLE001 - a diagnostic must never cost the section
+        log.debug("truncation: cannot encode answers (%s)", e)
+        return []
+
+
+def record_truncation(result: SectionResult, flags: Sequence[bool]) -> None:
+    """``truncation_rate`` of the answers a section generated, and a warning when it is high."""
+    if not flags:
+        return
+    rate = sum(flags) / len(flags)
+    result.metrics["truncation_rate"] = rate
+    result.sample_values["truncation_rate"] = [float(f) for f in flags]
+    result.metric_info.setdefault("truncation_rate", MetricInfo(
+        "truncation_rate", higher_is_better=False,
+        description="share of the section's answers that hit max_new_tokens without stopping (scored cut off)"))
+    result.details["truncation"] = {"answers": len(flags), "truncated": int(sum(flags)), "rate": rate}
+    if rate > TRUNCATION_WARN:
+        msg = (f"{sum(flags)} of {len(flags)} answers ({rate:.0%}) hit max_new_tokens without stopping and are scored cut "
+               f"off: raise the section's max_new_tokens")
+        result.details.setdefault("warnings", []).append(msg)
+        log.warning("%s: %s", result.name, msg)
 
 
 def mean(values: Sequence[float]) -> float:

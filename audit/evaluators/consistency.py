@@ -127,6 +127,8 @@ class ConsistencyEvaluator(Evaluator):
         o = self.options
         if not o.seed_samples:
             result.metrics["seed_similarity"] = result.metrics["answer_agreement"] = math.nan
+            why = result.details.setdefault("why_nan", {})
+            why["seed_similarity"] = why["answer_agreement"] = "seed_samples is 0: no sampled answers to compare"
             return
         sampling = dataclasses.replace(base, do_sample=True, num_samples=o.seed_samples,
                                        temperature=o.temperature, top_p=o.top_p)
@@ -146,6 +148,9 @@ class ConsistencyEvaluator(Evaluator):
         result.metrics["answer_agreement"] = mean(agree) if agree else math.nan
         if agree:
             result.sample_values["answer_agreement"] = agree
+        else:   # NaN says why (the console and the report show it)
+            result.details.setdefault("why_nan", {})["answer_agreement"] = (
+                f"no prompt has a short reference (at most short_answer_words={o.short_answer_words} words) to agree on")
         result.details["seed"] = {"samples_per_prompt": o.seed_samples, "temperature": o.temperature, "top_p": o.top_p,
                                   "short_answer_prompts": len(agree),
                                   "examples": [{"id": s.id, "prompt": s.prompt, "samples": g} for s, g in zip(samples[:3], gens)]}

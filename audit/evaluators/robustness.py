@@ -47,8 +47,10 @@ class RobustnessEvaluator(Evaluator):
     name = "robustness"
     METRICS = dict([
         metric("attack_success_rate", False, "share of attacked (not skipped) examples where an attack reached its goal"),
-        metric("words_perturbed_pct", True, "mean % of prompt words perturbed by successful attacks (higher: harder to attack)"),
-        metric("queries_per_example", True, "mean model queries per attacked example (higher: harder to attack)"),
+        # Diagnostics: how the attacks went, not goals (fewer words changed can mean a weaker attack,
+        # more queries a larger budget).
+        metric("words_perturbed_pct", None, "mean % of prompt words perturbed by successful attacks (diagnostic)"),
+        metric("queries_per_example", None, "mean model queries per attacked example (diagnostic)"),
         metric("quality_drop", False, "chrF to the reference of clean outputs minus that of attacked outputs (0-100 points)"),
         metric("worst_case_similarity", True, "HELM worst case: per prompt, min chrF similarity (0-1) of outputs under "
                                               "meaning-preserving perturbations to the clean output, averaged"),

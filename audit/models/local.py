@@ -424,7 +424,9 @@ class LanguageModel:
             end = next((j for j, t in enumerate(row) if t in self.stop_token_ids), None)
             if end is not None:
                 row = row[:end]
-            text = self.tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+                text = self.tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            else:   # cut at max_new_tokens: never in the middle of a multi-byte character
+                text = clean_cut(self.tokenizer, row)
             texts.append(s.cut_at_stop(text))
         return texts
 
@@ -555,3 +557,27 @@ def _stop_token_ids(model, tokenizer) -> set[int]:
     elif isinstance(extra, (list, tuple)):
         ids.update(i for i in extra if isinstance(i, int))
     return ids
+
+
+def clean_cut(tokenizer, row: Sequence[int], *, max_drop: int = 3) -> str:
+    """Decode the tokens of an answer cut at max_new_tokens, dropping up to ``max_drop`` trailing
+    tokens that hold only part of a multi-byte character (byte-level BPE splits "é" or an emoji
+    over tokens; the cut half decodes to U+FFFD). A U+FFFD earlier in the answer stays; one the
+    model itself wrote as the very last character cannot be told from a split and goes too.
+
+    Example:
+        >>> from audit.models.local import LanguageModel
+        >>> tok = LanguageModel.load("builtin:micro").tokenizer
+        >>> ids = tok("caf\u00e9 \u00e9t\u00e9", add_special_tokens=False)["input_ids"]
+        >>> all("\ufffd" not in clean_cut(tok, ids[:n]) for n in range(1, len(ids) + 1))
+        True
+    """
+    row = list(row)
+    text = tokenizer.decode(row, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    for k in range(1, min(max_drop, len(row) - 1) + 1):
+        if not text.endswith("\ufffd"):
+            break
+        shorter = tokenizer.decode(row[:-k], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        if shorter.count("\ufffd") < text.count("\ufffd"):
+            text = shorter
+    return text

@@ -41,7 +41,8 @@ def render_console(result: AuditResult) -> str:
         why_nan = sec.details.get("why_nan", {}) if isinstance(sec.details, dict) else {}
         for k, v in sec.metrics.items():
             info = sec.metric_info.get(k)
-            arrow = "" if info is None else (" (higher is better)" if info.higher_is_better else " (lower is better)")
+            arrow = "" if info is None else {True: " (higher is better)", False: " (lower is better)"}.get(info.higher_is_better,
+                                                                                                        " (diagnostic)")
             if (v is None or v != v) and k in why_nan:   # NaN: say why
                 arrow += f"  ({s(why_nan[k])})"
             lines.append(f"    {s(name)}.{s(k):<{width}} {_fmt(v):>10}{arrow}")
