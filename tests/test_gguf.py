@@ -173,3 +173,29 @@ def test_quiet_run_converts_a_gguf_without_progress_bars(source, tmp_path, monke
     assert list((tmp_path / "model-cache").glob("gguf-*/config.json")), "the run did not convert the file"
     assert "de-quantizing" not in err and "convert quiet.gguf" not in err and "it/s" not in err, err
     assert err.strip() == "", err
+
+
+def test_a_logged_conversion_writes_no_cursor_escapes(source, tmp_path):
+    # Issue 25: our 3-step bar around transformers' tensor bar nested two tqdm bars, and in a log (not a
+    # terminal) every redraw left a cursor-up escape "\x1b[A". The stages are log lines now.
+    from audit.models.gguf import convert
+
+    model = write_gguf(source, tmp_path / "logged.gguf")
+    import contextlib
+    import io
+    import logging
+
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)
+    logging.getLogger("audit").addHandler(handler)
+    old = logging.getLogger("audit").level
+    logging.getLogger("audit").setLevel(logging.INFO)
+    try:
+        with contextlib.redirect_stderr(buf):
+            convert(model, tmp_path / "converted", progress=True)
+    finally:
+        logging.getLogger("audit").removeHandler(handler)
+        logging.getLogger("audit").setLevel(old)
+    text = buf.getvalue()
+    assert "convert logged.gguf: 1/3 tokenizer" in text and "3/3 save" in text
+    assert "\x1b[A" not in text, repr(text[-300:])

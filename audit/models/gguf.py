@@ -30,7 +30,6 @@ import logging
 import mmap
 import os
 import struct
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -236,38 +235,35 @@ def _transformers_bars(enabled: bool):
 def convert(src: Path, target: Path, *, meta: dict[str, Any] | None = None, progress: bool = True) -> Path:
     """Dequantize GGUF ``src`` with transformers into a float32 model directory at ``target``."""
     import torch
-    from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     meta = meta if meta is not None else read_metadata(src)
     log.info("converting %s once into %s (cached afterwards)", src, target)
     from transformers.utils import logging as hf_logging
 
-    bar = tqdm(total=3, desc=f"convert {src.name}", unit="step", file=sys.stderr, disable=not progress, leave=False)
+    # Stages as log lines, not an outer bar around transformers' own tensor bar: nested bars write cursor-up
+    # escapes ("\x1b[A") that litter CI logs.
+    say = log.info if progress else log.debug
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the Llama tokenizer's "legacy behaviour" notice says nothing useful here
     try:
-        bar.set_postfix_str("tokenizer", refresh=True)
+        say("convert %s: 1/3 tokenizer", src.name)
         with _transformers_bars(progress):
             tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
-            bar.update(1)
-            bar.set_postfix_str("weights", refresh=True)
+            say("convert %s: 2/3 weights (dequantized to float32)", src.name)
             model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
-            bar.update(1)
         _fix_special_tokens(tok, model, meta)
         tok = _plain_byte_level(tok, meta)
-        bar.set_postfix_str("save", refresh=True)
+        say("convert %s: 3/3 save", src.name)
         atomic_save(model, tok, target, extra={"gguf_source.json": json.dumps(
             {"file": src.name, "sha256": file_sha256(src), "architecture": meta.get("general.architecture"),
              "name": meta.get("general.name"), "convert_version": CONVERT_VERSION}, indent=1) + "\n"})
-        bar.update(1)
     except GGUFError:
         raise
     except Exception as e:  # transformers' loader fails on tensors or metadata it cannot map
         raise GGUFError(f"{src}: cannot convert GGUF file ({type(e).__name__}: {first_line(e)})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
-        bar.close()
     return target
 
 
