@@ -56,3 +56,23 @@ def test_attack_progress_shows_counts_not_a_misleading_eta():
         bar.close()
     assert "1/12 examples" in text and "elapsed" in text
     assert "<" not in text and "?" not in text      # tqdm's "[elapsed<remaining, rate]" is gone
+
+
+def test_quiet_hides_the_builtin_tiny_build_bar(tmp_path, capfd):
+    """-q sets the audit logger to WARNING; the first build's training bar followed a hard-coded progress=True."""
+    import logging
+
+    from audit.models.builtin import build_tiny
+
+    audit_log = logging.getLogger("audit")
+    old = audit_log.level
+    try:
+        audit_log.setLevel(logging.WARNING)
+        capfd.readouterr()
+        build_tiny(tmp_path / "quiet", steps=2)
+        assert "builtin:tiny" not in capfd.readouterr().err
+        audit_log.setLevel(logging.INFO)
+        build_tiny(tmp_path / "loud", steps=2)
+        assert "builtin:tiny" in capfd.readouterr().err
+    finally:
+        audit_log.setLevel(old)

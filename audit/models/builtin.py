@@ -10,6 +10,7 @@ every CPython ships (``pydoc_data.topics``), so they can be built on any machine
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -164,7 +165,7 @@ def _tiny_lr(step: int, steps: int) -> float:
     return _TINY_LR * (_TINY_MIN_LR_FRAC + (1 - _TINY_MIN_LR_FRAC) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def build_tiny(path: str | os.PathLike, *, steps: int = 500, progress: bool = True) -> Path:
+def build_tiny(path: str | os.PathLike, *, steps: int = 500, progress: bool | None = None) -> Path:
     """Pretrain the embedded default GPT-2 (2 layers x 128, ~2k BPE vocab) on the bundled corpus.
 
     From scratch, on one CPU thread (restored afterwards): a 2048-token byte-level BPE tokenizer
@@ -185,12 +186,15 @@ def build_tiny(path: str | os.PathLike, *, steps: int = 500, progress: bool = Tr
 
     The per-step losses and learning rates are saved beside the model in ``train_log.json``;
     the tokenizer's ``model_max_length`` is set to ``n_positions``. The tqdm bar (stderr) shows
-    the running loss; ``progress=False`` hides it. Returns ``path``.
+    the running loss; ``progress=False`` hides it, ``None`` (default) shows it while the ``audit`` logger shows
+    info lines (``-q`` hides it). Returns ``path``.
     """
     import torch
     from tqdm.auto import tqdm
     from transformers import GPT2LMHeadModel
 
+    if progress is None:
+        progress = logging.getLogger("audit").isEnabledFor(logging.INFO)
     text = pretrain_text()
     tok = train_tokenizer(text.split("\n"), vocab_size=_TINY_VOCAB)
     data = torch.tensor(tok(text)["input_ids"], dtype=torch.long)
