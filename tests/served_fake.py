@@ -22,6 +22,7 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable
 
 
@@ -221,3 +222,42 @@ class FakeServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+# ---- shared by the served-model test files ------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS = [f"Customer: question number {i} about my order?\nAgent:" for i in range(6)]
+
+
+def spec_for(url, *, max_attempts: int = 3, **kw):
+    """A ServedSpec for a fake server: fast retries."""
+    from audit.models.served import ServedSpec
+
+    kw.setdefault("backoff", 0.01)
+    return ServedSpec(base_url=url, max_attempts=max_attempts, **kw)
+
+
+def write_served_suite(tmp_path: Path, url: str, *, name: str = "served-test", max_attempts: int = 3,
+                       extra_model: str = "", sections: str = "  diversity: {}\n",
+                       gates: str = "  - diversity.distinct_1 >= 0\n") -> Path:
+    """A suite on the served model at ``url`` over PROMPTS (one request at a time, fast retries)."""
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"id": f"r{i}", "prompt": p, "reference": " fine thanks"}) + "\n"
+                            for i, p in enumerate(PROMPTS)))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"name: {name}\nmodel:\n  provider: openai\n  base_url: {url}\n  concurrency: 1\n"
+                     f"  backoff: 0.01\n  max_attempts: {max_attempts}\n{extra_model}"
+                     f"data: {{path: {data}}}\ngeneration: {{max_new_tokens: 8}}\nsections:\n{sections}gates:\n{gates}")
+    return suite
+
+
+def run_cli(*args, env_extra=None, timeout=240):
+    """``python -m audit ARGS`` from the repository root, offline."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "audit", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=ROOT)

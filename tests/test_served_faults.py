@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,37 +18,22 @@ import pytest
 from audit.models.served import ServedError, ServedModel, ServedSpec
 
 sys.path.insert(0, str(Path(__file__).parent))
-from served_fake import FakeServer, answer_for  # noqa: E402
+from served_fake import PROMPTS, FakeServer, answer_for, run_cli, spec_for, write_served_suite  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-PROMPTS = [f"Customer: question number {i} about my order?\nAgent:" for i in range(6)]
 CHAT = "/v1/chat/completions"
 KEY = "sk-audit-faults-Zq81Kx0Pw7"
 
 
-def _spec(url, **kw) -> ServedSpec:
-    kw.setdefault("backoff", 0.01)
-    kw.setdefault("max_attempts", 2)
-    return ServedSpec(base_url=url, **kw)
+def _spec(url, **kw):
+    return spec_for(url, **{"max_attempts": 2, **kw})
 
 
-def _write_suite(tmp_path: Path, url: str, *, extra_model: str = "", sections: str = "  diversity: {}\n",
-                 gates: str = "  - diversity.distinct_1 >= 0\n") -> Path:
-    data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps({"id": f"r{i}", "prompt": p, "reference": " fine thanks"}) + "\n"
-                            for i, p in enumerate(PROMPTS)))
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(f"name: served-faults\nmodel:\n  provider: openai\n  base_url: {url}\n  concurrency: 1\n"
-                     f"  backoff: 0.01\n  max_attempts: 2\n{extra_model}"
-                     f"data: {{path: {data}}}\ngeneration: {{max_new_tokens: 8}}\nsections:\n{sections}gates:\n{gates}")
-    return suite
+def _write_suite(tmp_path: Path, url: str, **kw) -> Path:
+    return write_served_suite(tmp_path, url, name="served-faults", max_attempts=2, **kw)
 
 
 def _cli(*args, env_extra=None, timeout=120):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "audit", *args], capture_output=True, text=True, env=env, timeout=timeout,
-                          cwd=ROOT)
+    return run_cli(*args, env_extra=env_extra, timeout=timeout)
 
 
 def _error_lines(stderr: str) -> list[str]:
