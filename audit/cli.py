@@ -19,6 +19,7 @@ from .config import ConfigError
 from .errors import EXIT_ERROR, EXIT_GATE_FAILED, EXIT_PASS, AuditError, first_line
 from .io.safe_yaml import load_yaml, load_yaml_file
 from .io.untrusted import one_line
+from .launch import EXIT_DIR_ENV, run_rank
 
 log = logging.getLogger("audit")
 
@@ -95,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_harden(sub)
 
+    # Listed for --help only: main() hands `audit launch ...` to audit.launch before argparse sees it.
+    sub.add_parser("launch", help="run a command under `accelerate launch` keeping the exit codes (0/1/2)",
+                   description="audit launch [ACCELERATE LAUNCH OPTIONS] -- COMMAND [ARGS ...]", add_help=False
+                   ).set_defaults(func=_launch_not_first)
+
     # Subcommands of other areas live beside their library code; each module has add_commands(sub).
     import importlib
 
@@ -144,6 +150,10 @@ def _add_harden(sub) -> None:
                                      "target_field", "text_field", "resume"))
     _common(p)
     p.set_defaults(func=lambda a: cmd_harden(a, hfields))
+
+
+def _launch_not_first(args) -> int:
+    raise AuditError("launch: `launch` must come first, right after `audit` (audit launch [OPTIONS] -- run SUITE ...)")
 
 
 # Modules that add subcommands (report, compare, explain, finetune, ...).
@@ -347,6 +357,17 @@ def cmd_ls(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if os.environ.get(EXIT_DIR_ENV):   # a rank under `audit launch`: its code goes to the launcher (audit/launch.py)
+        return run_rank(_main, argv)
+    return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["launch"]:   # its arguments are accelerate's options and another command: not argparse's
+        from .launch import main as launch_main
+
+        return launch_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -33,7 +33,7 @@ LAYERS = [
     ["audit.runner"],
     ["audit.harden"],
     # Top: entry points, and the scripts beside the bundled data that rebuild or check it.
-    ["audit.cli", "audit.pytest_plugin", "audit.__main__", "audit.suites", "audit"],
+    ["audit.cli", "audit.launch", "audit.pytest_plugin", "audit.__main__", "audit.suites", "audit"],
 ]
 
 
