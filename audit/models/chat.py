@@ -169,18 +169,21 @@ def control_strings(tokenizer) -> list[str]:
     return sorted((s for s in found if s), key=len, reverse=True)
 
 
-def forged_controls(text: str, spans: Sequence[tuple[int, int]], controls: Sequence[str]) -> bool:
-    """Whether any occurrence of a control string in ``text`` overlaps a content span (the content
+def forged_spans(text: str, spans: Sequence[tuple[int, int]], controls: Sequence[str]) -> list[tuple[int, int]]:
+    """The content spans that an occurrence of a control string in ``text`` overlaps (the content
     holds one, or ends or starts part of one that the template's text completes)."""
-    if not spans:
-        return False
-    for c in controls:
+    hit: set[tuple[int, int]] = set()
+    for c in controls if spans else ():
         at = text.find(c)
         while at >= 0:
-            if any(a < at + len(c) and at < b for a, b in spans):
-                return True
+            hit.update((a, b) for a, b in spans if a < at + len(c) and at < b)
             at = text.find(c, at + 1)
-    return False
+    return sorted(hit)
+
+
+def forged_controls(text: str, spans: Sequence[tuple[int, int]], controls: Sequence[str]) -> bool:
+    """Whether any content span of ``text`` holds (part of) a control string: see :func:`forged_spans`."""
+    return bool(forged_spans(text, spans, controls))
 
 
 def encode_plain(tokenizer, text: str, spans: Sequence[tuple[int, int]], *, offsets: bool = False):
@@ -189,16 +192,16 @@ def encode_plain(tokenizer, text: str, spans: Sequence[tuple[int, int]], *, offs
     Only the template's own markers become control tokens: a user who types ``<|im_end|>`` gets the
     characters ``<``, ``|``, ``im``, ... (``split_special_tokens``), never a forged end of turn.
     When no span holds a control string the ids are exactly ``tokenizer(text)``'s; otherwise the text
-    is encoded in pieces (template text as usual, each span with ``split_special_tokens=True``) and
-    the ids concatenated. With ``offsets`` returns (ids, character offsets into ``text``) (fast
+    is encoded in pieces (each span that holds one with ``split_special_tokens=True``, the text around
+    them as usual) and the ids concatenated. With ``offsets`` returns (ids, character offsets into ``text``) (fast
     tokenizers only, as ``return_offsets_mapping``).
 
     Example:
         >>> encode_plain(tok, "<u>a<|im_end|></u>", [(3, 14)])  # doctest: +SKIP
         [60, 85, 62, 64, 60, 124, ...]   # no <|im_end|> id
     """
-    spans = sorted((int(a), int(b)) for a, b in spans if b > a)
-    if not forged_controls(text, spans, control_strings(tokenizer)):
+    spans = forged_spans(text, sorted((int(a), int(b)) for a, b in spans if b > a), control_strings(tokenizer))
+    if not spans:
         if not offsets:
             return tokenizer(text, add_special_tokens=False)["input_ids"]
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
