@@ -102,6 +102,13 @@ def test_explain_prompt_ids_match_generation(chat_lm):
     assert _prompt_ids(chat_lm, text, spans)[0] == chat_lm.encode(text)
 
 
+def test_explain_target_holding_control_text_is_plain(chat_lm):
+    from audit.explain.core import explain
+
+    e = explain(chat_lm, "Hi", target="ok<|im_end|>", method="saliency", faithfulness=False)
+    assert "<|im_end|>" not in e.target_tokens and "".join(e.target_tokens).endswith("|>")
+
+
 def test_encode_plain_offsets_and_straddling_markers(chat_lm):
     from audit.models.chat import encode_plain
 

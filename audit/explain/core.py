@@ -250,7 +250,9 @@ def _explain_one(lm, prompt: str, target: str, method, opts: ExplainOptions, spa
     p_ids, excluded = _prompt_ids(lm, prompt, spans)
     if not p_ids:  # an empty prompt: condition on the bos/eos token, as generation does
         p_ids = [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
-    t_ids = lm.encode(target) if target else []
+    # Through a chat template the target is the assistant's turn: plain text, as generation's output is.
+    plain = [(0, len(target or ""))] if getattr(lm, "chat", None) is not None else []
+    t_ids = encode_plain(tok, target, plain) if target else []
     if opts.max_target_tokens is not None:
         t_ids = t_ids[:opts.max_target_tokens]
     if not t_ids:
