@@ -53,7 +53,10 @@ def cached_generate(model, prompts: Sequence[Any], settings: GenerationSettings,
     where = [str(getattr(model, "dtype", "")), str(getattr(getattr(model, "device", None), "type", ""))]
     if getattr(model, "prompt_format", None):  # the chat template + system prompt change what the model reads
         where.append(model.prompt_format)
-    keys = [[make_key(p, skey, seed, k, *where) for k in range(settings.num_samples)] for p in prompts]
+    # A prompt whose content holds control-token text (a typed <|im_end|>) is read as plain text since
+    # issue 23: its key says so, so a generation cached from the old, forged tokenization is not reused.
+    tag = getattr(model, "encoding_tag", None)
+    keys = [[make_key(p, skey, seed, k, *where, *_tagged(tag, p)) for k in range(settings.num_samples)] for p in prompts]
     skip = {(i, k) for i, row in enumerate(keys) for k, key in enumerate(row) if isinstance(cache.get(key), str)}
     # A cache line whose value is not text (a number, null, a list: a hand edit, another tool's file)
     # is no generation: regenerate it, never hand it to the evaluators (they failed with a TypeError).
@@ -69,6 +72,11 @@ def cached_generate(model, prompts: Sequence[Any], settings: GenerationSettings,
     for i, k in skip:
         out[i][k] = cache.get(keys[i][k])
     return out, len(skip)
+
+
+def _tagged(tag, prompt) -> tuple[str, ...]:
+    t = tag(prompt) if callable(tag) else None
+    return (t,) if t else ()
 
 
 def generate_samples(model, records: Sequence[Any], settings: GenerationSettings, *, seed: int, cache: DiskCache,

@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from ..models.chat import encode_plain
 from ..registry import unknown_name
 from ..results import MetricInfo, SectionResult
 from . import SECTIONS
@@ -262,8 +263,8 @@ def _prompt_token_spans(tokenizer, e) -> list[tuple[int, int]]:
     if "".join(e.prompt_tokens) == e.prompt:
         return token_char_spans(e.prompt_tokens)
     # Tokenizers whose pieces do not concatenate to the text (SentencePiece): ask for offsets.
-    enc = tokenizer(e.prompt, add_special_tokens=False, return_offsets_mapping=True)
-    spans = [tuple(s) for s in enc["offset_mapping"]]
+    # The user's words are tokenized as plain text, as the explanation's own ids were.
+    spans = encode_plain(tokenizer, e.prompt, [tuple(sp) for sp in (e.user_spans or [])], offsets=True)[1]
     return spans[-e.n_prompt:] if len(spans) >= e.n_prompt else spans + [(0, 0)] * (e.n_prompt - len(spans))
 
 

@@ -11,6 +11,7 @@ import torch
 
 from ..config import GenerationSettings
 from ..errors import AuditError
+from ..models.chat import encode_plain
 from ..registry import did_you_mean
 from .explanation import Explanation, completeness_error
 from .faithfulness import deletion_check
@@ -186,10 +187,10 @@ def _prompt_ids(lm, prompt: str, spans) -> tuple[list[int], list[int]]:
         if not 0 <= a <= b <= len(prompt):
             raise ExplainError(f"explain: user span ({a}, {b}) is outside the prompt of {len(prompt)} characters")
     try:
-        enc = lm.tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+        # The user's words are plain text, as generation tokenizes them (a typed <|im_end|> is no control token).
+        ids, offs = encode_plain(lm.tokenizer, prompt, spans, offsets=True)
     except NotImplementedError:
         raise ExplainError("explain: user spans need a fast tokenizer (character offsets)") from None
-    ids, offs = enc["input_ids"], enc["offset_mapping"]
     inside = [any(s < b and a < e for a, b in spans) for s, e in offs]
     return ids, [j for j, ok in enumerate(inside) if not ok]
 
@@ -249,7 +250,9 @@ def _explain_one(lm, prompt: str, target: str, method, opts: ExplainOptions, spa
     p_ids, excluded = _prompt_ids(lm, prompt, spans)
     if not p_ids:  # an empty prompt: condition on the bos/eos token, as generation does
         p_ids = [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
-    t_ids = lm.encode(target) if target else []
+    # Through a chat template the target is the assistant's turn: plain text, as generation's output is.
+    plain = [(0, len(target or ""))] if getattr(lm, "chat", None) is not None else []
+    t_ids = encode_plain(tok, target, plain) if target else []
     if opts.max_target_tokens is not None:
         t_ids = t_ids[:opts.max_target_tokens]
     if not t_ids:

@@ -25,7 +25,7 @@ import torch
 
 from ..data import DataError, read_rows
 from ..io.input_files import read_text
-from ..models.chat import ChatTemplateError
+from ..models.chat import ChatTemplateError, encode_plain
 from .losses.base import IGNORE
 
 log = logging.getLogger("audit")
@@ -152,13 +152,32 @@ def chat_turns(chat, tokenizer, prompt: str, target: str) -> tuple[str, str]:
         >>> chat_turns(fmt, tok, "Hi", " Hello")  # doctest: +SKIP
         ('<user>Hi</s><assistant>', 'Hello</s>')
     """
-    prompt_text = chat.render(tokenizer, prompt)
+    prompt_text, _, answer, _ = _chat_parts(chat, tokenizer, prompt, target)
+    return prompt_text, answer
+
+
+def _chat_parts(chat, tokenizer, prompt: str, target: str):
+    """:func:`chat_turns`'s texts, each with the character spans of the turns' content in it."""
+    prompt_text, p_spans = chat.render_content(tokenizer, prompt)
     turns = chat.messages(prompt) + [{"role": "assistant", "content": target.strip()}]
-    full = chat.render_messages(tokenizer, turns, add_generation_prompt=False)
+    full, spans = chat.render_turns_with_spans(tokenizer, turns, add_generation_prompt=False)
     if not full.startswith(prompt_text):
         raise ChatTemplateError(f"chat template {chat.source}: the conversation with the answer does not start with the "
                                 f"generation prompt, so the answer's tokens cannot be told apart; set use_chat_template: false")
-    return prompt_text, full[len(prompt_text):]
+    n = len(prompt_text)
+    a_spans = [(max(a, n) - n, b - n) for a, b in spans if b > n]
+    return prompt_text, p_spans, full[n:], a_spans
+
+
+def chat_example_ids(chat, tokenizer, prompt: str, target: str) -> tuple[list[int], list[int]]:
+    """Token ids of :func:`chat_turns`'s (prompt, answer) texts, the turns' content as plain text.
+
+    The prompt's ids are exactly generation's (:meth:`audit.models.local.LanguageModel.encode_prompt`):
+    a ``<|im_end|>`` typed by a user, or in an answer of the training data, is its characters, not a
+    control token; only the template's own markers are.
+    """
+    prompt_text, p_spans, answer, a_spans = _chat_parts(chat, tokenizer, prompt, target)
+    return encode_plain(tokenizer, prompt_text, p_spans), encode_plain(tokenizer, answer, a_spans)
 
 
 def tokenize_pairs(pairs: Sequence[TextPair], tokenizer, *, max_length: int, add_eos: bool = True,
@@ -183,8 +202,7 @@ def tokenize_pairs(pairs: Sequence[TextPair], tokenizer, *, max_length: int, add
     eos = tokenizer.eos_token_id
     out: list[Example] = []
 
-    def prompt_ids(prompt: str, n_target: int) -> list[int]:
-        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    def prompt_ids(ids: list[int], n_target: int) -> list[int]:
         ids = ids[-(max_length - n_target):] if ids else []
         if not ids:  # nothing to condition on: the bos/eos token starts the sequence
             ids = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else eos]
@@ -193,13 +211,13 @@ def tokenize_pairs(pairs: Sequence[TextPair], tokenizer, *, max_length: int, add
     def encode(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def continuation(prompt: str, target: str) -> tuple[str, list[int]]:
-        """(prompt text, learned ids) of one prompt/target pair, templated or not."""
+    def continuation(prompt: str, target: str) -> tuple[list[int], list[int]]:
+        """(prompt ids, learned ids) of one prompt/target pair, templated or not."""
         if chat is not None:
-            prompt_text, answer = chat_turns(chat, tokenizer, prompt, target)
-            return prompt_text, encode(answer)[:max_length - 1]
+            p_ids, a_ids = chat_example_ids(chat, tokenizer, prompt, target)
+            return p_ids, a_ids[:max_length - 1]
         ids = encode(target) + ([eos] if add_eos and eos is not None else [])
-        return prompt, ids[:max_length - 1]
+        return encode(prompt), ids[:max_length - 1]
 
     for p in pairs:
         if not p.prompt:
@@ -210,17 +228,17 @@ def tokenize_pairs(pairs: Sequence[TextPair], tokenizer, *, max_length: int, add
                 if len(block) >= 2:
                     out.append(Example(block, list(block)))
             continue
-        prompt_text, t_ids = continuation(p.prompt, p.target)
-        p_ids = prompt_ids(prompt_text, len(t_ids))
+        full_p_ids, t_ids = continuation(p.prompt, p.target)
+        p_ids = prompt_ids(full_p_ids, len(t_ids))
         pair = None
         orig = p.meta.get("original_prompt")
         if isinstance(orig, str) and orig and orig != p.prompt:
             # One continuation after both prompts: position k of both is the same token.
-            c_text, c_ids = prompt_text, t_ids
+            c_full, c_ids = full_p_ids, t_ids
             if p.meta.get("pair_target") and p.meta["pair_target"] != p.target:
-                c_text, c_ids = continuation(p.prompt, p.meta["pair_target"])
-            o_text = continuation(orig, p.meta.get("pair_target") or p.target)[0]
-            pp_ids, o_ids = prompt_ids(c_text, len(c_ids)), prompt_ids(o_text, len(c_ids))
+                c_full, c_ids = continuation(p.prompt, p.meta["pair_target"])
+            o_full = continuation(orig, p.meta.get("pair_target") or p.target)[0]
+            pp_ids, o_ids = prompt_ids(c_full, len(c_ids)), prompt_ids(o_full, len(c_ids))
             pair = ((pp_ids + c_ids, [IGNORE] * len(pp_ids) + c_ids), (o_ids + c_ids, [IGNORE] * len(o_ids) + c_ids))
         out.append(Example(p_ids + t_ids, [IGNORE] * len(p_ids) + t_ids, pair=pair))
     return out

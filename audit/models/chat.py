@@ -112,14 +112,21 @@ class ChatFormat:
         the real rendering. A template that rewrites the words (e.g. strips them) falls back to
         searching each turn's stripped words in order.
         """
-        turns = self.messages(prompt, system)
-        text = self.render_messages(tokenizer, turns)
-        users = [i for i, m in enumerate(turns) if m["role"] == "user"]
-        marked = [dict(m, content=_SENTINEL.format(i)) if m["role"] == "user" else m for i, m in enumerate(turns)]
-        skeleton = self.render_messages(tokenizer, marked)
+        return self.render_turns_with_spans(tokenizer, self.messages(prompt, system), roles=("user",))
+
+    def render_turns_with_spans(self, tokenizer, turns: Messages, *, add_generation_prompt: bool = True,
+                                roles: Sequence[str] = ROLES) -> tuple[str, list[tuple[int, int]]]:
+        """``turns`` rendered, and the (start, end) character spans of the content of every turn whose role
+        is in ``roles`` (default: every turn's content, the text that came from users and data rather
+        than from the template). Spans are found as :meth:`render_with_spans` finds the user's words."""
+        turns = [dict(m) for m in turns]
+        text = self.render_messages(tokenizer, turns, add_generation_prompt=add_generation_prompt)
+        chosen = [i for i, m in enumerate(turns) if m["role"] in roles]
+        marked = [dict(m, content=_SENTINEL.format(i)) if i in chosen else m for i, m in enumerate(turns)]
+        skeleton = self.render_messages(tokenizer, marked, add_generation_prompt=add_generation_prompt)
         spans: list[tuple[int, int]] = []
         rebuilt, pos = [], 0
-        for i in users:
+        for i in chosen:
             mark = _SENTINEL.format(i)
             at = skeleton.find(mark, pos)
             if at < 0:
@@ -130,10 +137,10 @@ class ChatFormat:
             spans.append((start, start + len(turns[i]["content"])))
             pos = at + len(mark)
         rebuilt.append(skeleton[pos:])
-        if len(spans) == len(users) and "".join(rebuilt) == text:
+        if len(spans) == len(chosen) and "".join(rebuilt) == text:
             return text, spans
         spans, pos = [], 0
-        for i in users:
+        for i in chosen:
             words = turns[i]["content"].strip()
             at = text.find(words, pos) if words else -1
             if at >= 0:
@@ -141,11 +148,85 @@ class ChatFormat:
                 pos = at + len(words)
         return text, spans
 
+    def render_content(self, tokenizer, prompt: Prompt, *, system: str | None = None) -> tuple[str, list[tuple[int, int]]]:
+        """:meth:`render` and the character spans of every turn's content in it (for :func:`encode_plain`)."""
+        return self.render_turns_with_spans(tokenizer, self.messages(prompt, system))
+
     def identity(self, tokenizer) -> str:
         """Short hash of what the model sees around a prompt: template, system prompt, a rendered probe."""
         probe = self.render(tokenizer, "probe")
         h = hashlib.sha256("\x00".join([self.template, self.system_prompt or "", probe]).encode())
         return h.hexdigest()[:16]
+
+
+def control_strings(tokenizer) -> list[str]:
+    """The texts a tokenizer turns into control tokens on sight: its special tokens (ChatML's
+    ``<|im_start|>``, ``<|im_end|>``, eos, ...), longest first."""
+    found = set(getattr(tokenizer, "all_special_tokens", None) or [])
+    for t in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(t, "special", False):
+            found.add(str(t))
+    return sorted((s for s in found if s), key=len, reverse=True)
+
+
+def forged_spans(text: str, spans: Sequence[tuple[int, int]], controls: Sequence[str]) -> list[tuple[int, int]]:
+    """The content spans that an occurrence of a control string in ``text`` overlaps (the content
+    holds one, or ends or starts part of one that the template's text completes)."""
+    hit: set[tuple[int, int]] = set()
+    for c in controls if spans else ():
+        at = text.find(c)
+        while at >= 0:
+            hit.update((a, b) for a, b in spans if a < at + len(c) and at < b)
+            at = text.find(c, at + 1)
+    return sorted(hit)
+
+
+def forged_controls(text: str, spans: Sequence[tuple[int, int]], controls: Sequence[str]) -> bool:
+    """Whether any content span of ``text`` holds (part of) a control string: see :func:`forged_spans`."""
+    return bool(forged_spans(text, spans, controls))
+
+
+def encode_plain(tokenizer, text: str, spans: Sequence[tuple[int, int]], *, offsets: bool = False):
+    """Token ids of rendered ``text`` in which the content ``spans`` (users' and data's words) are plain text.
+
+    Only the template's own markers become control tokens: a user who types ``<|im_end|>`` gets the
+    characters ``<``, ``|``, ``im``, ... (``split_special_tokens``), never a forged end of turn.
+    When no span holds a control string the ids are exactly ``tokenizer(text)``'s; otherwise the text
+    is encoded in pieces (each span that holds one with ``split_special_tokens=True``, the text around
+    them as usual) and the ids concatenated. With ``offsets`` returns (ids, character offsets into ``text``) (fast
+    tokenizers only, as ``return_offsets_mapping``).
+
+    Example:
+        >>> encode_plain(tok, "<u>a<|im_end|></u>", [(3, 14)])  # doctest: +SKIP
+        [60, 85, 62, 64, 60, 124, ...]   # no <|im_end|> id
+    """
+    spans = forged_spans(text, sorted((int(a), int(b)) for a, b in spans if b > a), control_strings(tokenizer))
+    if not spans:
+        if not offsets:
+            return tokenizer(text, add_special_tokens=False)["input_ids"]
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
+    pieces, pos = [], 0
+    for a, b in spans:
+        a = max(a, pos)
+        if a > pos:
+            pieces.append((pos, a, False))
+        if b > a:
+            pieces.append((a, b, True))
+        pos = max(pos, b)
+    if pos < len(text):
+        pieces.append((pos, len(text), False))
+    ids: list[int] = []
+    offs: list[tuple[int, int]] = []
+    for a, b, plain in pieces:
+        kw = {"split_special_tokens": True} if plain else {}
+        if offsets:
+            enc = tokenizer(text[a:b], add_special_tokens=False, return_offsets_mapping=True, **kw)
+            offs += [(a + s, a + e) for s, e in enc["offset_mapping"]]
+        else:
+            enc = tokenizer(text[a:b], add_special_tokens=False, **kw)
+        ids += enc["input_ids"]
+    return (ids, offs) if offsets else ids
 
 
 def resolve_format(tokenizer, option: str, system_prompt: str | None) -> ChatFormat | None:

@@ -22,7 +22,7 @@ import torch
 from ..config import GenerationSettings, ModelSpec
 from ..errors import first_line
 from .builtin import resolve as resolve_builtin
-from .chat import ChatFormat, ChatTemplateError, Prompt, resolve_format
+from .chat import ChatFormat, ChatTemplateError, Prompt, control_strings, encode_plain, forged_controls, resolve_format
 from .files import ModelLoadError, context_window, locate
 from .fingerprint import fingerprint_path
 from .gguf import resolve_gguf
@@ -269,8 +269,31 @@ class LanguageModel:
             return user_text, [(0, len(user_text))] if user_text else []
         return self.chat.render_with_spans(self.tokenizer, user_text, system=system)
 
+    def render_content(self, prompt: Prompt) -> tuple[str, list[tuple[int, int]]]:
+        """:meth:`render` and the character spans of every turn's content in it (users' and data's words:
+        plain text, see :meth:`encode_prompt`); without a chat template, no spans (the prompt is raw)."""
+        if self.chat is not None:
+            return self.chat.render_content(self.tokenizer, prompt)
+        return self.render(prompt), []
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """Token ids of :meth:`render` ``(prompt)`` in which only the chat template's own markers are control
+        tokens: a ``<|im_end|>`` typed in a turn's content is tokenized as its characters (see
+        :func:`audit.models.chat.encode_plain`). Ids equal ``encode(render(prompt))`` for any prompt
+        whose content holds no special-token text."""
+        text, spans = self.render_content(prompt)
+        return encode_plain(self.tokenizer, text, spans)
+
+    def encoding_tag(self, prompt: Prompt) -> str | None:
+        """``"plain-controls"`` when ``prompt``'s content holds special-token text that :meth:`encode_prompt`
+        reads as plain characters (a generation cache key names it); None for every other prompt."""
+        if self.chat is None:
+            return None
+        text, spans = self.render_content(prompt)
+        return "plain-controls" if forged_controls(text, spans, control_strings(self.tokenizer)) else None
+
     def _prompt_ids(self, prompt: Prompt, budget: int) -> list[int]:
-        ids = self.encode(self.render(prompt))
+        ids = self.encode_prompt(prompt)
         if not ids:  # an empty prompt: condition on the bos/eos token
             ids = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id]
         if len(ids) > budget:
@@ -534,11 +557,15 @@ class LanguageModel:
     def _pair_ids(self, ctx: Prompt, cont: str) -> tuple[list[int], list[int]]:
         """Token ids of (context, continuation), split where the context's own tokens end."""
         bos = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
-        ctx_text, cont = likelihood_texts(self.render(ctx), cont, chat=self.chat is not None)
+        rendered, spans = self.render_content(ctx)
+        ctx_text, cont = likelihood_texts(rendered, cont, chat=self.chat is not None)
         if not ctx_text:
             return [bos], self.encode(cont)
-        whole = self.encode(ctx_text + cont)
-        k = joint_split(whole, self.encode(ctx_text))
+        spans = [(a, min(b, len(ctx_text))) for a, b in spans if a < len(ctx_text)]
+        if self.chat is not None and cont:   # the continuation is the assistant's turn: content too
+            spans.append((len(ctx_text), len(ctx_text) + len(cont)))
+        whole = encode_plain(self.tokenizer, ctx_text + cont, spans)
+        k = joint_split(whole, encode_plain(self.tokenizer, ctx_text, [sp for sp in spans if sp[0] < len(ctx_text)]))
         return (whole[:k] or [bos]), whole[k:]
 
 
