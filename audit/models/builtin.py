@@ -105,10 +105,15 @@ def resolve(spec: str) -> Path:
     if name == "micro":
         return _ensure_built(cache_dir() / f"builtin-micro-{MICRO_VERSION}", build_micro)
     if name == "tiny":
-        return _ensure_built(cache_dir() / f"builtin-tiny-{TINY_VERSION}", build_tiny)
+        return _ensure_built(_tiny_dir(), build_tiny)
     if name == "smollm2":  # SmolLM2-135M-Instruct: a real instruct model, converted from its GGUF once
         return resolve_gguf(smollm2_gguf())
     raise ValueError(f"unknown builtin model {spec!r}; available: {', '.join(BUILTIN_PREFIX + n for n in BUILTIN_NAMES)}")
+
+
+def _tiny_dir() -> Path:
+    """Where builtin:tiny is built and cached."""
+    return cache_dir() / f"builtin-tiny-{TINY_VERSION}"
 
 
 def first_build_note(spec: str) -> str | None:
@@ -117,7 +122,7 @@ def first_build_note(spec: str) -> str | None:
     name = spec[len(BUILTIN_PREFIX):] if spec.startswith(BUILTIN_PREFIX) else None
     if name != "tiny":
         return None
-    target = cache_dir() / f"builtin-tiny-{TINY_VERSION}"
+    target = _tiny_dir()
     if (target / "config.json").exists():
         return None
     return (f"builtin:tiny is not built yet: pretraining it once (500 steps; ~2-6 min on 2 cores, longer on a "
