@@ -76,3 +76,19 @@ def test_quiet_hides_the_builtin_tiny_build_bar(tmp_path, capfd):
         assert "builtin:tiny" in capfd.readouterr().err
     finally:
         audit_log.setLevel(old)
+
+
+def test_textattacks_first_import_says_nothing_about_downloading(tmp_path):
+    """In an empty ~/.cache/textattack (a fresh machine) TextAttack's first import logged "Updating TextAttack
+    package dependencies." and "Downloading NLTK required packages." while audit had replaced every download."""
+    from audit.io.paths import cache_dir
+
+    env = {**os.environ, "HOME": str(tmp_path), "AUDIT_CACHE": str(cache_dir())}
+    env.pop("TA_CACHE_DIR", None)
+    code = "from audit.attacks.offline import import_textattack\nimport_textattack()\nprint('imported')\n"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / ".cache" / "textattack" / "post_install_check_3").exists()   # it did run its post-install
+    assert "imported" in r.stdout
+    out = r.stdout + r.stderr
+    assert "Downloading NLTK" not in out and "Updating TextAttack" not in out, out[-2000:]

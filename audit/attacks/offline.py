@@ -150,6 +150,10 @@ def _assemble(src: Path, target: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _drop_record(record: logging.LogRecord) -> bool:
+    return False
+
+
 @contextlib.contextmanager
 def no_nltk_downloads() -> Iterator[list[str]]:
     """Replace ``nltk.download`` with a look-up that never uses the network.
@@ -205,6 +209,14 @@ def import_textattack():
     ensure_stopwords()
     # textattack sets TOKENIZERS_PARALLELISM=True on import; keep the caller's choice.
     before = os.environ.get("TOKENIZERS_PARALLELISM")
+    # On its first import into an empty ~/.cache/textattack TextAttack logs "Updating TextAttack package
+    # dependencies." and "Downloading NLTK required packages." (its _post_install); the downloads never
+    # happen here (no_nltk_downloads), so the lines only mislead. A filter set on its logger beforehand
+    # survives the dictConfig it runs at import; --debug keeps them.
+    ta_log = logging.getLogger("textattack.shared.utils.install")
+    quiet_import = not logging.getLogger("audit").isEnabledFor(logging.DEBUG)
+    if quiet_import:
+        ta_log.addFilter(_drop_record)
     try:
         with no_nltk_downloads():
             import textattack
@@ -214,6 +226,7 @@ def import_textattack():
         first = next((line.strip() for line in str(e).splitlines() if "Resource" in line), first_line(e))
         raise MissingAttackDataError(f"textattack needs NLTK data that is missing: {first}") from None
     finally:
+        ta_log.removeFilter(_drop_record)
         if before is None:
             os.environ.pop("TOKENIZERS_PARALLELISM", None)
         else:
