@@ -203,17 +203,23 @@ class ModelSpec:
 
 @dataclass
 class DataSpec:
-    """The suite's main prompt set."""
+    """The suite's main prompt set: a file, a saved or cached Hugging Face dataset, and how to read it."""
 
-    path: str = ""                   # JSONL or CSV with `prompt`, optional `reference`; relative to the suite file
-    split: str | None = None         # keep only records whose `split` field equals this
-    limit: int | None = None         # keep the first N records (after the split filter)
-    prompt_field: str = "prompt"
-    reference_field: str = "reference"
+    # JSONL/JSON/CSV/TSV, Parquet or Arrow file, or a `save_to_disk` directory (relative to the suite file),
+    # or hf:NAME: a dataset already in the local `datasets` cache (read offline, never downloaded)
+    path: str = ""
+    split: str | None = None         # a DatasetDict's split (default: the only one); one table or file: keep rows whose `split` field equals this
+    limit: int | None = None         # keep the first N records (after the split)
+    config: str | None = None        # hf:NAME only: the configuration to read when several are cached
+    prompt_column: str = "prompt"        # the user's words
+    reference_column: str = "reference"  # optional reference answer
+    messages_column: str = "messages"    # optional chat turns: a list of {role, content} ending with a user turn
 
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:
             raise ValueError("limit must be >= 1")
+        if self.config is not None and not self.path.startswith("hf:"):
+            raise ValueError("config is only for a cached dataset (path: hf:NAME)")
 
 
 def bundled_dir() -> Path:

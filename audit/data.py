@@ -1,4 +1,4 @@
-"""Prompt/reference records from JSONL or CSV, validated with line numbers."""
+"""Prompt/reference records from JSONL, CSV or the Hugging Face ``datasets`` formats, validated by line or row."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
+from .config import resolve_data_path
 from .errors import AuditError
+from .hf_data import HF_PREFIX, is_table_source, open_table
 from .io.input_files import check_regular_file, iter_lines, read_text
 from .io.untrusted import excerpt
 from .models.chat import ChatTemplateError, check_messages
@@ -134,19 +136,78 @@ def unique_id(row: dict, path: str | os.PathLike, n: int, seen: set[str]) -> str
     return rid
 
 
+ROW_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv")   # read by read_rows; the rest by audit.hf_data
+DEFAULT_COLUMNS = {"prompt": "prompt", "reference": "reference", "messages": "messages"}
+
+
+@dataclass
+class _Source:
+    """Rows of one data source before validation, and how errors name it and a row of it."""
+
+    name: str                          # the file, directory or hf:NAME (with [split] when one was picked)
+    rows: Iterable[tuple[int, dict]]   # (line or row number, mapping)
+    columns: list[str] | None          # known before reading rows (CSV header, Arrow schema); None for JSON(L)
+    lines: bool                        # positions are line numbers ("f.jsonl:3") or row numbers ("f.parquet row 3")
+    split_filter: str | None           # keep rows whose `split` field equals this (None: a split was picked)
+    cell_json: bool = False            # messages are JSON text in a cell (CSV)
+
+    def at(self, n: int) -> str:
+        return f"{self.name}:{n}" if self.lines else f"{self.name} row {n}"
+
+
+def _open(path: str | os.PathLike, *, split: str | None, config: str | None) -> _Source:
+    """The rows of a JSONL/JSON/CSV file, or of a Parquet/Arrow file, save_to_disk directory or ``hf:NAME``."""
+    p = Path(str(path))
+    if is_table_source(path) and not (p.is_dir() and p.suffix.lower() in ROW_SUFFIXES):
+        t = open_table(path, split=split, config=config, error=DataError)
+        return _Source(t.source, enumerate(t.rows, 1), t.columns, lines=False,
+                       split_filter=None if t.split_chosen else split)
+    if config is not None:
+        raise DataError(f"{path}: data.config is only for a cached dataset (path: hf:NAME)")
+    if p.suffix.lower() not in ROW_SUFFIXES and p.exists():
+        raise DataError(f"{path}: unsupported data format {p.suffix.lower() or '(none)'}; use .jsonl, .json, .csv, "
+                        f".tsv, .parquet or .arrow, a save_to_disk directory, or hf:NAME")
+    rows = read_rows(path)
+    tabular = p.suffix.lower() in (".csv", ".tsv")
+    return _Source(str(path), rows, list(rows[0][1]) if tabular and rows else None, lines=True,
+                   split_filter=split, cell_json=tabular)
+
+
+def _check_columns(src: _Source, prompt: str, reference: str, messages: str) -> None:
+    """With the columns known up front: a named column that is absent is one line naming it and listing them."""
+    if src.columns is None:
+        return
+    have = ", ".join(src.columns) or "(none)"
+    for what, col in (("prompt", prompt), ("reference", reference), ("messages", messages)):
+        if col != DEFAULT_COLUMNS[what] and col not in src.columns:   # a name the suite chose must exist
+            raise DataError(f"{src.name}: no column {col!r} ({what}_column); columns: {have}")
+    if prompt not in src.columns and messages not in src.columns:
+        raise DataError(f"{src.name}: no column {prompt!r} (prompt_column) or {messages!r} (messages_column); "
+                        f"columns: {have}")
+    if src.split_filter is not None and "split" not in src.columns:
+        raise DataError(f"{src.name}: split {src.split_filter!r} asked for, but this is one table with no splits "
+                        f"and no 'split' column; columns: {have}")
+
+
 def load_records(path: str | os.PathLike, *, prompt_field: str = "prompt", reference_field: str = "reference",
-                 split: str | None = None, limit: int | None = None, require_reference: bool = False) -> list[Record]:
-    """Load and validate prompt records.
+                 messages_field: str = "messages", split: str | None = None, limit: int | None = None,
+                 config: str | None = None, require_reference: bool = False) -> list[Record]:
+    """Load and validate prompt records, from any supported format through one validation.
 
     Args:
-        path: a ``.jsonl`` or ``.csv`` file.
-        prompt_field / reference_field: column names.
-        split: keep only rows whose ``split`` field equals this.
-        limit: keep the first N rows after filtering.
+        path: a ``.jsonl``/``.json``/``.csv``/``.tsv`` file, a ``.parquet`` or ``.arrow`` file, a directory
+            written by ``datasets``' ``save_to_disk``, or ``hf:NAME`` (a dataset in the local ``datasets``
+            cache, read offline).
+        prompt_field / reference_field / messages_field: column names (suite: ``prompt_column`` ...).
+        split: the split of a DatasetDict (save_to_disk dict, cached dataset; default: the only one);
+            for one table or file, keep only rows whose ``split`` field equals this.
+        limit: keep the first N rows after the split.
+        config: the configuration of a cached dataset (``hf:NAME`` only) when several are cached.
         require_reference: every row must have a non-empty reference.
 
     Raises:
-        DataError: naming the file and line of the first bad row, or an empty result.
+        DataError: naming the file and line (or row) of the first bad row, a missing column with the
+            columns there are, or an empty result.
 
     Example:
         >>> import tempfile, json; p = tempfile.mktemp(suffix=".jsonl")
@@ -154,39 +215,68 @@ def load_records(path: str | os.PathLike, *, prompt_field: str = "prompt", refer
         >>> load_records(p)[0].prompt
         'Hi'
     """
+    src = _open(path, split=split, config=config)
+    _check_columns(src, prompt_field, reference_field, messages_field)
     records: list[Record] = []
     seen: set[str] = set()
-    for n, row in read_rows(path):
-        if split is not None and str(row.get("split")) != split:
+    for n, row in src.rows:
+        if src.split_filter is not None and str(row.get("split")) != src.split_filter:
             continue
-        messages = _messages(row.get("messages"), f"{path}:{n}", cell=Path(path).suffix.lower() in (".csv", ".tsv"))
+        where = src.at(n)
+        messages = _messages(row.get(messages_field), where, cell=src.cell_json, column=messages_field)
         if messages is not None:
             if row.get(prompt_field) not in (None, ""):
-                raise DataError(f"{path}:{n}: give either {prompt_field!r} or 'messages', not both")
+                raise DataError(f"{where}: give either {prompt_field!r} or {messages_field!r}, not both")
             row = {**row, prompt_field: messages[-1]["content"]}
         prompt = row.get(prompt_field)
         if not isinstance(prompt, str):
             got = "missing" if prompt is None else f"a {type(prompt).__name__}"
-            raise DataError(f"{path}:{n}: field {prompt_field!r} must be a string, {got}")
+            raise DataError(f"{where}: field {prompt_field!r} must be a string, {got}")
         ref = row.get(reference_field)
         if ref is not None and not isinstance(ref, str):
-            raise DataError(f"{path}:{n}: field {reference_field!r} must be a string")
+            raise DataError(f"{where}: field {reference_field!r} must be a string")
         if ref == "" and reference_field in row:
             ref = None
         if require_reference and not ref:
-            raise DataError(f"{path}:{n}: field {reference_field!r} is required")
-        rid = unique_id(row, path, n, seen)
-        meta = {k: v for k, v in row.items() if k not in (prompt_field, reference_field, "id", "messages")}
+            raise DataError(f"{where}: field {reference_field!r} is required")
+        rid = _unique_id(row, src, n, seen)
+        meta = {k: v for k, v in row.items() if k not in (prompt_field, reference_field, "id", messages_field)}
         records.append(Record(id=rid, prompt=prompt, reference=ref, metadata=meta, messages=messages))
         if limit is not None and len(records) >= limit:
             break
     if not records:
-        what = f" with split={split!r}" if split is not None else ""
-        raise DataError(f"{path}: no records{what}")
+        what = f" with split={src.split_filter!r}" if src.split_filter is not None else ""
+        raise DataError(f"{src.name}: no records{what}")
     return records
 
 
-def _messages(value: Any, where: str, *, cell: bool = False) -> list[dict[str, str]] | None:
+def _unique_id(row: dict, src: _Source, n: int, seen: set[str]) -> str:
+    """:func:`unique_id` for any source: a table's default id is ``STEM-ROW``, a repeat names the row."""
+    if src.lines:
+        return unique_id(row, src.name, n, seen)
+    stem = Path(src.name.split("[")[0].removeprefix(HF_PREFIX)).stem
+    rid = str(row.get("id", f"{stem}-{n}"))
+    if rid in seen:
+        raise DataError(f"{src.at(n)}: duplicate id {rid!r}")
+    seen.add(rid)
+    return rid
+
+
+def data_location(path: str, base: Path) -> str | Path:
+    """Where a suite's ``data.path`` points: ``hf:NAME`` as given, a path resolved like every suite path."""
+    return path if path.startswith(HF_PREFIX) else resolve_data_path(path, base)
+
+
+def load_data(spec: Any, base: Path, **overrides: Any) -> list[Record]:
+    """The records a suite's :class:`~audit.config.DataSpec` names (paths relative to ``base``); ``overrides``
+    replace ``split``/``limit`` or add ``require_reference``. The one place a suite's data is read."""
+    kw = dict(prompt_field=spec.prompt_column, reference_field=spec.reference_column,
+              messages_field=spec.messages_column, split=spec.split, limit=spec.limit, config=spec.config)
+    kw.update(overrides)
+    return load_records(data_location(spec.path, base), **kw)
+
+
+def _messages(value: Any, where: str, *, cell: bool = False, column: str = "messages") -> list[dict[str, str]] | None:
     """A record's ``messages`` turns, validated; ``cell``: the value is a CSV cell, holding them as a JSON string.
 
     In JSON(L) the turns are the value itself: a string there (``"messages": "hello"``) is text,
@@ -198,12 +288,12 @@ def _messages(value: Any, where: str, *, cell: bool = False) -> list[dict[str, s
         try:
             value = json.loads(value)
         except json.JSONDecodeError as e:
-            raise DataError(f"{where}: field 'messages' must be a JSON list of {{role, content}} turns; "
+            raise DataError(f"{where}: field {column!r} must be a JSON list of {{role, content}} turns; "
                             f"the cell is not valid JSON ({e.msg})") from None
     if isinstance(value, str):
-        raise DataError(f"{where}: field 'messages' must be a list of {{role, content}} turns, got a string "
+        raise DataError(f"{where}: field {column!r} must be a list of {{role, content}} turns, got a string "
                         f"(for a single user turn use the 'prompt' field)")
     try:
         return check_messages(value, where)
     except ChatTemplateError as e:
-        raise DataError(str(e)) from None
+        raise DataError(str(e).replace("field 'messages'", f"field {column!r}")) from None

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import ModelSpec
-from .data import load_records
+from .data import load_data
 from .errors import AuditError
 from .models.files import context_length, locate
 
@@ -53,9 +53,7 @@ def preflight(suite, *, check_model: bool = True):
         PreflightError / DataError: one line naming the file or field.
     """
     where = suite.path or "<suite>"
-    d = suite.data
-    recs = load_records(suite.resolve_path(d.path), prompt_field=d.prompt_field, reference_field=d.reference_field,
-                        split=d.split, limit=d.limit)
+    recs = load_data(suite.data, suite.base_dir)
     if not check_model:
         return recs
     if not isinstance(suite.model, ModelSpec):   # a served model: its server is asked when the run starts

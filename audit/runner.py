@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from .attacks.export import write_adversarial_jsonl
 from .baseline import check_baseline_prompt_format, data_fingerprint, identity, prepare_baseline
+from .data import data_location
 from .errors import AuditError, first_line
 from .evaluators import SECTIONS
 from .evaluators.base import Context
@@ -86,7 +87,7 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: Model | str | No
     check_outputs(out_dir, outputs)   # an unwritable output fails now, not after the whole run
     # One run at a time writes into out_dir: a second one is refused, never mixed with this one's files.
     with output_lock(out_dir) if out_dir is not None and world.is_main else contextlib.nullcontext():
-        data_path = suite.resolve_path(suite.data.path)
+        data_path = data_location(suite.data.path, suite.base_dir)
         # The data, and the model as far as knowable without its weights (one line naming the file or field).
         records = preflight(suite, check_model=model is None or isinstance(model, str))
         # The result's identity is known before anything runs: a baseline that measured something else
@@ -146,7 +147,7 @@ def _prepare_suite(suite: SuiteConfig | str | os.PathLike, *, model: str | None,
     return suite
 
 
-def _new_result(suite: SuiteConfig, records, data_path: Path) -> AuditResult:
+def _new_result(suite: SuiteConfig, records, data_path: Path | str) -> AuditResult:
     """The result of a run of ``suite`` on ``records`` before anything ran: what a baseline must match."""
     d = suite.data
     return AuditResult(

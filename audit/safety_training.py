@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import GenerationSettings
-from .data import load_records
+from .data import load_data
 from .errors import AuditError
 from .finetune.data import TextPair
 from .probes.refusals import refusal_for
@@ -182,9 +182,7 @@ def build_safety_mix(lm, suite, *, train_split: str | None, cfg: SafetyTraining,
 
     task = []
     if train_split is not None and cfg.task_repeat:
-        d = suite.data
-        recs = load_records(suite.resolve_path(d.path), prompt_field=d.prompt_field, reference_field=d.reference_field,
-                            split=train_split, require_reference=True)
+        recs = load_data(suite.data, suite.base_dir, split=train_split, limit=None, require_reference=True)
         task = [TextPair(r.prompt, r.reference, source="task", meta={"id": r.id}) for r in recs]
         pairs.extend(p for _ in range(cfg.task_repeat) for p in task)
 
@@ -243,9 +241,7 @@ def check_safety_held_out(pairs: Sequence[TextPair], suite, source: str, *, seed
     check_held_out(words, _test_items(suite, opts, source, seed))
     task = [p for p in pairs if p.source == "task"]
     if task:
-        d = suite.data
-        audited = load_records(suite.resolve_path(d.path), prompt_field=d.prompt_field, reference_field=d.reference_field,
-                               split=d.split, limit=d.limit)
+        audited = load_data(suite.data, suite.base_dir)
         check_held_out(task, [r.prompt for r in audited])
     leaked = sorted({p.meta["template"] for p in pairs if p.meta.get("template") in test_templates})
     if leaked:

@@ -132,7 +132,7 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
         data_raw = {"path": data_raw}
     data = from_mapping(DataSpec, data_raw, f"{where}: data")
     if not data.path:
-        raise ConfigError(f"{where}: data.path is required (a JSONL or CSV file of prompts)")
+        raise ConfigError(f"{where}: data.path is required (a JSONL, CSV, Parquet or Arrow file of prompts, a save_to_disk directory, or hf:NAME)")
     gen = from_mapping(GenerationSettings, raw.get("generation", {}), f"{where}: generation")
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
