@@ -130,6 +130,12 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
     data_raw = raw.get("data", {})
     if isinstance(data_raw, str):
         data_raw = {"path": data_raw}
+    if isinstance(data_raw, dict):   # the names before the datasets formats came: still read, as before
+        for old_name, new_name in (("prompt_field", "prompt_column"), ("reference_field", "reference_column")):
+            if old_name in data_raw:
+                if new_name in data_raw:
+                    raise ConfigError(f"{where}: data: give {new_name} or its old name {old_name}, not both")
+                data_raw = {**{k: v for k, v in data_raw.items() if k != old_name}, new_name: data_raw[old_name]}
     data = from_mapping(DataSpec, data_raw, f"{where}: data")
     if not data.path:
         raise ConfigError(f"{where}: data.path is required (a JSONL, CSV, Parquet or Arrow file of prompts, a save_to_disk directory, or hf:NAME)")

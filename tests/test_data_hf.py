@@ -271,3 +271,15 @@ def test_audit_run_on_a_save_to_disk_dataset_with_builtin_tiny(tmp_path, capsys)
     samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
     assert [s["prompt"] for s in samples] == qs[:3] and {s["id"] for s in samples} == {"support-1", "support-2", "support-3"}
     assert all(s["reference"] == " Open settings and choose reset password." for s in samples)
+
+
+def test_the_old_field_names_still_read_the_columns(tmp_path):
+    from audit.config import ConfigError
+    from audit.suite import parse_suite
+
+    s = parse_suite({"model": "builtin:tiny", "data": {"path": "x.jsonl", "prompt_field": "q", "reference_field": "a"},
+                     "sections": {"quality": {}}}, path=str(tmp_path / "s.yaml"))
+    assert (s.data.prompt_column, s.data.reference_column) == ("q", "a")
+    with pytest.raises(ConfigError, match="not both"):
+        parse_suite({"model": "builtin:tiny", "data": {"path": "x.jsonl", "prompt_field": "q", "prompt_column": "p"},
+                     "sections": {"quality": {}}}, path=str(tmp_path / "s.yaml"))
