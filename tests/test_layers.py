@@ -24,7 +24,7 @@ LAYERS = [
     ["audit.config", "audit.stats", "audit.results", "audit.metrics", "audit.perturb",
      "audit.models.chat", "audit.models.template_sandbox", "audit.models.files", "audit.models.fingerprint"],
     # The model wing (interface, both backends, builders), data loading, generation caching, scorers, gates.
-    ["audit.models", "audit.data", "audit.generation", "audit.scorers", "audit.probes", "audit.baseline", "audit.gates"],
+    ["audit.models", "audit.data", "audit.hf_data", "audit.generation", "audit.scorers", "audit.probes", "audit.baseline", "audit.gates"],
     # The areas that use a model: attacks, explanations, suite sections, training.
     ["audit.attacks", "audit.explain", "audit.evaluators", "audit.finetune", "audit.scoring", "audit.refusal_train",
      "audit.safety_training"],
