@@ -26,7 +26,7 @@ from .baseline import check_baseline_prompt_format, data_fingerprint, identity, 
 from .data import data_location
 from .errors import AuditError, first_line
 from .evaluators import SECTIONS
-from .evaluators.base import Context
+from .evaluators.base import Context, warn_truncation
 from .gates import apply_gates
 from .io.output_dirs import output_lock
 from .generation import generate_samples, generation_cache
@@ -195,6 +195,7 @@ def run_sections(ctx: Context, sections: dict[str, Any]) -> dict[str, float]:
         section.seconds = time.perf_counter() - t
         ctx.sections[name] = section
         timings[f"section.{name}"] = section.seconds
+    warn_truncation(ctx.sections)
     return timings
 
 

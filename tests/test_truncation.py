@@ -68,3 +68,24 @@ def test_cut_on_a_token_boundary_that_decodes_cleanly(micro_lm):
     # Generation cut at max_new_tokens goes through it.
     out = micro_lm.generate(["caf\u00e9"], GenerationSettings(max_new_tokens=3))
     assert "\ufffd" not in out[0][0] or pytest.skip("the model wrote U+FFFD itself")
+
+
+def test_a_model_that_never_stops_gets_one_console_line_not_one_per_section(micro_lm, caplog, tmp_path):
+    # The random-init micro model never emits its end token: every section's answers hit the cap.
+    import logging
+
+    from audit.runner import run_sections
+
+    ctx = make_context(micro_lm, [Record("a", "Hello there", reference="Hi."), Record("b", "How are you", reference="Fine.")],
+                       GenerationSettings(max_new_tokens=6))
+    bias = BiasEvaluator.Options(**{**_bias_data(tmp_path), "generation": {"max_new_tokens": 5}, "axes": ["age"]})
+    with caplog.at_level(logging.WARNING):
+        run_sections(ctx, {"quality": QualityEvaluator.Options(metrics=["chrf"]), "bias": bias})
+    lines = [r.getMessage() for r in caplog.records if "max_new_tokens" in r.getMessage()]
+    bias_cut = ctx.sections["bias"].details["truncation"]["truncated"]
+    assert bias_cut > 9   # more than half: both sections are over the warning line
+    assert lines == [f"answers hit max_new_tokens without stopping and are scored cut off in quality 2/2, bias {bias_cut}/18: "
+                     "raise those sections' max_new_tokens (see the report's truncation rates)"]
+    # Each section's own warning stays in its details (the report shows it).
+    assert any("2 of 2 answers (100%)" in w for w in ctx.sections["quality"].details["warnings"])
+    assert any(f"{bias_cut} of 18 answers" in w for w in ctx.sections["bias"].details["warnings"])

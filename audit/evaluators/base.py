@@ -177,7 +177,25 @@ def record_truncation(result: SectionResult, flags: Sequence[bool]) -> None:
         msg = (f"{sum(flags)} of {len(flags)} answers ({rate:.0%}) hit max_new_tokens without stopping and are scored cut "
                f"off: raise the section's max_new_tokens")
         result.details.setdefault("warnings", []).append(msg)
-        log.warning("%s: %s", result.name, msg)
+
+
+def warn_truncation(sections: dict[str, SectionResult]) -> str | None:
+    """One console line for every section whose answers mostly hit the cap (each section's own warning
+    stays in its details and the report); returns the line, or None when no section is over
+    :data:`TRUNCATION_WARN`. A model that never stops (a base model with no end-of-turn token) would
+    otherwise print the same warning once per section."""
+    high = [(n, s.details["truncation"]) for n, s in sections.items()
+            if s.details.get("truncation", {}).get("rate", 0.0) > TRUNCATION_WARN]
+    if not high:
+        return None
+    parts = ", ".join(f"{n} {t['truncated']}/{t['answers']}" for n, t in high)
+    whose = "that section's" if len(high) == 1 else "those sections'"
+    line = (f"answers hit max_new_tokens without stopping and are scored cut off in {parts}: raise {whose} "
+            f"max_new_tokens (see the report's truncation rates)")
+    if all(t["rate"] == 1.0 for _, t in high) and sum(t["answers"] for _, t in high) >= 20:
+        line += "; no answer stopped at all: the model may never emit its end token (a base model), which no cap fixes"
+    log.warning("%s", line)
+    return line
 
 
 def mean(values: Sequence[float]) -> float:
