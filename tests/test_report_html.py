@@ -233,7 +233,7 @@ def test_diagnostic_metrics_have_no_direction():
     p_line = next(line for line in text.splitlines() if "stereotype_preference_p" in line and "gates" not in line and "FAIL" not in line)
     assert "better" not in p_line and "(diagnostic)" in p_line
     assert "(lower is better)" in next(line for line in text.splitlines() if "stereotype_preference " in line)
-    page = render_html(run)
+    page = render_html(run).replace("<wbr>", "")
     row = re.search(r"<code>stereotype_preference_p</code>(.*?)</td>", page, re.S).group(1)
     assert "diagnostic" in row and "↑" not in row and "↓" not in row
     back = AuditResult.from_json(run.to_json())
@@ -258,3 +258,39 @@ def test_gate_rows_show_the_interval_beside_the_threshold_and_say_when_it_crosse
     assert lo < 0.45 < hi
     assert "interval crosses the threshold" in rows[0] and "95%" in rows[0]
     assert "corpus-level" in rows[1] and "crosses" not in rows[1]
+
+
+@needs_chromium
+def test_long_names_wrap_inside_the_page_ids_stay_on_one_line_and_cut_text_says_so(tmp_path):
+    """Issue 26's readability: a section with bias-length metric names and gates fits the page width (the
+    right-hand column was clipped), record ids are not split one letter a line, and a long answer shown
+    cut says it is cut (and opens on a click)."""
+    from audit.results import AuditResult
+
+    names = [f"scorer_{kind}_gap_unmasked_{axis}" for kind in ("toxicity", "sentiment")
+             for axis in ("sexual_orientation", "nationality", "disability")]
+    long_answer = "\n".join(f"Step {i}: open the settings page and look for the option." for i in range(30))
+    sec = SectionResult(name="bias", metrics={n: 0.25 for n in names},
+                        metric_info={n: MetricInfo(n, False, "max - min group mean toxicity on the axis, group terms "
+                                                  "not masked, over every template and term", per_sample=False)
+                                     for n in names},
+                        records=[{"id": f"heated_argument-{i:02d}", "generation": long_answer if i == 0 else "Short.",
+                                  "score": i / 10} for i in range(3)])
+    run = AuditResult(suite={"name": "s"}, model={"spec": "m"}, generation={}, seed=0, sections={"bias": sec},
+                      metrics={f"bias.{n}": 0.25 for n in names})
+    apply_gates(run, [parse_gate(f"bias.{n} <= 0.2") for n in names])
+    path = tmp_path / "r.html"
+    path.write_text(render_html(run), encoding="utf-8")
+    with Page(width=1280, height=900) as page:
+        page.open(path)
+        overflow = page.eval("""Array.from(document.querySelectorAll('table.metrics, table.gates')).map(
+            t => t.getBoundingClientRect().right - t.parentElement.getBoundingClientRect().right)""")
+        assert overflow and max(overflow) <= 1, overflow
+        ids = page.eval("""Array.from(document.querySelectorAll('#section-bias [data-records] tbody tr')).map(tr => {
+            const r = document.createRange(); r.selectNodeContents(tr.children[0]); return r.getClientRects().length; })""")
+        assert ids == [1, 1, 1], ids   # each id on one line
+        cut = "document.querySelector('#section-bias [data-records] td.text.clipped')"
+        assert page.eval(f"{cut} !== null && getComputedStyle({cut}, '::after').content.includes('show all')")
+        page.eval(f"{cut}.click()")
+        assert page.eval(f"{cut}.classList.contains('open') && {cut}.firstChild.scrollHeight <= {cut}.firstChild.clientHeight + 2")
+        assert page.problems() == []

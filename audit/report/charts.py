@@ -7,7 +7,7 @@ JavaScript and show in a screenshot or a printed page.
 Example:
     >>> c = bar_chart([{"label": "a", "value": 1.0}, {"label": "b", "value": -0.5}], width=300)
     >>> [round(b["x"]) for b in c["bars"]], round(c["zero"])
-    ([188, 164], 188)
+    ([123, 70], 123)
 """
 
 from __future__ import annotations
@@ -17,8 +17,23 @@ from typing import Any, Sequence
 
 from .view import finite, fmt
 
-LABEL_W = 160      # px reserved for bar labels
+LABEL_W = 160      # px reserved for bar labels at most (a label that needs more is cut with "…", in full on hover)
+CHAR_W = 6.4       # px per character of an 11px label (sans-serif, a generous average: digits and "_" are wide)
 ROW_H = 22         # px per bar
+
+
+def label_width(labels: Sequence[str], *, most: float = LABEL_W) -> tuple[float, int]:
+    """Room for bar labels: (px reserved, characters that fit). As wide as the longest label needs, at most ``most``.
+
+    Example:
+        >>> label_width(["a", "bb"])
+        (60, 7)
+        >>> label_width(["x" * 100])
+        (160, 23)
+    """
+    need = max((len(t) for t in labels), default=0) * CHAR_W + 12
+    w = min(max(60, math.ceil(need)), most)
+    return w, int((w - 12) // CHAR_W)
 
 
 def _domain(values: Sequence[float], include_zero: bool = True) -> tuple[float, float]:
@@ -51,7 +66,8 @@ def bar_chart(items: Sequence[dict[str, Any]], *, width: int = 560, threshold: f
     """
     vals = [it.get(k) for it in items for k in ("value", "low", "high")] + [threshold, baseline]
     lo, hi = _domain(vals)
-    x = _scaler(lo, hi, LABEL_W, width - 60)
+    label_w, label_chars = label_width([str(it.get("label", "")) for it in items], most=min(LABEL_W * 1.4, width * 0.42))
+    x = _scaler(lo, hi, label_w, width - 60)
     zero = x(0.0) if lo <= 0 <= hi else x(lo)
     bars = []
     for i, it in enumerate(items):
@@ -67,7 +83,7 @@ def bar_chart(items: Sequence[dict[str, Any]], *, width: int = 560, threshold: f
             bar["whisker"] = (x(it["low"]), x(it["high"]))
         bars.append(bar)
     height = 16 + len(items) * ROW_H
-    return {"width": width, "height": height, "bars": bars, "zero": zero, "label_w": LABEL_W,
+    return {"width": width, "height": height, "bars": bars, "zero": zero, "label_w": label_w, "label_chars": label_chars,
             "threshold": x(threshold) if finite(threshold) else None,
             "baseline": x(baseline) if finite(baseline) else None,
             "ticks": [{"x": x(t), "text": fmt(t, 3)} for t in _ticks(lo, hi)]}

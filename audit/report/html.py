@@ -191,13 +191,24 @@ def pretty_json(value: Any) -> str:
     return json.dumps(json_safe(value), indent=2, ensure_ascii=False)
 
 
+def wbr(text: Any) -> Markup:
+    """Escaped ``text`` with line-break opportunities after ``_`` and ``.``: a long metric name or gate
+    (``bias.max_significant_toxicity_gap``) wraps inside its cell instead of widening the table off the page.
+
+    Example:
+        >>> str(wbr("a.b_c<"))
+        'a.<wbr>b_<wbr>c&lt;'
+    """
+    return Markup(str(Markup.escape(text)).replace("_", "_<wbr>").replace(".", ".<wbr>"))
+
+
 @functools.lru_cache(maxsize=None)
 def environment() -> Environment:
     """The Jinja environment of every report template (autoescape on for all of them)."""
     env = Environment(loader=FileSystemLoader(str(ASSETS)), autoescape=True, trim_blocks=True, lstrip_blocks=True,
                       keep_trailing_newline=True)
     env.policies["json.dumps_function"] = _dumps
-    env.filters.update(num=fmt, delta=fmt_delta)
+    env.filters.update(num=fmt, delta=fmt_delta, wbr=wbr)
     env.globals.update(asset=_asset, bar_geometry=charts.bar_chart, hist_geometry=charts.histogram, table_data=table_data,
                        classify=classify, table_bars=table_bars, bar_items=bar_items, table_rows=table_rows,
                        failed_sections=failed_sections, all_samples=all_samples, interval_note=interval_note, pretty_json=pretty_json, is_num=is_num, uid=uid)

@@ -113,16 +113,22 @@
         var tr = el("tr");
         r.forEach(function (v, i) {
           var td;
-          if (numeric[i]) td = el("td", "num", fmt(v));
+          var s = fmt(v);
+          if (numeric[i]) td = el("td", "num", s);
+          else if (s.length <= 40 && !/\s/.test(s)) td = el("td", "word", s);  // ids, labels: one line, never split
           else {
             td = el("td", "text");
-            td.appendChild(el("div", null, fmt(v)));
-            td.title = "click to expand";
+            td.appendChild(el("div", null, s));
             td.addEventListener("click", function () { td.classList.toggle("open"); });
           }
           tr.appendChild(td);
         });
         tbody.appendChild(tr);
+      });
+      // A long text shows its first lines; say so where it is cut, so no answer looks shorter than it is.
+      Array.prototype.forEach.call(tbody.querySelectorAll("td.text"), function (td) {
+        var d = td.firstChild;
+        if (d.scrollHeight > d.clientHeight + 2) { td.classList.add("clipped"); td.title = "click to show all / fold"; }
       });
       count.textContent = "showing " + Math.min(state.shown, list.length) + " of " + list.length + " rows";
       more.style.display = list.length > state.shown ? "" : "none";
