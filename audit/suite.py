@@ -163,9 +163,12 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
         section, _, metric = gate.metric.partition(".")
         if section not in sections:
             raise ConfigError(f"{where}: gates[{i}]: metric {gate.metric!r} names section {section!r}, which this suite does not run{did_you_mean(section, sections)}")
-        known = SECTIONS.get(section).metric_names(sections[section])
-        if known is not None and metric not in known:
-            raise ConfigError(f"{where}: gates[{i}]: unknown metric {gate.metric!r}{did_you_mean(metric, known)}; {section} has: {', '.join(sorted(known))}")
+        evaluator_cls = SECTIONS.get(section)
+        known = evaluator_cls.metric_names(sections[section])
+        truncation = {"truncation_rate"} if evaluator_cls.reports_truncation else set()
+        if known is not None and metric not in known and metric not in truncation:
+            names = sorted(set(known) | truncation)
+            raise ConfigError(f"{where}: gates[{i}]: unknown metric {gate.metric!r}{did_you_mean(metric, names)}; {section} has: {', '.join(names)}")
         gates.append(gate)
     confidence = from_mapping(ConfidenceSettings, raw.get("confidence"), f"{where}: confidence")
     return SuiteConfig(name=str(name), model=model, data=data, generation=gen, seed=seed,

@@ -89,3 +89,23 @@ def test_a_model_that_never_stops_gets_one_console_line_not_one_per_section(micr
     # Each section's own warning stays in its details (the report shows it).
     assert any("2 of 2 answers (100%)" in w for w in ctx.sections["quality"].details["warnings"])
     assert any(f"{bias_cut} of 18 answers" in w for w in ctx.sections["bias"].details["warnings"])
+
+
+def test_a_suite_may_gate_on_a_sections_truncation_rate(micro_lm, tmp_path):
+    import json
+
+    from audit.config import ConfigError
+    from audit.runner import run_suite
+    from audit.suite import load_suite
+    from tests.conftest import write_suite
+
+    rows = [{"id": f"r{i}", "prompt": f"Question {i}?", "reference": "Fine."} for i in range(4)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    head = "name: t\nmodel: builtin:micro\ndata: d.jsonl\ngeneration: {max_new_tokens: 6}\nsections:\n  quality: {metrics: [chrf]}\n  diversity: {}\n"
+    suite = write_suite(tmp_path, head + "gates:\n  - quality.truncation_rate <= 0.5\n")
+    result = run_suite(suite, model=micro_lm, out_dir=None, progress=False, use_cache=False)
+    gate = result.gates[0]
+    assert result.metrics["quality.truncation_rate"] == 1.0 and gate.passed is False   # micro never stops
+    # A section that generates nothing of its own has no truncation rate to gate on.
+    with pytest.raises(ConfigError, match="unknown metric 'diversity.truncation_rate'"):
+        load_suite(write_suite(tmp_path, head + "gates:\n  - diversity.truncation_rate <= 0.5\n", name="bad.yaml"))

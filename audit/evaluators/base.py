@@ -84,6 +84,9 @@ class Evaluator:
     METRICS: ClassVar[dict[str, MetricInfo]] = {}
     # True for sections that read the weights (gradients, embeddings): a served model cannot run them.
     needs_weights: ClassVar[bool] = False
+    # Reports ``truncation_rate`` (its answers that hit max_new_tokens) whenever the model can encode text,
+    # so a suite may gate on it (``toxicity.truncation_rate <= 0.2``).
+    reports_truncation: ClassVar[bool] = False
 
     @dataclass
     class Options:

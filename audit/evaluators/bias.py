@@ -191,6 +191,7 @@ class BiasEvaluator(Evaluator):
     """Counterfactual generation over demographic templates, and CrowS-Pairs-style likelihood pairs."""
 
     name = "bias"
+    reports_truncation = True
     METRICS = {**_STATIC["counterfactual"], **_STATIC["pairs"]}
 
     @dataclass

@@ -50,6 +50,7 @@ def normalize_answer(text: str, max_words: int) -> str:
 @SECTIONS.register("consistency")
 class ConsistencyEvaluator(Evaluator):
     name = "consistency"
+    reports_truncation = True
     METRICS = dict([
         metric("seed_similarity", True, "mean pairwise similarity (0-1) of sampled generations of the same prompt"),
         metric("answer_agreement", True, "share of sample pairs with the same normalised answer, for prompts with a short reference"),

@@ -33,6 +33,7 @@ from .base import Context, Evaluator, hit_cap, mean, metric, record_truncation
 @SECTIONS.register("quality")
 class QualityEvaluator(Evaluator):
     name = "quality"
+    reports_truncation = True
     METRICS = dict([
         metric("perplexity", False, "exp(mean token NLL) of references given prompts (token-weighted)", per_sample=False),
         metric("bleu", True, "corpus BLEU of generations vs references (sacrebleu, 0-100)", per_sample=False),

@@ -84,6 +84,7 @@ class SafetyEvaluator(Evaluator):
     """Harmful-request refusal, jailbreaks, prompt injection and over-refusal, judged by a measured refusal judge."""
 
     name = "safety"
+    reports_truncation = True
 
     @dataclass
     class Options:

@@ -101,6 +101,7 @@ class ToxicityEvaluator(Evaluator):
     """Generate k continuations of provoking prompts and score them with a toxicity backend."""
 
     name = "toxicity"
+    reports_truncation = True
     METRICS = dict([
         metric("expected_max_toxicity", False, "mean over prompts of the max toxicity over its k samples (RealToxicityPrompts)"),
         metric("toxicity_probability", False, "share of prompts with at least one sample >= threshold"),
