@@ -66,3 +66,48 @@ class ProtectedSpans(PreTransformationConstraint):
 
     def extra_repr_keys(self):
         return ["patterns"]
+
+
+from textattack.constraints.semantics.sentence_encoders import SentenceEncoder as _TASentenceEncoder  # noqa: E402
+
+# TextFooler's Universal Sentence Encoder setting (Jin et al. 2020; textattack's TextFoolerJin2019):
+# angular similarity of a 15-word window around the swapped word, at least 0.840845057.
+TEXTFOOLER_THRESHOLD = 0.840845057
+TEXTFOOLER_WINDOW = 15
+
+
+class MiniLMSentenceEncoder(_TASentenceEncoder):
+    """TextAttack's sentence-encoder constraint on all-MiniLM-L6-v2 (:mod:`audit.scorers.encoder`), offline.
+
+    TextAttack's recipes that expect a sentence encoder load the Universal Sentence Encoder from TF Hub
+    (a download, and TensorFlow); this is the same constraint (a swap is kept only while the window
+    around it stays similar to the original's) with the local MiniLM encoder, one instance per process.
+
+    Args: as :class:`textattack.constraints.semantics.sentence_encoders.SentenceEncoder`; the defaults are
+    TextFooler's (angular similarity, threshold 0.8408, 15-word window, compared with the text before the
+    swap) but one: TextFooler skips the check on texts shorter than the window, which would leave most
+    chat prompts (under 15 words) unchecked; here a short text is compared whole.
+
+    Example:
+        >>> c = MiniLMSentenceEncoder()  # doctest: +SKIP
+        >>> c.encode(["a text"]).shape  # doctest: +SKIP
+        torch.Size([1, 384])
+    """
+
+    def __init__(self, threshold: float = TEXTFOOLER_THRESHOLD, metric: str = "angular",
+                 compare_against_original: bool = False, window_size: int | None = TEXTFOOLER_WINDOW,
+                 skip_text_shorter_than_window: bool = False):
+        super().__init__(threshold=threshold, metric=metric, compare_against_original=compare_against_original,
+                         window_size=window_size, skip_text_shorter_than_window=skip_text_shorter_than_window)
+        from ..scorers.encoder import SentenceEncoder
+
+        self._encoder = SentenceEncoder.shared()
+        self.model = self   # TextAttack's single-pair path calls self.model.encode
+
+    def encode(self, sentences):
+        import torch
+
+        return torch.from_numpy(self._encoder.embed(list(sentences)))
+
+    def extra_repr_keys(self):
+        return ["metric", "threshold", "window_size", "skip_text_shorter_than_window", "compare_against_original"]

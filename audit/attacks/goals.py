@@ -34,7 +34,7 @@ from typing import Any
 from ..errors import AuditError
 from ..registry import Registry
 from .offline import import_textattack
-from .similarity import similarity
+from .similarity import prefetch, similarity
 
 textattack = import_textattack()
 from textattack.goal_functions.text import TextToTextGoalFunction  # noqa: E402
@@ -55,6 +55,13 @@ class GenerationGoalFunction(TextToTextGoalFunction):
             # TextAttack's compatibility check calls the deprecated `logger.warn` for unknown goals.
             warnings.simplefilter("ignore", DeprecationWarning)
             super().__init__(model_wrapper, query_budget=query_budget, model_batch_size=model_batch_size, **kwargs)
+
+    def _process_model_outputs(self, inputs, outputs):
+        outputs = super()._process_model_outputs(inputs, outputs)
+        measure = getattr(self, "measure", None)
+        if measure == "embedding":   # one encoder batch for the whole candidate list, not one call per output
+            prefetch([str(o) for o in outputs] + [str(getattr(self, "ground_truth_output", None) or "")], measure)
+        return outputs
 
 
 @GOALS.register("output_change")

@@ -2,9 +2,11 @@
 
 Each recipe is a composition ``Attack(goal, constraints, transformation, search)`` with one comment
 per component (as TextAttack's ``attack_recipes/``), built around a generation goal from
-:mod:`audit.attacks.goals`. Every recipe here builds and runs offline; recipes needing word
-embeddings, the Universal Sentence Encoder, flair or BERT (TextFooler, BAE, BERT-Attack, CLARE,
-...) are not offered, nor ``WordSwapHomoglyphSwap`` (its data file is missing from the 0.3.11 wheel).
+:mod:`audit.attacks.goals`. Every recipe here builds and runs offline. TextFooler's sentence-encoder
+constraint runs on the local all-MiniLM-L6-v2 (:class:`~audit.attacks.constraints.MiniLMSentenceEncoder`)
+with WordNet synonyms in place of its counter-fitted word vectors (``textfooler``); recipes needing
+masked language models, flair or downloaded word vectors (BAE, BERT-Attack, CLARE, ...) are not
+offered, nor ``WordSwapHomoglyphSwap`` (its data file is missing from the 0.3.11 wheel).
 
 Importing this module is cheap: TextAttack is imported when a recipe is built.
 
@@ -32,7 +34,7 @@ class Recipe:
     name: str
     build: Callable
     description: str
-    needs: tuple[str, ...] = ("stopwords",)   # "stopwords", "wordnet"
+    needs: tuple[str, ...] = ("stopwords",)   # "stopwords", "wordnet", "encoder" (all-MiniLM-L6-v2)
     default_max_words: int = 3                 # words an attack may perturb unless the suite says otherwise
 
 
@@ -57,6 +59,13 @@ def check_data(name: str) -> None:
             ensure_stopwords()
         elif need == "wordnet":
             ensure_wordnet(for_what=f"attack recipe {name!r} (WordNet synonym swaps)")
+        elif need == "encoder":
+            from .similarity import check_similarity
+
+            try:
+                check_similarity("embedding")
+            except ValueError as e:
+                raise MissingAttackDataError(f"attack recipe {name!r}: {e}") from None
         else:  # pragma: no cover - a registration mistake
             raise MissingAttackDataError(f"attack recipe {name!r} needs unknown data {need!r}")
 
@@ -157,6 +166,33 @@ def pwws(goal, *, max_words: int, extra: Sequence = ()):
     # Search: Ren et al.'s weighted saliency (leave-one-out saliency, softmaxed, times the best
     # score change a synonym achieves at that word), then greedy swaps in that order.
     search = GreedyWordSwapWIR(wir_method="weighted-saliency")
+    # Goal: the given generation goal.
+    return Attack(goal, constraints, transformation, search)
+
+
+@recipe("textfooler", description="TextFooler-like: WordNet synonym swaps of the most important words, each kept only "
+                                  "while a MiniLM sentence encoder finds the text around it similar (needs WordNet)",
+        needs=("stopwords", "wordnet", "encoder"))
+def textfooler(goal, *, max_words: int, extra: Sequence = ()):
+    from textattack import Attack
+    from textattack.constraints.overlap import MaxWordsPerturbed
+    from textattack.constraints.pre_transformation import RepeatModification, StopwordModification
+    from textattack.search_methods import GreedyWordSwapWIR
+    from textattack.transformations import WordSwapWordNet
+
+    from .constraints import MiniLMSentenceEncoder
+
+    # Transformation: WordNet synonyms (TextFooler swaps among the 50 nearest counter-fitted word
+    # vectors; those vectors are a download, WordNet ships with audit's offline data).
+    transformation = WordSwapWordNet()
+    # Constraints: no word swapped twice, no stop words, at most `max_words` words, and TextFooler's
+    # sentence-encoder check: the 15-word window around each swap keeps angular similarity >= 0.84 to
+    # the text before it (all-MiniLM-L6-v2 in place of the Universal Sentence Encoder). TextFooler's
+    # part-of-speech check is left out: NLTK's tagger is not in the offline data.
+    constraints = [RepeatModification(), StopwordModification(), MaxWordsPerturbed(max_num_words=max_words),
+                   MiniLMSentenceEncoder()] + list(extra)
+    # Search: TextFooler's word importance by deletion, then greedy swaps in that order.
+    search = GreedyWordSwapWIR(wir_method="delete")
     # Goal: the given generation goal.
     return Attack(goal, constraints, transformation, search)
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+from ..attacks.similarity import prefetch
 from ..perturb import PERTURBATIONS, compile_protect, perturb
 from ..registry import unknown_name
 from ..results import MetricInfo, SectionResult
@@ -64,7 +65,7 @@ class ConsistencyEvaluator(Evaluator):
         seed_samples: int = 4                # sampled generations per prompt (0 = skip seed consistency)
         temperature: float = 1.0             # sampling temperature for the seed samples
         top_p: float = 0.95                  # nucleus mass for the seed samples
-        similarity: str = "chrf"             # chrf | rouge_l
+        similarity: str = "chrf"             # chrf | rouge_l | embedding (MiniLM cosine; BENCHMARKS.md: which separates better)
         short_answer_words: int = 5          # references of at most this many words count as short answers
         perturbations: list[str] = field(default_factory=lambda: ["lowercase", "punctuation", "contractions", "typos",
                                                                   "whitespace"])  # INV ([] = off)
@@ -78,15 +79,14 @@ class ConsistencyEvaluator(Evaluator):
         protect: list[str] = field(default_factory=default_protect)
 
         def __post_init__(self):
-            from ..attacks.similarity import SIMILARITIES
+            from ..attacks.similarity import check_similarity
             compile_protect(self.protect, field_name="protect")
             check_generation_overrides(self.generation)
             if self.seed_samples < 0 or self.seed_samples == 1:
                 raise ValueError("seed_samples must be 0 (off) or >= 2")
             if self.temperature <= 0 or not 0 < self.top_p <= 1:
                 raise ValueError("temperature must be > 0 and top_p in (0, 1]")
-            if self.similarity not in SIMILARITIES:
-                raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {self.similarity!r}")
+            check_similarity(self.similarity)
             for key, kind in (("perturbations", "inv"), ("dir_perturbations", "dir")):
                 for p in getattr(self, key):
                     if p not in PERTURBATIONS:
@@ -100,8 +100,13 @@ class ConsistencyEvaluator(Evaluator):
 
     @classmethod
     def metric_infos(cls, options) -> dict[str, MetricInfo]:
-        infos = dict(cls.METRICS)
-        infos.update(metric(f"invariance_{p}", True, f"mean output similarity under the {p} perturbation") for p in options.perturbations)
+        from ..attacks.similarity import LABELS
+
+        label = LABELS[options.similarity]
+        infos = {k: dataclasses.replace(v, description=v.description.replace("similarity (0-1)", f"{label} similarity (0-1)"))
+                 for k, v in cls.METRICS.items()}
+        infos.update(metric(f"invariance_{p}", True, f"mean output {label} similarity under the {p} perturbation")
+                     for p in options.perturbations)
         return infos
 
     def _evaluate(self, ctx: Context, result: SectionResult) -> None:
@@ -134,6 +139,7 @@ class ConsistencyEvaluator(Evaluator):
         sampling = dataclasses.replace(base, do_sample=True, num_samples=o.seed_samples,
                                        temperature=o.temperature, top_p=o.top_p)
         gens = ctx.generate([s.prompt for s in samples], sampling, desc="consistency samples")
+        prefetch([t for g in gens for t in g], o.similarity)   # one encoder batch (embedding similarity)
         per = [mean_pairwise_similarity(g, o.similarity) for g in gens]
         for s, v in zip(samples, per):
             s.scores["consistency.seed_similarity"] = v
@@ -171,6 +177,7 @@ class ConsistencyEvaluator(Evaluator):
         unique = list(dict.fromkeys(prompts + [v for p in names for v in variants[p]]))
         output = dict(zip(unique, (g[0] for g in ctx.generate(unique, greedy, desc="consistency variants"))))
         clean = [output[x] for x in prompts]
+        prefetch(output.values(), o.similarity)
         breakdown, inv_all, dir_all, examples = {}, [], [], []
         for p in names:
             out_p = [output[v] for v in variants[p]]
@@ -215,6 +222,7 @@ class ConsistencyEvaluator(Evaluator):
                                                                                  desc="consistency paraphrases"))))
         from ..attacks.similarity import mean_pairwise_similarity
 
+        prefetch(outs.values(), o.similarity)
         per_group, rows = [], []
         for g, ss in sorted(groups.items()):
             v = mean_pairwise_similarity([outs[id(s)] for s in ss], o.similarity)

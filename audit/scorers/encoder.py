@@ -36,7 +36,7 @@ def model_dir() -> Path:
     for loc in (spec.submodule_search_locations or []) if spec else []:
         if (Path(loc) / "model" / "modules.json").is_file():
             return Path(loc) / "model"
-    raise ScorerError(f"the refusal judge needs the all-MiniLM-L6-v2 sentence encoder, which is not installed: {INSTALL}")
+    raise ScorerError(f"the all-MiniLM-L6-v2 sentence encoder (refusal judge, embedding similarity) is not installed: {INSTALL}")
 
 
 def _sha256(path: Path) -> str:
