@@ -117,7 +117,7 @@ def test_missing_wordnet_is_a_one_line_section_error(rob_suite, micro_lm, tmp_pa
 
 @pytest.mark.parametrize("body, fragment", [
     ("recipes: [deepwordbugg]", "did you mean 'deepwordbug'"),
-    ("recipes: [textfooler]", "unknown attack recipe 'textfooler'"),
+    ("recipes: [bae]", "unknown attack recipe 'bae'"),
     ("goal: minimize_bleu", "unknown goal"),
     ("perturbations: [lowercase, synonyms]", "unknown perturbation 'synonyms'"),
     ("max_similarity: 1.5", "max_similarity"),
