@@ -117,9 +117,8 @@ def test_output_change_goal_does_not_count_a_rewording_under_embedding(micro_lm)
 
 
 def test_textattack_sentence_encoder_constraint_keeps_synonyms_and_rejects_a_changed_meaning():
+    from audit.attacks.constraints import MiniLMSentenceEncoder  # first: the offline NLTK set-up textattack needs
     from textattack.shared import AttackedText
-
-    from audit.attacks.constraints import MiniLMSentenceEncoder
 
     c = MiniLMSentenceEncoder()
     orig = AttackedText("My order arrived damaged and I would like a refund for the broken lamp please")
@@ -138,3 +137,39 @@ def test_cache_is_bounded(monkeypatch):
     monkeypatch.setattr(sim_mod, "_EMBED_CACHE_SIZE", 3)
     prefetch([f"bounded cache text {i}" for i in range(5)], "embedding")
     assert len(sim_mod._embeddings) <= 3
+
+
+def test_sentence_encoder_constraint_embeds_each_distinct_window_once(monkeypatch, encoder):
+    """TextAttack asks for the original's window again with every candidate: through the shared cache each
+    distinct window is embedded once, and the decisions are those of the uncached encoder."""
+    from audit.attacks.constraints import MiniLMSentenceEncoder  # first: the offline NLTK set-up textattack needs
+    from textattack.shared import AttackedText
+
+    c = MiniLMSentenceEncoder()
+    orig = AttackedText("Please cancel my subscription before the next billing date because I am moving abroad")
+    swaps = ["stop", "end", "pizza", "renew"]
+    i = orig.words.index("cancel")
+    candidates = [orig.replace_word_at_index(i, w) for w in swaps]
+    for t in candidates:   # what TextAttack's check needs to know which word changed
+        t.attack_attrs["newly_modified_indices"] = {i}
+    monkeypatch.setattr(sim_mod, "_embeddings", type(sim_mod._embeddings)())
+    calls = []
+    real = encoder.embed
+
+    def counting(texts, **kw):
+        calls.append(list(texts))
+        return real(texts, **kw)
+
+    monkeypatch.setattr(encoder, "embed", counting)
+    first = {t.text for t in c._check_constraint_many(candidates, orig)}
+    embedded = [t for call in calls for t in call]
+    assert len(embedded) == len(set(embedded))                 # no text embedded twice
+    assert len(embedded) <= len(candidates) + 1                # the candidates' windows and the original's, once
+    again = {t.text for t in c._check_constraint_many(candidates, orig)}
+    assert again == first and len([t for call in calls for t in call]) == len(embedded)   # all from the cache
+    # Same decisions as the encoder without the cache.
+    direct = np.asarray(real([orig.text] + [t.text for t in candidates]))
+    cos = direct[1:] @ direct[0]
+    angular = 1 - np.arccos(np.clip(cos, -1, 1)) / np.pi
+    assert first == {t.text for t, a in zip(candidates, angular) if a >= c.threshold}
+    assert "pizza" not in " ".join(first) and first

@@ -101,13 +101,17 @@ class MiniLMSentenceEncoder(_TASentenceEncoder):
                          window_size=window_size, skip_text_shorter_than_window=skip_text_shorter_than_window)
         from ..scorers.encoder import SentenceEncoder
 
-        self._encoder = SentenceEncoder.shared()
+        SentenceEncoder.shared()   # loaded now: a missing encoder fails when the attack is built, in one line
         self.model = self   # TextAttack's single-pair path calls self.model.encode
 
     def encode(self, sentences):
+        """Through the shared embedding cache: TextAttack asks for the original's window again for every
+        candidate swap, and answers' similarities may already hold the same texts."""
         import torch
 
-        return torch.from_numpy(self._encoder.embed(list(sentences)))
+        from .similarity import embeddings
+
+        return torch.from_numpy(embeddings(sentences))
 
     def extra_repr_keys(self):
         return ["metric", "threshold", "window_size", "skip_text_shorter_than_window", "compare_against_original"]

@@ -75,6 +75,24 @@ def prefetch(texts: Iterable[str], kind: str = "embedding") -> None:
             _embeddings.popitem(last=False)
 
 
+def embeddings(texts: Sequence[str]) -> np.ndarray:
+    """The unit embeddings of ``texts`` (one row each, in order) through the shared cache: each distinct text is
+    embedded once per process, the new ones in one batch. Blank texts are embedded too, but not cached.
+
+    Example:
+        >>> embeddings(["a reset link", "a reset link"]).shape  # doctest: +SKIP
+        (2, 384)
+    """
+    texts = list(texts)
+    prefetch(texts)
+    blank = list(dict.fromkeys(t for t in texts if not t.strip()))
+    if blank:
+        from ..scorers.encoder import SentenceEncoder
+
+        spare = dict(zip(blank, SentenceEncoder.shared().embed(blank)))
+    return np.stack([spare[t] if not t.strip() else _embedding(t) for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+
 def _embedding(text: str) -> np.ndarray:
     with _embed_lock:
         v = _embeddings.get(text)
