@@ -82,9 +82,13 @@ def test_long_prompt_truncated_from_left_with_warning(micro_lm):
     long_prompt = "word " * 400  # the micro model has a 128-token window
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        out = micro_lm.generate([long_prompt], GenerationSettings(max_new_tokens=4))
-    assert any("exceeds the context budget" in str(x.message) for x in w)
-    assert isinstance(out[0][0], str)
+        out = micro_lm.generate([long_prompt, "word " * 300, "a short one"], GenerationSettings(max_new_tokens=4))
+    budget = micro_lm.max_length - 4
+    said = [str(x.message) for x in w if "the context budget" in str(x.message)]
+    # One line for the call, however many prompts were cut.
+    assert said == [f"2 of 3 prompts exceed the context budget of {budget} tokens "
+                    f"(longest {len(micro_lm.encode(long_prompt))}); each keeps its last {budget} tokens"]
+    assert all(isinstance(o[0], str) for o in out)
 
 
 def test_missing_model_dir_is_one_line_error(tmp_path):

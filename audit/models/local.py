@@ -292,12 +292,17 @@ class LanguageModel:
         text, spans = self.render_content(prompt)
         return "plain-controls" if forged_controls(text, spans, control_strings(self.tokenizer)) else None
 
-    def _prompt_ids(self, prompt: Prompt, budget: int) -> list[int]:
+    def _prompt_ids(self, prompt: Prompt, budget: int, cut: list[int] | None = None) -> list[int]:
+        """The prompt's ids, cut to its last ``budget`` tokens; the full length of a cut prompt is appended to
+        ``cut`` (the caller warns once for all of them) or, without ``cut``, warned about here."""
         ids = self.encode_prompt(prompt)
         if not ids:  # an empty prompt: condition on the bos/eos token
             ids = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id]
         if len(ids) > budget:
-            warnings.warn(f"prompt of {len(ids)} tokens exceeds the context budget of {budget}; keeping its last {budget} tokens")
+            if cut is None:
+                warnings.warn(f"prompt of {len(ids)} tokens exceeds the context budget of {budget}; keeping its last {budget} tokens")
+            else:
+                cut.append(len(ids))
             ids = ids[-budget:]
         return ids
 
@@ -341,7 +346,11 @@ class LanguageModel:
         jobs = [(i, k) for i in range(len(prompts)) for k in range(n_samples) if (i, k) not in done]
         if not jobs:
             return out  # type: ignore[return-value]
-        encoded = {i: self._prompt_ids(prompts[i], budget) for i in {i for i, _ in jobs}}
+        cut: list[int] = []
+        encoded = {i: self._prompt_ids(prompts[i], budget, cut) for i in {i for i, _ in jobs}}
+        if cut:   # one line per call, not one per prompt (a jailbreak set on a short-context model printed dozens)
+            warnings.warn(f"{len(cut)} of {len(encoded)} prompts exceed the context budget of {budget} tokens "
+                          f"(longest {max(cut)}); each keeps its last {budget} tokens")
         # Sort by length so each batch pads little; ties keep input order (stable sort).
         jobs.sort(key=lambda j: len(encoded[j[0]]))
         bar = None
