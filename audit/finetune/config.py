@@ -152,7 +152,7 @@ class FinetuneConfig:
     log_every: int = 10                  # write training metrics every N optimizer steps
     tensorboard: bool = True             # also log to TensorBoard when it is installed (without report_to)
     report_to: list[str] | None = None   # trackers of the training curves: mlflow, tensorboard (None: tensorboard as above)
-    mlflow_uri: str | None = None        # MLflow tracking URI or directory (default: $MLFLOW_TRACKING_URI, else ./mlruns); implies mlflow
+    mlflow_uri: str | None = None        # MLflow tracking URI or directory (default: $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db); without report_to, adds mlflow
     mlflow_experiment: str | None = None # MLflow experiment (default: finetune; harden: harden-<suite>)
     mlflow_run_name: str | None = None   # MLflow run name (default: the out_dir's name)
     progress: bool = True                # tqdm bar with the running loss

@@ -62,7 +62,7 @@ class TrackingUnavailable(TrackingError):
     """MLflow (or TensorBoard) is not installed."""
 
 
-def import_mlflow(what: str = "--mlflow"):
+def import_mlflow(what: str = "mlflow tracking"):
     """The ``mlflow`` module, or a one-line :class:`TrackingUnavailable` naming the fix."""
     try:
         import mlflow  # noqa: F401
