@@ -52,8 +52,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mlflow", nargs="?", const=True, metavar="URI",
                    help="log params, metrics, gates and reports to MLflow (overrides the suite's tracking block): a "
                         "tracking server http(s)://HOST:PORT, a sqlite:/// URI or a directory; without URI "
-                        "$MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db. A failure to log after the audit exits 2 "
-                        "with results.json and the reports already written")
+                        "the suite's tracking.mlflow, else $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db. A failure "
+                        "to log after the audit exits 2 with results.json and the reports already written")
     g.add_argument("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the suite's tracking.experiment, else its name)")
     g.add_argument("--mlflow-run-name", metavar="NAME", help="MLflow run name (default: '<suite> <model>')")
 
@@ -188,7 +188,7 @@ def _setup_logging(args) -> None:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         # absl: rouge_score's "Using default tokenizer."; matplotlib: "generated new fontManager" on first use.
         for name in ("transformers", "datasets", "evaluate", "textattack", "urllib3", "filelock", "huggingface_hub",
-                     "sentence_transformers", "absl", "matplotlib"):
+                     "sentence_transformers", "absl", "matplotlib", "mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -250,6 +250,14 @@ def test_config_errors_name_the_field(tmp_path, support_like, capsys):
     bad = _suite(tmp_path, "x", SUITE.replace("experiment: EXPERIMENT", "experimnt: x"))
     with pytest.raises(ConfigError, match=r"tracking: unknown field 'experimnt' \(did you mean 'experiment'\?\)"):
         load_suite(bad)
+    # CLI over suite: a URI replaces the block's, `--mlflow` alone keeps it; experiment/run name replace.
+    from audit.tracking import TrackingSettings
+
+    block = TrackingSettings(mlflow="http://h:5000", experiment="e", tags={"a": 1})
+    assert block.merged({"mlflow": True, "experiment": None}).mlflow == "http://h:5000"
+    assert block.merged({"mlflow": "sqlite:///x.db", "run_name": "r"}).mlflow == "sqlite:///x.db"
+    assert block.merged({"experiment": "f", "tags": {"b": 2}}) == TrackingSettings(mlflow="http://h:5000", experiment="f",
+                                                                                 tags={"a": 1, "b": 2})
     # The tracking block does not change what is measured: the suite's fingerprint ignores it.
     a = load_suite(_suite(tmp_path, "one"))
     b = load_suite(write_suite(tmp_path, SUITE.replace("EXPERIMENT", "two").replace("team: quality", "team: other"), "b.yaml"))
@@ -305,6 +313,27 @@ def test_finetune_curves_in_mlflow_and_tensorboard_equal_metrics_jsonl(mlflow_se
         for e, r in zip(events, train):
             assert e.value == pytest.approx(r[key], rel=1e-6, abs=1e-12), (key, e.step)
     assert [(e.step, round(e.value, 4)) for e in acc.Scalars("val_loss")] == [(r["step"], round(r["val_loss"], 4)) for r in evals]
+
+
+def test_a_logging_failure_during_training_keeps_the_model_and_exits_2(mlflow_server, micro_path, tmp_path, monkeypatch,
+                                                                       capsys):
+    from audit.tracking import TrackingError
+
+    def refuse(self):
+        raise TrackingError(f"MLflow at {self.uri}: log metrics: the server went away")
+
+    monkeypatch.setattr(MlflowRun, "wait", refuse)
+    data = tmp_path / "t.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"q{i}", "reference": f" a{i}"}) + "\n" for i in range(8)))
+    out = tmp_path / "ft"
+    rc = main(["finetune", "--model", str(micro_path), "--data", str(data), "--max-steps", "3", "--val-fraction", "0",
+               "--out-dir", str(out), "--report-to", "mlflow", "--mlflow-uri", mlflow_server,
+               "--mlflow-experiment", "ft-fails", "-q"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "the server went away" in err and "the model and metrics.jsonl are saved" in err
+    assert (out / "model" / "config.json").is_file() and len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    assert _only_run(MlflowClient(tracking_uri=mlflow_server), "ft-fails").info.status == "FAILED"
 
 
 def test_only_the_main_process_makes_trackers(tmp_path):

@@ -4,6 +4,8 @@ Example:
     >>> s = TrackingSettings(mlflow=True, experiment="nightly")
     >>> s.merged({"mlflow": "http://127.0.0.1:5000", "experiment": None}).mlflow
     'http://127.0.0.1:5000'
+    >>> TrackingSettings(mlflow="http://h:5000").merged({"mlflow": True}).mlflow   # --mlflow alone keeps the suite's URI
+    'http://h:5000'
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class TrackingSettings:
         if not overrides:
             return self
         given = {k: v for k, v in overrides.items() if v is not None}
+        if given.get("mlflow") is True and isinstance(self.mlflow, str):
+            del given["mlflow"]   # `--mlflow` alone turns tracking on: a URI the suite names still says where
         if "tags" in given:
             given["tags"] = {**self.tags, **given["tags"]}
         return dataclasses.replace(self, **given)

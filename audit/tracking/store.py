@@ -177,6 +177,7 @@ class MlflowRun:
         self.run_id = run.info.run_id
         self.experiment_id = exp_id
         self.finished = False
+        self._pending: list[Any] = []   # RunOperations of metrics queued with synchronous=False
 
     # ---- helpers -----------------------------------------------------------------------
     def _clean(self, text: str, limit: int) -> str:
@@ -209,14 +210,27 @@ class MlflowRun:
         for i in range(0, len(items), _BATCH_PARAMS_TAGS):
             self._call("set tags", self.client.log_batch, self.run_id, tags=items[i:i + _BATCH_PARAMS_TAGS])
 
-    def log_metrics(self, metrics: dict[str, float], *, step: int = 0) -> None:
-        """Log finite values (names already sanitised by the caller, see :func:`metric_names`) at ``step``."""
+    def log_metrics(self, metrics: dict[str, float], *, step: int = 0, synchronous: bool = True) -> None:
+        """Log finite values (names already sanitised by the caller, see :func:`metric_names`) at ``step``.
+
+        ``synchronous=False`` queues them on MLflow's async logger (a training step does not wait for the
+        server); :meth:`wait` (and :meth:`finish`) block until they are stored and raise what failed.
+        """
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, int(step)) for k, v in metrics.items() if finite(v)]
         for i in range(0, len(items), _BATCH_METRICS):
-            self._call("log metrics", self.client.log_batch, self.run_id, metrics=items[i:i + _BATCH_METRICS])
+            ops = self._call("log metrics", self.client.log_batch, self.run_id, metrics=items[i:i + _BATCH_METRICS],
+                             synchronous=synchronous)
+            if ops is not None:
+                self._pending.append(ops)
+
+    def wait(self) -> None:
+        """Block until every queued metric is stored; a one-line :class:`TrackingError` for any that failed."""
+        pending, self._pending = self._pending, []
+        for ops in pending:
+            self._call("log metrics", ops.wait)
 
     def log_artifacts(self, paths: Iterable[Path], artifact_path: str | None = None) -> None:
         for p in paths:
@@ -228,6 +242,11 @@ class MlflowRun:
         if self.finished:
             return
         self.finished = True
+        try:
+            self.wait()
+        except TrackingError:
+            self._call("end the run", self.client.set_terminated, self.run_id, status="FAILED")
+            raise
         # MLflow prints "View run ... at URL" on stdout: the summary there is audit's (the log line says where).
         with contextlib.redirect_stdout(io.StringIO()):
             self._call("end the run", self.client.set_terminated, self.run_id, status=status)

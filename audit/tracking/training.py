@@ -118,7 +118,8 @@ class TrainingTracking:
             if new:
                 self._names.update(metric_names(new))   # every record's names are the run's first ones, in practice
             try:
-                self.mlflow.log_metrics({self._names[f"{self.prefix}{k}"]: v for k, v in values.items()}, step=step)
+                self.mlflow.log_metrics({self._names[f"{self.prefix}{k}"]: v for k, v in values.items()}, step=step,
+                                        synchronous=False)   # queued: a step never waits for the server
             except TrackingError as e:
                 # A server hiccup must not kill a long training run: stop logging there, train on, and
                 # say so at the end (close() raises it once the model is saved).
@@ -137,16 +138,20 @@ class TrainingTracking:
                 failed, self.failed = self.failed, None
                 raise TrackingFailed(f"{failed} (training finished; the model and metrics.jsonl are saved)")
             return
+        run, self.mlflow = self.mlflow, None
+        if status != "FINISHED":
+            if self.owns_mlflow:
+                run.close_quietly(status)
+            return
         try:
             if stopped is not None:
-                self.mlflow.log_metrics({f"{self.prefix}early_stopping": float(stopped == "early_stopping"),
-                                         **({f"{self.prefix}steps": float(steps)} if steps is not None else {})},
-                                        step=steps or 0)
-                self.mlflow.set_tags({f"{self.prefix}stopped": stopped})
-        finally:
+                run.log_metrics({f"{self.prefix}early_stopping": float(stopped == "early_stopping"),
+                                 **({f"{self.prefix}steps": float(steps)} if steps is not None else {})}, step=steps or 0)
+                run.set_tags({f"{self.prefix}stopped": stopped})
+            run.wait()   # every queued curve point is stored (or its failure raised) before the run ends
             if self.owns_mlflow:
-                if status == "FINISHED":
-                    self.mlflow.finish(status)
-                else:
-                    self.mlflow.close_quietly(status)
-            self.mlflow = None
+                run.finish(status)
+        except TrackingError as e:
+            if self.owns_mlflow:
+                run.close_quietly("FAILED")
+            raise TrackingFailed(f"{e} (training finished; the model and metrics.jsonl are saved)") from None
