@@ -238,13 +238,13 @@ def _start_tracking(config: dict[str, Any], suite: SuiteConfig, out: Path) -> Ml
 def _finish_tracking(run: MlflowRun, result: HardenResult) -> None:
     """Log before/after into ``run`` (the curves are there already); everything is on disk first."""
     out = result.out_dir
-    files = [*result.reports, out / "harden.json", out / "before" / "results.json", out / "after" / "results.json"]
     summary = {"adversarial_examples": result.n_adversarial, "training_pairs": result.n_train,
                "steps": result.train.steps if result.train else 0,
                "best_val_loss": result.train.best_val_loss if result.train else None}
     try:
-        log_harden(run, result.before, result.after, artifacts=[f for f in dict.fromkeys(files) if f.is_file()],
-                   summary=summary)
+        log_harden(run, result.before, result.after, artifacts=[*result.reports, out / "harden.json"], summary=summary)
+        for side in ("before", "after"):   # both are results.json: each under its own artifact folder
+            run.log_artifacts([out / side / "results.json", out / side / "report.html"], artifact_path=side)
         run.finish("FINISHED")
     except TrackingError as e:
         run.close_quietly("FAILED")

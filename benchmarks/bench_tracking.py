@@ -1,8 +1,8 @@
 """Tracking overhead: an audit with and without ``--mlflow``, and fine-tuning steps with and without trackers.
 
-    python benchmarks/bench_tracking.py [--rounds 3] [--steps 30]
+    python benchmarks/bench_tracking.py [--rounds 5] [--steps 40]
 
-1. The audit: builtin:tiny on the bundled support data's test split (51 prompts, quality + diversity,
+1. The audit: builtin:tiny on the bundled support data (all 233 prompts, quality + diversity,
    32 greedy tokens, no cache), through ``run_suite`` three ways, interleaved round after round: no
    tracking (the baseline), a local SQLite store (``--mlflow DIR``), and a real ``mlflow server`` on
    127.0.0.1 (started here, SQLite backend). Each takes its minimum over rounds; the ratio and the extra
@@ -38,7 +38,7 @@ SUITE = f"""
 name: bench-tracking
 model: builtin:tiny
 seed: 0
-data: {{path: {ROOT / 'audit/suites/data/support.jsonl'}, split: test}}
+data: {{path: {ROOT / 'audit/suites/data/support.jsonl'}}}
 generation: {{max_new_tokens: 32, batch_size: 16}}
 sections:
   quality: {{metrics: [perplexity, bleu, chrf, rouge_l]}}
@@ -114,8 +114,8 @@ def bench_finetune(steps: int, server: str, tmp: Path) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=40)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     import torch
@@ -130,7 +130,7 @@ def main(argv=None) -> dict:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
     s = audit["seconds"]
-    print(f"audit (builtin:tiny, 51 prompts, quality + diversity, no cache; min of {args.rounds} rounds):")
+    print(f"audit (builtin:tiny, 233 prompts, quality + diversity, no cache; min of {args.rounds} rounds):")
     for mode in ("sqlite", "server"):
         print(f"  --mlflow {mode:7s} {s[mode]:7.2f} s vs {s['none']:.2f} s without: {s[mode] / s['none']:.3f}x, "
               f"+{s[mode] - s['none']:.2f} s")

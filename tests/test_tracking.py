@@ -398,7 +398,11 @@ def test_harden_logs_before_and_after_in_one_run(mlflow_server, tmp_path, micro_
     assert m["after.robustness.attack_success_rate"] == r.after.metrics["robustness.attack_success_rate"]
     assert m["harden.adversarial_examples"] == 0 and m["harden.steps"] == 0
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"harden.json", "comparison.html", "results.json"} <= names
+    assert {"harden.json", "comparison.html", "before"} <= names
+    before_files = {a.path for a in client.list_artifacts(run.info.run_id, "before")}
+    assert {"before/results.json", "before/report.html"} <= before_files
+    assert _download(client, run.info.run_id, "before/results.json", tmp_path / "dl") == \
+        (tmp_path / "o" / "before" / "results.json").read_bytes()
     assert _download(client, run.info.run_id, "harden.json", tmp_path / "dl") == (tmp_path / "o" / "harden.json").read_bytes()
 
 
