@@ -349,6 +349,41 @@ def test_only_the_main_process_makes_trackers(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_under_accelerate_only_rank_0_logs(mlflow_server, micro_path, tmp_path):
+    # Two gloo processes train data-parallel: one MLflow run, one TensorBoard event file, rank 0's records.
+    import os
+    import shutil
+    import subprocess
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
+    rows = [{"prompt": f"Customer: where is my order number {i}?\nAgent:", "reference": " On its way.",
+             "split": "test" if i % 5 == 0 else "train"} for i in range(40)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "ft.yaml").write_text(
+        f"model: {micro_path}\ndata: d.jsonl\ntrain_split: train\nval_split: test\nbatch_size: 4\nmax_steps: 4\n"
+        f"eval_every: 2\nlog_every: 1\nlr: 0.002\nout_dir: out\nprogress: false\nreport_to: [mlflow, tensorboard]\n"
+        f"mlflow_uri: {mlflow_server}\nmlflow_experiment: ft-ranks\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    p = subprocess.run([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "audit", "finetune", "ft.yaml", "-q"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = tmp_path / "out"
+    assert (out / "fingerprint-rank1.txt").is_file()   # both ranks really trained
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run = _only_run(client, "ft-ranks")   # one run, not one per process
+    history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss"))
+    assert history == [(r["step"], r["loss"]) for r in records]
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss")] == [1, 2, 3, 4]
+
+
 # ---- harden ------------------------------------------------------------------------------------------
 def test_log_harden_logs_both_audits(mlflow_server, tmp_path, support_like):
     from audit.runner import run_suite
