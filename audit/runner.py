@@ -95,7 +95,7 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: Model | str | No
     suite = _prepare_suite(suite, model=model if isinstance(model, str) else None, seed=seed, only_sections=only_sections)
     check_outputs(out_dir, outputs)   # an unwritable output fails now, not after the whole run
     # MLflow missing or its server down fails now, before the model loads; rank 0 alone logs.
-    run = _start_tracking(_tracking_settings(suite, tracking), suite) if world.is_main else None
+    run = _start_tracking(_tracking_settings(suite, tracking), suite, model) if world.is_main else None
     try:
         result, written = _run(suite, model, world, out_dir=out_dir, outputs=outputs, progress=progress,
                                use_cache=use_cache, cache_dir=cache_dir, baseline=baseline,
@@ -168,13 +168,16 @@ def _tracking_settings(suite: SuiteConfig, tracking) -> TrackingSettings | None:
     return base.merged(tracking) if isinstance(tracking, dict) else base
 
 
-def _start_tracking(settings: TrackingSettings | None, suite: SuiteConfig) -> MlflowRun | None:
+def _start_tracking(settings: TrackingSettings | None, suite: SuiteConfig, model=None) -> MlflowRun | None:
     if settings is None or not settings.enabled:
         return None
-    model = getattr(suite.model, "path", "") or ""
+    name = getattr(model, "spec", None) if model is not None and not isinstance(model, str) else None
+    name = name or getattr(suite.model, "path", "") or ""
+    # The suite's served model's key, and that of a served model the caller loaded (its spec names the variable).
+    secrets = served_secrets(suite.model) + served_secrets(getattr(model, "spec_obj", None))
     return MlflowRun(resolve_uri(settings.mlflow), experiment=settings.experiment or suite.name,
-                     run_name=settings.run_name or f"{suite.name} {model}".strip(),
-                     tags={"audit.kind": "audit", **settings.tags}, secrets=served_secrets(suite.model))
+                     run_name=settings.run_name or f"{suite.name} {name}".strip(),
+                     tags={"audit.kind": "audit", **settings.tags}, secrets=secrets)
 
 
 def _finish_tracking(run: MlflowRun, result: AuditResult, written: list[Path], out_dir) -> None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from .audit_log import audit_metrics, audit_params, gate_metrics, log_audit, log_harden
 from .settings import TrackingSettings
-from .store import (INSTALL_HINT, MlflowRun, TrackingError, TrackingUnavailable, check_reachable, import_mlflow,
-                    resolve_uri, sanitize_key)
+from .store import (INSTALL_HINT, MlflowRun, TrackingError, TrackingFailed, TrackingUnavailable, check_reachable,
+                    import_mlflow, resolve_uri, sanitize_key)
 from .training import TRACKERS, TrainingTracking
 
-__all__ = ["TrackingSettings", "MlflowRun", "TrackingError", "TrackingUnavailable", "INSTALL_HINT", "check_reachable",
+__all__ = ["TrackingSettings", "MlflowRun", "TrackingError", "TrackingFailed", "TrackingUnavailable", "INSTALL_HINT", "check_reachable",
            "import_mlflow", "resolve_uri", "sanitize_key", "log_audit", "log_harden", "audit_params", "audit_metrics",
            "gate_metrics", "TrainingTracking", "TRACKERS"]
