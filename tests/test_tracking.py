@@ -414,6 +414,48 @@ def test_log_harden_logs_both_audits(mlflow_server, tmp_path, support_like):
     assert got.params["before.seed"] == "1"
 
 
+def test_harden_cli_logs_curves_and_both_audits_in_one_run(mlflow_server, tmp_path, sensitive_micro_lm):
+    # A prompt-sensitive micro model: attacks succeed, the model is trained 4 steps and re-audited.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = tmp_path / "model"
+    sensitive_micro_lm.model.save_pretrained(model)
+    sensitive_micro_lm.tokenizer.save_pretrained(model)
+    rows = [{"id": f"r{i}", "prompt": f"Customer: how do I reset password number {i}?\nAgent:",
+             "reference": " Open settings and choose reset password."} for i in range(4)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "suite.yaml").write_text(
+        "name: robust-tiny\nmodel: builtin:micro\nseed: 0\ndata:\n  path: data.jsonl\ngeneration:\n  max_new_tokens: 4\n"
+        "sections:\n  robustness:\n    recipes: [deepwordbug]\n    examples: 3\n    query_budget: 10\n"
+        "    max_similarity: 0.9\n    perturbations: []\ngates:\n  - robustness.attack_success_rate <= 0.5\n")
+    out = tmp_path / "out"
+    rc = main(["harden", "--model", str(model), "--suite", str(tmp_path / "suite.yaml"), "--out", str(out), "--max-steps", "4",
+               "--lr", "3e-3", "--target", "target", "--log-every", "1", "--report-to", "mlflow,tensorboard",
+               "--mlflow-uri", mlflow_server, "-q"])
+    summary = json.loads((out / "harden.json").read_text())
+    assert rc == (0 if summary["passed_after"] else 1) and summary["steps"] == 4
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run = _only_run(client, "harden-robust-tiny")   # one run: not one per audit, not one for the training
+    assert run.info.status == "FINISHED" and run.data.tags["stopped"] == "max_steps"
+    records = [json.loads(x) for x in (out / "train" / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    for key in ("loss", "loss.ce", "loss.consistency", "lr"):
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+        assert history == [(r["step"], r[key]) for r in records], key
+    for side in ("before", "after"):
+        doc = json.loads((out / side / "results.json").read_text())
+        for k, v in doc["metrics"].items():
+            if v is not None:
+                assert run.data.metrics[f"{side}.{k}"] == v, (side, k)
+        assert run.data.metrics[f"{side}.gates.passed"] == float(doc["passed"])
+    assert run.data.metrics["harden.steps"] == 4 and run.data.params["train.lr"] == "0.003"
+    assert run.data.params["before.model.fingerprint"] != run.data.params["after.model.fingerprint"]
+    acc = EventAccumulator(str(out / "train" / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss")] == [1, 2, 3, 4]
+    assert _download(client, run.info.run_id, "after/results.json", tmp_path / "dl") == (out / "after" / "results.json").read_bytes()
+
+
 def test_harden_logs_before_and_after_in_one_run(mlflow_server, tmp_path, micro_lm):
     # The random micro model answers every prompt alike: no attack succeeds, nothing is trained (fast); the
     # run still holds both audits, from harden's own tracking path.

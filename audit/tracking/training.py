@@ -90,6 +90,8 @@ class TrainingTracking:
             except Exception:
                 mlflow.close_quietly("FAILED")
                 raise
+        elif mlflow is not None:   # harden's run: the training config beside the audits' params
+            mlflow.log_params({f"train.{k}": v for k, v in config_params(cfg.to_dict()).items()})
         if "tensorboard" in trackers:
             try:
                 out.mkdir(parents=True, exist_ok=True)
