@@ -32,6 +32,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+from urllib.parse import urlsplit
 
 from ..errors import AuditError, first_line
 from ..io.untrusted import one_line
@@ -103,7 +104,8 @@ def check_reachable(uri: str, *, timeout: float = PROBE_TIMEOUT) -> None:
     """A tracking server that answers at all (any HTTP status) is reachable; a refused, reset or silent
     connection is a one-line :class:`TrackingError` naming the URI. Local stores: the directory is made."""
     if uri.startswith(("http://", "https://")):
-        url = uri.rstrip("/") + "/health"
+        # Probed without user info (urllib reads user:pass@host as a port) or query; a 401 still answers.
+        url = display_uri(uri).rstrip("/") + "/health"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as r:   # noqa: S310 - http(s) only, checked above
                 r.read(64)
@@ -111,7 +113,8 @@ def check_reachable(uri: str, *, timeout: float = PROBE_TIMEOUT) -> None:
             return   # it answered (a proxy, a server without /health): the API calls will say more
         except (urllib.error.URLError, OSError, ValueError) as e:
             why = getattr(e, "reason", None) or e
-            raise TrackingError(f"MLflow tracking server {display_uri(uri)} is unreachable ({one_line(first_line(why) if isinstance(why, BaseException) else str(why), limit=200)}); "
+            why = first_line(why) if isinstance(why, BaseException) else str(why)
+            raise TrackingError(f"MLflow tracking server {display_uri(uri)} is unreachable ({one_line(why, limit=200)}); "
                                 f"start it or give another URI") from None
         return
     folder = _sqlite_dir(uri)
@@ -156,7 +159,9 @@ class MlflowRun:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
-        self.secrets = [s for s in secrets if s]
+        # A password in the URI is a secret like an API key: never in a message, name or value.
+        password = urlsplit(uri).password if uri.startswith(("http://", "https://")) else None
+        self.secrets = [s for s in [*secrets, password] if s]
         check_reachable(uri)
         try:
             self.client = MlflowClient(tracking_uri=uri)
