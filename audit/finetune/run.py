@@ -27,10 +27,10 @@ from ..io.output_dirs import check_apart, check_replaceable, output_lock
 from ..io.output_paths import check_output_dir
 from ..models.distributed import world
 from ..models.files import context_length, context_window
+from ..tracking.training import TrainingTracking
 from .config import FinetuneConfig, load_finetune_config
 from .data import Example, TextPair, read_adversarial, read_pairs, split_train_val, tokenize_pairs
 from .trainer import Trainer, TrainResult
-from ..tracking.training import TrainingTracking
 
 log = logging.getLogger("audit")
 

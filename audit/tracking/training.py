@@ -29,16 +29,16 @@ log = logging.getLogger("audit")
 TRACKERS = ("mlflow", "tensorboard")
 
 
-def tensorboard_writer(path: Path, *, required: bool):
-    """A ``SummaryWriter`` on ``path``; None when TensorBoard is missing and not ``required``."""
+def tensorboard_available(*, required: bool) -> bool:
+    """Whether ``torch.utils.tensorboard`` imports; a one-line error instead when it is ``required``."""
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError as e:
         if required:
             raise TrackingUnavailable(f"report_to: tensorboard: TensorBoard is not installed ({e}); install it with "
                                       f"{INSTALL_HINT}") from None
-        return None   # tensorboard: true (the default) means "when installed"; metrics.jsonl has everything
-    return SummaryWriter(str(path))
+        return False   # tensorboard: true (the default) means "when installed"; metrics.jsonl has everything
+    return True
 
 
 def config_params(cfg: dict[str, Any]) -> dict[str, str]:
@@ -51,14 +51,15 @@ class TrainingTracking:
     """The trackers of one training run: ``log(record)`` per metrics.jsonl record, ``close(...)`` at the end.
 
     Args:
-        tensorboard: a ``SummaryWriter`` or None.
+        tensorboard: the directory of TensorBoard's event files, or None.
         mlflow: an :class:`~audit.tracking.store.MlflowRun` or None.
         owns_mlflow: end the MLflow run at :meth:`close` (False: a caller such as harden logs more into it).
     """
 
-    def __init__(self, *, tensorboard=None, mlflow: MlflowRun | None = None, owns_mlflow: bool = True,
+    def __init__(self, *, tensorboard: Path | None = None, mlflow: MlflowRun | None = None, owns_mlflow: bool = True,
                  prefix: str = ""):
-        self.tensorboard = tensorboard
+        self.tensorboard_dir = tensorboard   # the writer is made at the first record (no file for a run that never starts)
+        self.tensorboard = None
         self.mlflow = mlflow
         self.owns_mlflow = owns_mlflow
         self.prefix = prefix
@@ -80,7 +81,7 @@ class TrainingTracking:
         trackers = cfg.trackers()
         required = cfg.report_to is not None and "tensorboard" in trackers
         out = Path(cfg.out_dir)
-        writer = None
+        tb_dir = out / "tensorboard" if "tensorboard" in trackers and tensorboard_available(required=required) else None
         mlflow = mlflow_run
         if "mlflow" in trackers and mlflow is None:
             mlflow = MlflowRun(resolve_uri(cfg.mlflow_uri or True), experiment=cfg.mlflow_experiment or "finetune",
@@ -92,19 +93,11 @@ class TrainingTracking:
                 raise
         elif mlflow is not None:   # harden's run: the training config beside the audits' params
             mlflow.log_params({f"train.{k}": v for k, v in config_params(cfg.to_dict()).items()})
-        if "tensorboard" in trackers:
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-                writer = tensorboard_writer(out / "tensorboard", required=required)
-            except Exception:
-                if mlflow is not None and mlflow_run is None:
-                    mlflow.close_quietly("FAILED")
-                raise
-        return cls(tensorboard=writer, mlflow=mlflow, owns_mlflow=mlflow_run is None)
+        return cls(tensorboard=tb_dir, mlflow=mlflow, owns_mlflow=mlflow_run is None)
 
     @property
     def active(self) -> bool:
-        return self.tensorboard is not None or self.mlflow is not None
+        return self.tensorboard_dir is not None or self.mlflow is not None
 
     def log(self, rec: dict[str, Any]) -> None:
         """One metrics.jsonl record: each numeric field (bool aside) at ``rec["step"]``."""
@@ -112,6 +105,10 @@ class TrainingTracking:
             return
         step = int(rec.get("step", 0))
         values = {k: v for k, v in rec.items() if k != "step" and finite(v) and not isinstance(v, bool)}
+        if self.tensorboard is None and self.tensorboard_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(self.tensorboard_dir))
         if self.tensorboard is not None:
             for k, v in values.items():
                 self.tensorboard.add_scalar(f"{self.prefix}{k}", v, step)
@@ -134,7 +131,7 @@ class TrainingTracking:
         """Flush TensorBoard; log how the run ended; end the MLflow run when this object started it."""
         if self.tensorboard is not None:
             self.tensorboard.close()
-            self.tensorboard = None
+        self.tensorboard = self.tensorboard_dir = None
         if self.mlflow is None:
             if self.failed is not None and status == "FINISHED":
                 failed, self.failed = self.failed, None
