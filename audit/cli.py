@@ -48,6 +48,14 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", metavar="DIR", help="cache location (default: $AUDIT_CACHE or ~/.cache/audit)")
     p.add_argument("--baseline", metavar="FILE", help="baseline results.json for regression gates (refused if it measured another suite version, data or generation settings)")
     p.add_argument("--force-baseline", action="store_true", help="compare with an incompatible baseline anyway")
+    g = p.add_argument_group("tracking (docs/tracking.md; needs pip install 'audit[tracking]')")
+    g.add_argument("--mlflow", nargs="?", const=True, metavar="URI",
+                   help="log params, metrics, gates and reports to MLflow (overrides the suite's tracking block): a "
+                        "tracking server http(s)://HOST:PORT, a sqlite:/// URI or a directory; without URI "
+                        "the suite's tracking.mlflow, else $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db. A failure "
+                        "to log after the audit exits 2 with results.json and the reports already written")
+    g.add_argument("--mlflow-experiment", metavar="NAME", help="MLflow experiment (default: the suite's tracking.experiment, else its name)")
+    g.add_argument("--mlflow-run-name", metavar="NAME", help="MLflow run name (default: '<suite> <model>')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +188,7 @@ def _setup_logging(args) -> None:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         # absl: rouge_score's "Using default tokenizer."; matplotlib: "generated new fontManager" on first use.
         for name in ("transformers", "datasets", "evaluate", "textattack", "urllib3", "filelock", "huggingface_hub",
-                     "sentence_transformers", "absl", "matplotlib"):
+                     "sentence_transformers", "absl", "matplotlib", "mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -216,9 +224,18 @@ def cmd_run(args) -> int:
     if note := first_build_note(suite.model.path):
         log.info(note)
     out_dir = Path(args.out) if args.out else Path("reports") / suite.name
-    result = run_suite(suite, out_dir=out_dir, outputs=_default_outputs(out_dir) + args.output, progress=not args.quiet,
-                       use_cache=not args.no_cache, cache_dir=args.cache_dir, only_sections=args.section, seed=args.seed,
-                       baseline=getattr(args, "baseline", None), force_baseline=getattr(args, "force_baseline", False))
+    from .tracking.store import TrackingFailed
+
+    tracking = {"mlflow": args.mlflow, "experiment": args.mlflow_experiment, "run_name": args.mlflow_run_name}
+    try:
+        result = run_suite(suite, out_dir=out_dir, outputs=_default_outputs(out_dir) + args.output, progress=not args.quiet,
+                           use_cache=not args.no_cache, cache_dir=args.cache_dir, only_sections=args.section, seed=args.seed,
+                           baseline=getattr(args, "baseline", None), force_baseline=getattr(args, "force_baseline", False),
+                           tracking=tracking)
+    except TrackingFailed as e:   # the audit is done and written: show it, then the tracking error (exit 2)
+        if e.result is not None:
+            _finish(e.result, out_dir)
+        raise
     from .models.distributed import world
 
     if not world().is_main:   # under `accelerate launch`: rank 0 prints the summary and writes the reports

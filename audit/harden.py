@@ -52,6 +52,8 @@ from .report.compare import COMPARE_WRITERS, write_comparison
 from .results import AuditResult, atomic_write, json_safe
 from .runner import run_suite
 from .suite import SuiteConfig, load_suite
+from .tracking import MlflowRun, TrackingError, log_harden, resolve_uri
+from .tracking.store import TrackingFailed, served_secrets
 
 log = logging.getLogger("audit")
 
@@ -197,16 +199,61 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     out = check_out_dir(out_dir, model if model is not None else suite.model, out_field="harden: out_dir", trains_in="train")
     # One run at a time writes into out_dir (its before/, train/, after/ are locked again by each step).
     with output_lock(out, what="harden out_dir") if world().is_main else contextlib.nullcontext():
-        if objective == "safety":
-            return _harden_safety(model, suite, out, config=config, safety=safety, train_split=train_split,
-                                  progress=progress, use_cache=use_cache, cache_dir=cache_dir)
-        return _harden_robustness(model, suite, out, config=config, target=target, include_clean=include_clean,
-                                  progress=progress, use_cache=use_cache, cache_dir=cache_dir, train_split=train_split,
-                                  attack_recipes=attack_recipes)
+        # MLflow missing or its server down fails now, before the first audit; rank 0 alone logs.
+        run = _start_tracking(config or {}, suite, out) if world().is_main else None
+        try:
+            if objective == "safety":
+                result = _harden_safety(model, suite, out, config=config, safety=safety, train_split=train_split,
+                                        progress=progress, use_cache=use_cache, cache_dir=cache_dir, run=run)
+            else:
+                result = _harden_robustness(model, suite, out, config=config, target=target, include_clean=include_clean,
+                                            progress=progress, use_cache=use_cache, cache_dir=cache_dir,
+                                            train_split=train_split, attack_recipes=attack_recipes, run=run)
+        except BaseException:
+            if run is not None:
+                run.close_quietly("FAILED")
+            raise
+        if run is not None:
+            _finish_tracking(run, result)
+        return result
+
+
+def _start_tracking(config: dict[str, Any], suite: SuiteConfig, out: Path) -> MlflowRun | None:
+    """harden's MLflow run (training curves and both audits in one run), when the finetune config's
+    ``report_to`` names mlflow, ``mlflow_uri`` is set, or the suite's ``tracking:`` block asks for MLflow."""
+    report_to = config.get("report_to")
+    track = suite.tracking
+    wanted = (isinstance(report_to, list) and "mlflow" in report_to) or bool(config.get("mlflow_uri")) or \
+        (track is not None and track.enabled)
+    if not wanted:
+        return None
+    uri = config.get("mlflow_uri") or (track.mlflow if track is not None and track.enabled else True)
+    experiment = config.get("mlflow_experiment") or (track.experiment if track is not None else None) or f"harden-{suite.name}"
+    run_name = config.get("mlflow_run_name") or (track.run_name if track is not None else None) or out.name
+    tags = {"audit.kind": "harden", "audit.out_dir": str(out), **(track.tags if track is not None else {})}
+    return MlflowRun(resolve_uri(uri), experiment=str(experiment), run_name=str(run_name), tags=tags,
+                     secrets=served_secrets(suite.model))
+
+
+def _finish_tracking(run: MlflowRun, result: HardenResult) -> None:
+    """Log before/after into ``run`` (the curves are there already); everything is on disk first."""
+    out = result.out_dir
+    summary = {"adversarial_examples": result.n_adversarial, "training_pairs": result.n_train,
+               "steps": result.train.steps if result.train else 0,
+               "best_val_loss": result.train.best_val_loss if result.train else None}
+    try:
+        log_harden(run, result.before, result.after, artifacts=[*result.reports, out / "harden.json"], summary=summary)
+        for side in ("before", "after"):   # both are results.json: each under its own artifact folder
+            run.log_artifacts([out / side / "results.json", out / side / "report.html"], artifact_path=side)
+        run.finish("FINISHED")
+    except TrackingError as e:
+        run.close_quietly("FAILED")
+        raise TrackingFailed(f"{e} (results are in {out}; gates {'passed' if result.passed else 'failed'})",
+                             result=result) from None
 
 
 def _harden_robustness(model, suite: SuiteConfig, out: Path, *, config, target, include_clean, progress, use_cache,
-                       cache_dir, train_split, attack_recipes) -> HardenResult:
+                       cache_dir, train_split, attack_recipes, run=None) -> HardenResult:
     """``harden(objective="robustness")``: attack, train on the successful attacks, re-audit, compare."""
     if "robustness" not in suite.sections:
         raise AuditError(f"harden: suite {suite.name!r} has no robustness section; harden needs its attacks "
@@ -216,7 +263,7 @@ def _harden_robustness(model, suite: SuiteConfig, out: Path, *, config, target, 
     if attack_recipes:
         _attack_split_suite(suite, train_split, attack_recipes)   # unknown recipes fail before the first audit
     lm = model if isinstance(model, LanguageModel) else LanguageModel.load(suite.model)
-    run_kw = dict(progress=progress, use_cache=use_cache, cache_dir=cache_dir)
+    run_kw = dict(progress=progress, use_cache=use_cache, cache_dir=cache_dir, tracking=False)  # harden's run logs both audits
 
     log.info("harden 1/4: auditing the original model")
     before = _audit_before(suite, lm, out, run_kw)
@@ -235,7 +282,7 @@ def _harden_robustness(model, suite: SuiteConfig, out: Path, *, config, target, 
                             reports=reports)
 
     log.info("harden 2/4: fine-tuning on %d adversarial + %d clean pairs", n_adv, len(pairs) - n_adv)
-    trained = _train_copy(lm, pairs, out, config, target=target, seed=suite.seed, progress=progress)
+    trained = _train_copy(lm, pairs, out, config, target=target, seed=suite.seed, progress=progress, tracking_run=run)
 
     log.info("harden 3/4: re-auditing the hardened model (same suite, same seed)")
     after = _audit_after(suite, lm, trained.model_dir, before, out, run_kw)
@@ -249,7 +296,7 @@ def _harden_robustness(model, suite: SuiteConfig, out: Path, *, config, target, 
 
 
 def _harden_safety(model, suite: SuiteConfig, out: Path, *, config, safety, train_split, progress, use_cache,
-                   cache_dir) -> HardenResult:
+                   cache_dir, run=None) -> HardenResult:
     """``harden(objective="safety")``: audit, train on the safety mix of the train split, re-audit, compare."""
     from .generation import generation_cache
     from .safety_training import SafetyTraining, build_safety_mix, mix_summary, safety_section
@@ -257,7 +304,7 @@ def _harden_safety(model, suite: SuiteConfig, out: Path, *, config, safety, trai
     safety_section(suite)   # fails before any model loads
     cfg = safety if isinstance(safety, SafetyTraining) else SafetyTraining.from_options(safety)
     lm = model if isinstance(model, LanguageModel) else LanguageModel.load(suite.model)
-    run_kw = dict(progress=progress, use_cache=use_cache, cache_dir=cache_dir)
+    run_kw = dict(progress=progress, use_cache=use_cache, cache_dir=cache_dir, tracking=False)  # harden's run logs both audits
 
     # The mix first: a leak, an unknown risk area or an empty mix fails before the first audit.
     log.info("harden 1/4: building the safety mix from the train split")
@@ -272,7 +319,7 @@ def _harden_safety(model, suite: SuiteConfig, out: Path, *, config, safety, trai
         raise AuditError(f"harden: the safety section failed on the original model ({failed}); see {out / 'before'}")
     log.info("harden 3/4: fine-tuning on the safety mix (%d pairs)", len(mix.pairs))
     trained = _train_copy(lm, mix.pairs, out, config, target="reference", seed=suite.seed, progress=progress,
-                          defaults=SAFETY_DEFAULTS)
+                          defaults=SAFETY_DEFAULTS, tracking_run=run)
 
     log.info("harden 4/4: re-auditing the hardened model (same suite, same seed)")
     after = _audit_after(suite, lm, trained.model_dir, before, out, run_kw)
@@ -315,7 +362,7 @@ def _attack_source(suite: SuiteConfig, lm: LanguageModel, before: AuditResult, o
 
 
 def _train_copy(lm: LanguageModel, pairs: list, out: Path, config: dict[str, Any] | None, *, target: str, seed: int,
-                progress: bool, defaults: dict[str, Any] = HARDEN_DEFAULTS):
+                progress: bool, defaults: dict[str, Any] = HARDEN_DEFAULTS, tracking_run=None):
     """Fine-tune a copy of ``lm`` on ``pairs`` (the caller's model object stays the "before" model) into ``out/train``."""
     data = write_pairs_jsonl(pairs, out / "train.jsonl")
     cfg = {**defaults, **(config or {})}
@@ -331,7 +378,7 @@ def _train_copy(lm: LanguageModel, pairs: list, out: Path, config: dict[str, Any
     cfg.pop("adversarial", None)
     # The chat format travels with the copy: an instruct model trains through its template.
     work = LanguageModel(copy.deepcopy(lm.model), lm.tokenizer, spec=lm.spec, path=lm.path, chat=lm.chat)
-    return finetune(cfg, model=work)
+    return finetune(cfg, model=work, tracking_run=tracking_run)
 
 
 def _audit_before(suite: SuiteConfig, lm: LanguageModel, out: Path, run_kw: dict) -> AuditResult:

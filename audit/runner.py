@@ -39,6 +39,8 @@ from .registry import did_you_mean
 from .report import check_outputs, write_report
 from .results import AuditResult, SectionResult
 from .suite import SuiteConfig, load_suite
+from .tracking import MlflowRun, TrackingError, TrackingSettings, log_audit, resolve_uri
+from .tracking.store import TrackingFailed, display_uri, served_secrets
 from .version import __version__
 
 log = logging.getLogger("audit")
@@ -61,7 +63,8 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: Model | str | No
               out_dir: str | os.PathLike | None = None, outputs: Sequence[str] = (), progress: bool = True,
               use_cache: bool = True, cache_dir: str | os.PathLike | None = None,
               only_sections: Sequence[str] | None = None, seed: int | None = None,
-              baseline: AuditResult | str | os.PathLike | None = None, force_baseline: bool = False) -> AuditResult:
+              baseline: AuditResult | str | os.PathLike | None = None, force_baseline: bool = False,
+              tracking: TrackingSettings | dict[str, Any] | bool | None = None) -> AuditResult:
     """Run a suite on a model and return the :class:`AuditResult` (written to ``out_dir`` if given).
 
     Args:
@@ -78,6 +81,12 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: Model | str | No
         baseline: a baseline ``results.json`` (or loaded result) for regression gates; refused before
             anything is generated if it measured another suite version, data or generation settings.
         force_baseline: compare with an incompatible baseline anyway (the report says so).
+        tracking: log the run to MLflow (docs/tracking.md): None follows the suite's ``tracking:`` block,
+            False turns it off, a :class:`~audit.tracking.TrackingSettings` replaces it and a mapping of
+            its fields (``{"mlflow": "http://127.0.0.1:5000"}``, what ``--mlflow`` gives) is applied over it.
+            MLflow missing or a server that does not answer fails before the model loads; a failure
+            logging after the audit raises :class:`~audit.tracking.store.TrackingFailed` (holding the
+            result) once results.json and the reports are written.
     """
     t0 = time.perf_counter()
     # Under `accelerate launch`/torchrun: join the process group; other ranks keep their own cache copy.
@@ -85,6 +94,23 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: Model | str | No
     cache_dir = rank_cache_dir(cache_dir, world)
     suite = _prepare_suite(suite, model=model if isinstance(model, str) else None, seed=seed, only_sections=only_sections)
     check_outputs(out_dir, outputs)   # an unwritable output fails now, not after the whole run
+    # MLflow missing or its server down fails now, before the model loads; rank 0 alone logs.
+    run = _start_tracking(_tracking_settings(suite, tracking), suite, model) if world.is_main else None
+    try:
+        result, written = _run(suite, model, world, out_dir=out_dir, outputs=outputs, progress=progress,
+                               use_cache=use_cache, cache_dir=cache_dir, baseline=baseline,
+                               force_baseline=force_baseline, t0=t0, run=run)
+    except BaseException:
+        if run is not None:
+            run.close_quietly("FAILED")
+        raise
+    return result
+
+
+def _run(suite: SuiteConfig, model, world, *, out_dir, outputs, progress, use_cache, cache_dir, baseline,
+         force_baseline, t0, run: MlflowRun | None = None) -> tuple[AuditResult, list[Path]]:
+    """The audit itself (run_suite's body): (result, the files written); logged to ``run`` once written."""
+    written: list[Path] = []
     # One run at a time writes into out_dir: a second one is refused, never mixed with this one's files.
     with output_lock(out_dir) if out_dir is not None and world.is_main else contextlib.nullcontext():
         data_path = data_location(suite.data.path, suite.base_dir)
@@ -126,8 +152,47 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: Model | str | No
         timings["total"] = time.perf_counter() - t0
         result.timings = {k: round(v, 4) for k, v in timings.items()}
         if out_dir is not None and world.is_main:   # rank 0 alone writes (every rank holds the same result)
-            write_outputs(result, out_dir, outputs)
-        return result
+            written = write_outputs(result, out_dir, outputs)
+        if run is not None:   # inside the lock: no other run rewrites the files being uploaded
+            _finish_tracking(run, result, written, out_dir)
+        return result, written
+
+
+def _tracking_settings(suite: SuiteConfig, tracking) -> TrackingSettings | None:
+    """The tracking this run does: the suite's block, replaced or overridden by ``tracking``."""
+    if tracking is False:
+        return None
+    if isinstance(tracking, TrackingSettings):
+        return tracking
+    base = suite.tracking or TrackingSettings()
+    return base.merged(tracking) if isinstance(tracking, dict) else base
+
+
+def _start_tracking(settings: TrackingSettings | None, suite: SuiteConfig, model=None) -> MlflowRun | None:
+    if settings is None or not settings.enabled:
+        return None
+    name = getattr(model, "spec", None) if model is not None and not isinstance(model, str) else None
+    name = name or getattr(suite.model, "path", "") or ""
+    # The suite's served model's key, and that of a served model the caller loaded (its spec names the variable).
+    secrets = served_secrets(suite.model) + served_secrets(getattr(model, "spec_obj", None))
+    return MlflowRun(resolve_uri(settings.mlflow), experiment=settings.experiment or suite.name,
+                     run_name=settings.run_name or f"{suite.name} {name}".strip(),
+                     tags={"audit.kind": "audit", **settings.tags}, secrets=secrets)
+
+
+def _finish_tracking(run: MlflowRun, result: AuditResult, written: list[Path], out_dir) -> None:
+    """Log the finished audit; results.json and the reports are already on disk whatever happens here."""
+    files = list(written)
+    if out_dir is not None and (Path(out_dir) / "samples.jsonl").is_file():   # beside results.json (result.save)
+        files.insert(1, Path(out_dir) / "samples.jsonl")
+    try:
+        log_audit(run, result, artifacts=files, out_dir=Path(out_dir) if out_dir is not None else None)
+        run.finish("FINISHED")
+    except TrackingError as e:
+        run.close_quietly("FAILED")
+        where = f"results are in {out_dir}" if out_dir is not None else "the result was not written (no out_dir)"
+        raise TrackingFailed(f"{e} ({where}; gates {'passed' if result.passed else 'failed'})", result=result) from None
+    log.info("mlflow: run %s in experiment %s at %s", run.run_id, run.experiment_id, display_uri(run.uri))
 
 
 def _prepare_suite(suite: SuiteConfig | str | os.PathLike, *, model: str | None, seed: int | None,

@@ -40,6 +40,7 @@ from .models.served.spec import model_spec_from, override_model
 from .preflight import preflight
 from .registry import did_you_mean
 from .stats import ConfidenceSettings
+from .tracking.settings import TrackingSettings
 
 
 @dataclass
@@ -56,6 +57,7 @@ class SuiteConfig:
     sections: dict[str, Any] = field(default_factory=dict)   # section name -> validated Options
     gates: list[Any] = field(default_factory=list)           # gates.Gate
     confidence: Any = None           # stats.ConfidenceSettings: interval level / resamples (None: defaults)
+    tracking: Any = None             # tracking.TrackingSettings: where the run is logged (None: nowhere)
     path: str | None = None          # the file it came from
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -76,11 +78,12 @@ class SuiteConfig:
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the numbers (for baselines and caches)."""
-        d = {k: v for k, v in self.raw.items() if k not in ("gates", "description", "model", "confidence")}
+        d = {k: v for k, v in self.raw.items() if k not in ("gates", "description", "model", "confidence", "tracking")}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-TOP_LEVEL = {"name", "description", "version", "model", "seed", "data", "generation", "sections", "gates", "confidence"}
+TOP_LEVEL = {"name", "description", "version", "model", "seed", "data", "generation", "sections", "gates", "confidence",
+             "tracking"}
 
 
 def load_suite(path: str | os.PathLike, *, model_override: str | None = None) -> SuiteConfig:
@@ -171,9 +174,11 @@ def parse_suite(raw: Any, *, path: str | None = None, model_override: str | None
             raise ConfigError(f"{where}: gates[{i}]: unknown metric {gate.metric!r}{did_you_mean(metric, names)}; {section} has: {', '.join(names)}")
         gates.append(gate)
     confidence = from_mapping(ConfidenceSettings, raw.get("confidence"), f"{where}: confidence")
+    tracking = from_mapping(TrackingSettings, raw["tracking"], f"{where}: tracking") if raw.get("tracking") else None
     return SuiteConfig(name=str(name), model=model, data=data, generation=gen, seed=seed,
                        version=str(raw.get("version", "1")), description=str(raw.get("description", "")),
-                       sections=sections, gates=gates, path=path, raw=raw, confidence=confidence).with_model(model_override)
+                       sections=sections, gates=gates, path=path, raw=raw, confidence=confidence,
+                       tracking=tracking).with_model(model_override)
 
 
 def validate_suite(path: str | os.PathLike):

@@ -19,6 +19,7 @@ QUICK = [
     ["bench_attacks.py"],
     ["bench_explain_vs_inseq.py", "--model", "builtin:tiny"],
     ["bench_trainer.py"],
+    ["bench_tracking.py"],                                     # needs the tracking extra (mlflow, tensorboard)
     ["bench_fingerprint.py"],                                  # SmolLM2 directory, full-content hash
     ["gpu_check.py", "--tiny"],
 ]

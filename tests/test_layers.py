@@ -23,8 +23,10 @@ LAYERS = [
     # Plain settings and data, pure metrics and the model-file rules.
     ["audit.config", "audit.stats", "audit.results", "audit.metrics", "audit.perturb",
      "audit.models.chat", "audit.models.template_sandbox", "audit.models.files", "audit.models.fingerprint"],
-    # The model wing (interface, both backends, builders), data loading, generation caching, scorers, gates.
-    ["audit.models", "audit.data", "audit.hf_data", "audit.generation", "audit.scorers", "audit.probes", "audit.baseline", "audit.gates"],
+    # The model wing (interface, both backends, builders), data loading, generation caching, scorers, gates;
+    # tracking (MLflow/TensorBoard logging of plain results and records: the runner, finetune and harden call it).
+    ["audit.models", "audit.data", "audit.hf_data", "audit.generation", "audit.scorers", "audit.probes", "audit.baseline", "audit.gates",
+     "audit.tracking"],
     # The areas that use a model: attacks, explanations, suite sections, training.
     ["audit.attacks", "audit.explain", "audit.evaluators", "audit.finetune", "audit.scoring", "audit.refusal_train",
      "audit.safety_training"],
@@ -171,6 +173,10 @@ def test_no_arrow_runs_up_a_layer():
     ("finetune/__init__.py", ["audit.harden", "audit.runner", "audit.suite", "audit.report"]),
     ("finetune/commands.py", ["audit.harden", "audit.runner"]),
     ("finetune/run.py", ["audit.harden", "audit.runner", "audit.suite"]),
+    # Tracking logs what others produce: it never imports the code that calls it.
+    ("tracking/__init__.py", ["audit.runner", "audit.harden", "audit.finetune", "audit.suite", "audit.cli"]),
+    ("tracking/store.py", ["audit.models.local", "audit.runner", "audit.finetune"]),
+    ("tracking/training.py", ["audit.finetune", "audit.harden"]),
 ])
 def test_no_arrow_points_up(rel, above):
     assert (PACKAGE / rel).is_file(), rel

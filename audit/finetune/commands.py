@@ -48,6 +48,10 @@ def overrides(args, fields) -> dict[str, Any]:
         v = getattr(args, f"ft_{name}", None)
         if v is not None:
             out[name] = _value(v, tp)
+    report_to = getattr(args, "report_to", None)
+    if report_to is not None:   # --report-to mlflow,tensorboard; --report-to none: no tracker at all
+        names = [t.strip() for t in report_to.split(",") if t.strip()]
+        out["report_to"] = [] if names == ["none"] else names
     for item in args.set or []:
         key, eq, val = item.partition("=")
         if not eq or not key:
@@ -65,6 +69,9 @@ def config_flags(p: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> l
     for name, tp, comment in fields:
         g.add_argument(f"--{name.replace('_', '-')}", dest=f"ft_{name}", metavar=tp.__name__.upper(),
                        help=comment.replace("%", "%%") or None)
+    g.add_argument("--report-to", metavar="TRACKERS",
+                   help="training curves to mlflow, tensorboard or both (comma-separated; none: neither); with --mlflow-uri "
+                        "(docs/tracking.md); needs pip install 'audit[tracking]'")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", help="any field, dotted for nested ones (repeatable)")
     return fields
 

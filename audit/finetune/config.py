@@ -150,7 +150,11 @@ class FinetuneConfig:
 
     # ---- logging ----
     log_every: int = 10                  # write training metrics every N optimizer steps
-    tensorboard: bool = True             # also log to TensorBoard when it is installed
+    tensorboard: bool = True             # also log to TensorBoard when it is installed (without report_to)
+    report_to: list[str] | None = None   # trackers of the training curves: mlflow, tensorboard (None: tensorboard as above)
+    mlflow_uri: str | None = None        # MLflow tracking URI or directory (default: $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db); without report_to, adds mlflow
+    mlflow_experiment: str | None = None # MLflow experiment (default: finetune; harden: harden-<suite>)
+    mlflow_run_name: str | None = None   # MLflow run name (default: the out_dir's name)
     progress: bool = True                # tqdm bar with the running loss
 
     def __post_init__(self):
@@ -195,10 +199,29 @@ class FinetuneConfig:
             raise ValueError("lora and freeze_all_but_top_k are exclusive (LoRA already freezes the base)")
         if not isinstance(self.losses, dict) or not self.losses:
             raise ValueError("losses must map at least one loss name to a weight")
+        if self.report_to is not None:
+            from ..tracking.training import TRACKERS
+
+            if not isinstance(self.report_to, (list, tuple)) or not all(isinstance(t, str) for t in self.report_to):
+                raise ValueError(f"report_to must be a list of tracker names ({', '.join(TRACKERS)}), got {self.report_to!r}")
+            for t in self.report_to:
+                if t not in TRACKERS:
+                    raise ValueError(f"report_to: {unknown_name('tracker', t, TRACKERS)}")
+            if "tensorboard" in self.report_to and not self.tensorboard:
+                raise ValueError("report_to names tensorboard but tensorboard is false; drop one of them")
+            if self.mlflow_uri and "mlflow" not in self.report_to:
+                raise ValueError("mlflow_uri is set but report_to does not name mlflow; add it (or drop mlflow_uri)")
         # Validate nested options now, so errors surface before any model loads.
         self.loss_specs()
         self.lora_options()
         self.augment_options()
+
+    def trackers(self) -> set[str]:
+        """Where the training curves go: ``report_to`` when given; else TensorBoard as ``tensorboard`` says, and
+        MLflow when ``mlflow_uri`` is set (old configs, ``tensorboard: true/false``, mean what they did)."""
+        if self.report_to is not None:
+            return set(self.report_to)
+        return ({"tensorboard"} if self.tensorboard else set()) | ({"mlflow"} if self.mlflow_uri else set())
 
     def fit_window(self, window: int | None, *, model: str) -> "FinetuneConfig":
         """This config for a model of ``window`` positions (None: unknown). Position embeddings stop at the

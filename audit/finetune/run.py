@@ -27,6 +27,7 @@ from ..io.output_dirs import check_apart, check_replaceable, output_lock
 from ..io.output_paths import check_output_dir
 from ..models.distributed import world
 from ..models.files import context_length, context_window
+from ..tracking.training import TrainingTracking
 from .config import FinetuneConfig, load_finetune_config
 from .data import Example, TextPair, read_adversarial, read_pairs, split_train_val, tokenize_pairs
 from .trainer import Trainer, TrainResult
@@ -166,7 +167,7 @@ def check_out_dir(out_dir: str | os.PathLike, model, *, out_field: str = "out_di
 
 
 def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *, model=None,
-             callbacks: Sequence[Callable] = (), **overrides: Any) -> TrainResult:
+             callbacks: Sequence[Callable] = (), tracking_run=None, **overrides: Any) -> TrainResult:
     """Fine-tune a causal LM as a config says; returns where the model and logs went.
 
     Args:
@@ -174,6 +175,8 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *,
         model: a :class:`~audit.models.local.LanguageModel` (trained in place) or a model spec; default
             ``config.model``.
         callbacks: ``cb(trainer, record)`` after every optimizer step.
+        tracking_run: an :class:`~audit.tracking.MlflowRun` the curves go to (harden's), not ended here;
+            default: a run of its own when ``report_to`` names mlflow.
         **overrides: config fields to change (``max_steps=10``, ``losses={"ce": 1, "pgd": 1}``).
 
     Returns:
@@ -182,6 +185,8 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *,
     Raises:
         ConfigError / DataError: invalid config or data (one line, naming the field or line).
         TrainingDiverged: NaN / inf loss.
+        TrackingError: MLflow / TensorBoard named in ``report_to`` but missing, or the server down (before
+            any model loads); logging failed during the run (after the model is saved).
 
     Example:
         >>> r = finetune({"model": "builtin:micro", "data": "support.jsonl", "max_steps": 5})  # doctest: +SKIP
@@ -202,10 +207,16 @@ def finetune(config: FinetuneConfig | str | os.PathLike | dict | None = None, *,
         cfg = cfg.fit_window(context_length(Path(source)), model=cfg.model)
     # One run at a time writes into out_dir (rank 0 holds it for every process of a distributed run).
     with output_lock(cfg.out_dir, what="finetune out_dir") if world().is_main else contextlib.nullcontext():
-        return _finetune(cfg, model, callbacks)
+        # Trackers before the model loads: MLflow missing or its server down is a one-line error now.
+        tracking = TrainingTracking.open(cfg, main=world().is_main, mlflow_run=tracking_run)
+        try:
+            return _finetune(cfg, model, callbacks, tracking)
+        except BaseException:
+            tracking.close(status="FAILED")   # the trainer closed it already when it got that far
+            raise
 
 
-def _finetune(cfg: FinetuneConfig, model, callbacks: Sequence[Callable]) -> TrainResult:
+def _finetune(cfg: FinetuneConfig, model, callbacks: Sequence[Callable], tracking: TrainingTracking) -> TrainResult:
     seed_everything(cfg.seed)
     lm = load_language_model(cfg, model)
     cfg = cfg.fit_window(context_window(lm.model.config), model=cfg.model)   # before any data work
@@ -216,7 +227,8 @@ def _finetune(cfg: FinetuneConfig, model, callbacks: Sequence[Callable]) -> Trai
              ", ".join(f"{k}={v}" for k, v in counts.items() if k not in ("train_examples", "val_examples")))
     lora = cfg.lora_options()
     seed_everything(cfg.seed)  # the same RNG stream whether or not LoRA / augmentation drew numbers
-    trainer = Trainer(cfg, net, tok, train, val, callbacks=callbacks, merge_lora=lora.merge_on_save if lora else True)
+    trainer = Trainer(cfg, net, tok, train, val, callbacks=callbacks, merge_lora=lora.merge_on_save if lora else True,
+                      tracking=tracking)
     out = Path(cfg.out_dir)
     if trainer.is_main:
         out.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ import torch
 
 from ..errors import AuditError, first_line
 from ..io.output_dirs import make_owned_dir, remove_owned_dir
+from ..tracking.training import TrainingTracking
 from . import checkpoint as ckpt
 from .augment import OnlineAugmented
 from .config import FinetuneConfig
@@ -146,11 +147,14 @@ class Trainer:
             may be an :class:`~audit.finetune.augment.OnlineAugmented` (its slots re-perturbed every epoch).
         callbacks: called as ``cb(trainer, record)`` after every optimizer step (e.g. to stop a run).
         merge_lora: save the final model with LoRA adapters merged in.
+        tracking: where every metrics.jsonl record also goes (MLflow, TensorBoard; see
+            :mod:`audit.tracking.training`); default: the trackers ``cfg`` names, opened by :meth:`train`.
+            :meth:`train` closes it however the run ends.
     """
 
     def __init__(self, cfg: FinetuneConfig, model: torch.nn.Module, tokenizer, train: Sequence[Example],
                  val: Sequence[Example] = (), *, callbacks: Sequence[Callable[["Trainer", dict], None]] = (),
-                 merge_lora: bool = True):
+                 merge_lora: bool = True, tracking: TrainingTracking | None = None):
         from accelerate import Accelerator
 
         if not train:
@@ -162,6 +166,7 @@ class Trainer:
         self.val_set = list(val)
         self.callbacks = list(callbacks)
         self.merge_lora = merge_lora
+        self.tracking = tracking
         # cpu=True without CUDA: `accelerate launch --multi_gpu` then gives gloo processes (MULTI_CPU)
         # instead of silently independent single-process runs.
         self.accelerator = Accelerator(mixed_precision=_fresh_precision(_precision(cfg)), cpu=not torch.cuda.is_available())
@@ -340,10 +345,8 @@ class Trainer:
             return
         with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
-        if self._tb is not None:
-            for k, v in rec.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self._tb.add_scalar(k, v, rec["step"])
+        if self.tracking is not None:
+            self.tracking.log(rec)
 
     def _state(self) -> dict[str, Any]:
         return {"best_val": self.best_val, "last_val": self.last_val, "bad_evals": self.bad_evals}
@@ -393,7 +396,18 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
-        self._tb = _tensorboard(self.out / "tensorboard") if cfg.tensorboard and self.is_main else None
+        if self.tracking is None:   # only rank 0 ever logs to a tracker
+            self.tracking = TrainingTracking.open(cfg, main=self.is_main)
+        try:
+            result = self._train()
+        except BaseException:
+            self.tracking.close(status="FAILED")
+            raise
+        self.tracking.close(stopped=result.stopped, steps=result.steps)
+        return result
+
+    def _train(self) -> TrainResult:
+        cfg, acc = self.cfg, self.accelerator
         path = self._resume_path()
         if path is not None:
             self.resume(path)
@@ -433,8 +447,6 @@ class Trainer:
             if bar:
                 bar.close()
         model_dir, adapter_dir = self._save_final()
-        if self._tb is not None:
-            self._tb.close()
         return TrainResult(out_dir=self.out, model_dir=model_dir, adapter_dir=adapter_dir, steps=self.step, stopped=stopped,
                            best_val_loss=self.best_val, last_val_loss=self.last_val, metrics_path=self.out / "metrics.jsonl",
                            history=self.history)
@@ -496,14 +508,6 @@ class Trainer:
             model_dir = model_dir if self.merge_lora else adapter_dir
         acc.wait_for_everyone()
         return model_dir, adapter_dir
-
-
-def _tensorboard(path: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional; metrics.jsonl always has everything
-        return None
-    return SummaryWriter(str(path))
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
