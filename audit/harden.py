@@ -52,7 +52,7 @@ from .report.compare import COMPARE_WRITERS, write_comparison
 from .results import AuditResult, atomic_write, json_safe
 from .runner import run_suite
 from .suite import SuiteConfig, load_suite
-from .tracking import MlflowRun, TrackingError, log_harden, resolve_uri
+from .tracking import MlflowRun, TrackingError, ended_on_failure, log_harden, resolve_uri
 from .tracking.store import TrackingFailed, served_secrets
 
 log = logging.getLogger("audit")
@@ -201,7 +201,7 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
     with output_lock(out, what="harden out_dir") if world().is_main else contextlib.nullcontext():
         # MLflow missing or its server down fails now, before the first audit; rank 0 alone logs.
         run = _start_tracking(config or {}, suite, out) if world().is_main else None
-        try:
+        with ended_on_failure(run):
             if objective == "safety":
                 result = _harden_safety(model, suite, out, config=config, safety=safety, train_split=train_split,
                                         progress=progress, use_cache=use_cache, cache_dir=cache_dir, run=run)
@@ -209,10 +209,6 @@ def harden(model, suite, out_dir: str | os.PathLike, *, config: dict[str, Any] |
                 result = _harden_robustness(model, suite, out, config=config, target=target, include_clean=include_clean,
                                             progress=progress, use_cache=use_cache, cache_dir=cache_dir,
                                             train_split=train_split, attack_recipes=attack_recipes, run=run)
-        except BaseException:
-            if run is not None:
-                run.close_quietly("FAILED")
-            raise
         if run is not None:
             _finish_tracking(run, result)
         return result

@@ -39,7 +39,7 @@ from .registry import did_you_mean
 from .report import check_outputs, write_report
 from .results import AuditResult, SectionResult
 from .suite import SuiteConfig, load_suite
-from .tracking import MlflowRun, TrackingError, TrackingSettings, log_audit, resolve_uri
+from .tracking import MlflowRun, TrackingError, TrackingSettings, ended_on_failure, log_audit, resolve_uri
 from .tracking.store import TrackingFailed, display_uri, served_secrets
 from .version import __version__
 
@@ -96,14 +96,10 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: Model | str | No
     check_outputs(out_dir, outputs)   # an unwritable output fails now, not after the whole run
     # MLflow missing or its server down fails now, before the model loads; rank 0 alone logs.
     run = _start_tracking(_tracking_settings(suite, tracking), suite, model) if world.is_main else None
-    try:
+    with ended_on_failure(run):
         result, written = _run(suite, model, world, out_dir=out_dir, outputs=outputs, progress=progress,
                                use_cache=use_cache, cache_dir=cache_dir, baseline=baseline,
                                force_baseline=force_baseline, t0=t0, run=run)
-    except BaseException:
-        if run is not None:
-            run.close_quietly("FAILED")
-        raise
     return result
 
 

@@ -90,3 +90,17 @@ def sensitive_micro_lm(micro_path):
             if p.dim() >= 2:
                 p.mul_(6)
     return lm
+
+
+def write_robust_tiny(tmp_path: Path) -> Path:
+    """A robustness-only suite ``robust-tiny`` on builtin:micro with 4 support-like records (what the harden
+    tests attack and fine-tune on); returns the suite's path."""
+    rows = [{"id": f"r{i}", "prompt": f"Customer: how do I reset password number {i}?\nAgent:",
+             "reference": " Open settings and choose reset password."} for i in range(4)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = tmp_path / "suite.yaml"
+    path.write_text(
+        "name: robust-tiny\nmodel: builtin:micro\nseed: 0\ndata:\n  path: data.jsonl\ngeneration:\n  max_new_tokens: 4\n"
+        "sections:\n  robustness:\n    recipes: [deepwordbug]\n    examples: 3\n    query_budget: 10\n"
+        "    max_similarity: 0.9\n    perturbations: []\ngates:\n  - robustness.attack_success_rate <= 0.5\n")
+    return path

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from .conftest import write_robust_tiny
+
 
 @pytest.fixture(scope="module")
 def sensitive_micro(tmp_path_factory, sensitive_micro_lm):
@@ -19,13 +21,7 @@ def sensitive_micro(tmp_path_factory, sensitive_micro_lm):
 
 @pytest.mark.slow
 def test_harden_end_to_end(sensitive_micro, tmp_path):
-    rows = [{"id": f"r{i}", "prompt": f"Customer: how do I reset password number {i}?\nAgent:",
-             "reference": " Open settings and choose reset password."} for i in range(4)]
-    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "suite.yaml").write_text(
-        "name: robust-tiny\nmodel: builtin:micro\nseed: 0\ndata:\n  path: data.jsonl\ngeneration:\n  max_new_tokens: 4\n"
-        "sections:\n  robustness:\n    recipes: [deepwordbug]\n    examples: 3\n    query_budget: 10\n"
-        "    max_similarity: 0.9\n    perturbations: []\ngates:\n  - robustness.attack_success_rate <= 0.5\n")
+    write_robust_tiny(tmp_path)
     out = tmp_path / "out"
     p = subprocess.run([sys.executable, "-m", "audit", "harden", "--model", str(sensitive_micro), "--suite", "suite.yaml",
                         "--out", str(out), "--max-steps", "4", "--lr", "3e-3", "--target", "target", "-q"],

@@ -43,7 +43,9 @@ def test_embedding_scores_a_rewording_as_the_same_answer_where_chrf_does_not():
     assert 0.0 <= similarity("Yes.", "No.", "embedding") <= 1.0
 
 
-def test_texts_are_embedded_once_and_in_one_batch(monkeypatch, encoder):
+@pytest.fixture
+def embed_calls(monkeypatch, encoder):
+    """The texts of every call to the shared encoder from here on (one list per call), on an empty cache."""
     calls = []
     real = encoder.embed
 
@@ -51,7 +53,13 @@ def test_texts_are_embedded_once_and_in_one_batch(monkeypatch, encoder):
         calls.append(list(texts))
         return real(texts, **kw)
 
+    monkeypatch.setattr(sim_mod, "_embeddings", type(sim_mod._embeddings)())
     monkeypatch.setattr(encoder, "embed", counting)
+    return calls
+
+
+def test_texts_are_embedded_once_and_in_one_batch(embed_calls):
+    calls = embed_calls
     texts = [f"Order {i} ships on Monday from the warehouse in Leeds." for i in range(6)]
     m = mean_pairwise_similarity(texts, "embedding")
     assert len(calls) == 1 and sorted(calls[0]) == sorted(texts)   # 15 pairs, one batch of 6 texts
@@ -139,7 +147,7 @@ def test_cache_is_bounded(monkeypatch):
     assert len(sim_mod._embeddings) <= 3
 
 
-def test_sentence_encoder_constraint_embeds_each_distinct_window_once(monkeypatch, encoder):
+def test_sentence_encoder_constraint_embeds_each_distinct_window_once(encoder, embed_calls):
     """TextAttack asks for the original's window again with every candidate: through the shared cache each
     distinct window is embedded once, and the decisions are those of the uncached encoder."""
     from audit.attacks.constraints import MiniLMSentenceEncoder  # first: the offline NLTK set-up textattack needs
@@ -152,15 +160,7 @@ def test_sentence_encoder_constraint_embeds_each_distinct_window_once(monkeypatc
     candidates = [orig.replace_word_at_index(i, w) for w in swaps]
     for t in candidates:   # what TextAttack's check needs to know which word changed
         t.attack_attrs["newly_modified_indices"] = {i}
-    monkeypatch.setattr(sim_mod, "_embeddings", type(sim_mod._embeddings)())
-    calls = []
-    real = encoder.embed
-
-    def counting(texts, **kw):
-        calls.append(list(texts))
-        return real(texts, **kw)
-
-    monkeypatch.setattr(encoder, "embed", counting)
+    calls = embed_calls
     first = {t.text for t in c._check_constraint_many(candidates, orig)}
     embedded = [t for call in calls for t in call]
     assert len(embedded) == len(set(embedded))                 # no text embedded twice
@@ -168,7 +168,7 @@ def test_sentence_encoder_constraint_embeds_each_distinct_window_once(monkeypatc
     again = {t.text for t in c._check_constraint_many(candidates, orig)}
     assert again == first and len([t for call in calls for t in call]) == len(embedded)   # all from the cache
     # Same decisions as the encoder without the cache.
-    direct = np.asarray(real([orig.text] + [t.text for t in candidates]))
+    direct = np.asarray(encoder.embed([orig.text] + [t.text for t in candidates]))   # straight from the encoder
     cos = direct[1:] @ direct[0]
     angular = 1 - np.arccos(np.clip(cos, -1, 1)) / np.pi
     assert first == {t.text for t, a in zip(candidates, angular) if a >= c.threshold}

@@ -23,7 +23,7 @@ from audit.cli import main  # noqa: E402
 from audit.tracking import MlflowRun, log_harden, sanitize_key  # noqa: E402
 from audit.tracking.store import metric_names  # noqa: E402
 
-from .conftest import write_suite  # noqa: E402
+from .conftest import write_robust_tiny, write_suite  # noqa: E402
 from .mlflow_server import free_port, mlflow_server  # noqa: E402,F401  (the fixture)
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -421,13 +421,7 @@ def test_harden_cli_logs_curves_and_both_audits_in_one_run(mlflow_server, tmp_pa
     model = tmp_path / "model"
     sensitive_micro_lm.model.save_pretrained(model)
     sensitive_micro_lm.tokenizer.save_pretrained(model)
-    rows = [{"id": f"r{i}", "prompt": f"Customer: how do I reset password number {i}?\nAgent:",
-             "reference": " Open settings and choose reset password."} for i in range(4)]
-    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "suite.yaml").write_text(
-        "name: robust-tiny\nmodel: builtin:micro\nseed: 0\ndata:\n  path: data.jsonl\ngeneration:\n  max_new_tokens: 4\n"
-        "sections:\n  robustness:\n    recipes: [deepwordbug]\n    examples: 3\n    query_budget: 10\n"
-        "    max_similarity: 0.9\n    perturbations: []\ngates:\n  - robustness.attack_success_rate <= 0.5\n")
+    write_robust_tiny(tmp_path)
     out = tmp_path / "out"
     rc = main(["harden", "--model", str(model), "--suite", str(tmp_path / "suite.yaml"), "--out", str(out), "--max-steps", "4",
                "--lr", "3e-3", "--target", "target", "--log-every", "1", "--report-to", "mlflow,tensorboard",

@@ -14,9 +14,10 @@ from __future__ import annotations
 from .audit_log import audit_metrics, audit_params, gate_metrics, log_audit, log_harden
 from .settings import TrackingSettings
 from .store import (INSTALL_HINT, MlflowRun, TrackingError, TrackingFailed, TrackingUnavailable, check_reachable,
-                    import_mlflow, resolve_uri, sanitize_key)
+                    ended_on_failure, import_mlflow, resolve_uri, sanitize_key)
 from .training import TRACKERS, TrainingTracking
 
 __all__ = ["TrackingSettings", "MlflowRun", "TrackingError", "TrackingFailed", "TrackingUnavailable", "INSTALL_HINT", "check_reachable",
+           "ended_on_failure",
            "import_mlflow", "resolve_uri", "sanitize_key", "log_audit", "log_harden", "audit_params", "audit_metrics",
            "gate_metrics", "TrainingTracking", "TRACKERS"]

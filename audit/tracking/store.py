@@ -264,6 +264,18 @@ class MlflowRun:
             log.warning("%s", e)
 
 
+@contextlib.contextmanager
+def ended_on_failure(run: MlflowRun | None):
+    """Inside the block, an exception ends ``run`` as FAILED (quietly: the exception is what the user sees) and
+    is raised on; no-op without a run."""
+    try:
+        yield
+    except BaseException:
+        if run is not None:
+            run.close_quietly("FAILED")
+        raise
+
+
 def metric_names(names: Iterable[str]) -> dict[str, str]:
     """original name -> MLflow name (sanitised; a clash after sanitising gets ``_2``, ``_3``, ...).
 
