@@ -6,6 +6,8 @@
 # Writes OUT_DIR/{results.json,samples.jsonl,report.html,junit.xml,summary.md} (reports are
 # written even when a gate fails), appends the Markdown summary to $GITHUB_STEP_SUMMARY when set,
 # and exits with audit's own code: 0 all gates pass, 1 a gate failed, 2 usage/config/runtime error.
+# With MLFLOW_TRACKING_URI set (and pip install 'audit[tracking]'), the run is also logged there:
+# params, every metric, gate results and the reports as artifacts (docs/tracking.md).
 set -uo pipefail
 
 suite=${1:?usage: ci_gate.sh SUITE MODEL [BASELINE] [OUT_DIR]}
@@ -17,6 +19,9 @@ export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}   # never reach the hub from CI
 args=(run "$suite" --model "$model" --out "$out" --quiet)
 if [[ -n "$baseline" ]]; then
   args+=(--baseline "$baseline")
+fi
+if [[ -n "${MLFLOW_TRACKING_URI:-}" ]]; then
+  args+=(--mlflow "$MLFLOW_TRACKING_URI")
 fi
 
 audit "${args[@]}"
