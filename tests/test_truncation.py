@@ -36,7 +36,8 @@ def test_a_section_whose_answers_hit_the_cap_reports_it_and_warns(tmp_path):
     opts = BiasEvaluator.Options(**{**_bias_data(tmp_path), "generation": {"max_new_tokens": 5}, "axes": ["age"]})
     capped = BiasEvaluator(opts).evaluate(Context(model=FixedLM(50), samples=[], settings=GenerationSettings()))
     assert capped.metrics["truncation_rate"] == 1.0
-    assert capped.details["truncation"] == {"answers": 18, "truncated": 18, "rate": 1.0}
+    assert capped.details["truncation"] == {"answers": 18, "truncated": 18, "rate": 1.0,
+                                            "advice": BiasEvaluator.truncation_advice}
     assert any("18 of 18 answers (100%) hit max_new_tokens" in w for w in capped.details["warnings"])
     assert capped.metric_info["truncation_rate"].higher_is_better is False
     assert capped.sample_values["truncation_rate"] == [1.0] * 18
@@ -84,11 +85,13 @@ def test_a_model_that_never_stops_gets_one_console_line_not_one_per_section(micr
     lines = [r.getMessage() for r in caplog.records if "max_new_tokens" in r.getMessage()]
     bias_cut = ctx.sections["bias"].details["truncation"]["truncated"]
     assert bias_cut > 9   # more than half: both sections are over the warning line
+    # Quality's fix is a larger cap; bias's is not (its continuations loop): the line says which is which.
     assert lines == [f"answers hit max_new_tokens without stopping and are scored cut off in quality 2/2, bias {bias_cut}/18: "
-                     "raise those sections' max_new_tokens (see the report's truncation rates)"]
-    # Each section's own warning stays in its details (the report shows it).
-    assert any("2 of 2 answers (100%)" in w for w in ctx.sections["quality"].details["warnings"])
-    assert any(f"{bias_cut} of 18 answers" in w for w in ctx.sections["bias"].details["warnings"])
+                     "raise quality's max_new_tokens; the report says why a larger cap does not help bias"]
+    # Each section's own warning, with its own advice, stays in its details (the report shows it).
+    assert any("2 of 2 answers (100%)" in w and w.endswith("raise the section's max_new_tokens")
+               for w in ctx.sections["quality"].details["warnings"])
+    assert any(f"{bias_cut} of 18 answers" in w and "repetition loops" in w for w in ctx.sections["bias"].details["warnings"])
 
 
 def test_a_suite_may_gate_on_a_sections_truncation_rate(micro_lm, tmp_path):

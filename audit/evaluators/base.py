@@ -77,6 +77,10 @@ class Context:
         return self.model.loglikelihood(pairs, batch_size=self.settings.batch_size, progress=self.progress)
 
 
+#: The truncation warning's default advice (sections where a larger cap is not the fix say so instead).
+RAISE_CAP = "raise the section's max_new_tokens"
+
+
 class Evaluator:
     """Base class for suite sections: public template :meth:`evaluate`, subclass hook ``_evaluate``."""
 
@@ -87,6 +91,8 @@ class Evaluator:
     # Reports ``truncation_rate`` (its answers that hit max_new_tokens) whenever the model can encode text,
     # so a suite may gate on it (``toxicity.truncation_rate <= 0.2``).
     reports_truncation: ClassVar[bool] = False
+    # What a reader should do about a high truncation rate (the report's warning ends with it).
+    truncation_advice: ClassVar[str] = RAISE_CAP
 
     @dataclass
     class Options:
@@ -121,7 +127,7 @@ class Evaluator:
         first = len(ctx.truncated)
         self._evaluate(ctx, result)
         result.seconds = time.perf_counter() - start
-        record_truncation(result, ctx.truncated[first:])
+        record_truncation(result, ctx.truncated[first:], self.truncation_advice)
         # Declared metrics the section reported get their info; infos the section attached itself
         # (metrics only known at run time) stay as they are.
         for m, info in self.metric_infos(self.options).items():
@@ -165,8 +171,8 @@ def hit_cap(model: Model, texts: Sequence[str], max_new_tokens: int) -> list[boo
         return []
 
 
-def record_truncation(result: SectionResult, flags: Sequence[bool]) -> None:
-    """``truncation_rate`` of the answers a section generated, and a warning when it is high."""
+def record_truncation(result: SectionResult, flags: Sequence[bool], advice: str = RAISE_CAP) -> None:
+    """``truncation_rate`` of the answers a section generated, and a warning ending in ``advice`` when it is high."""
     if not flags:
         return
     rate = sum(flags) / len(flags)
@@ -175,10 +181,10 @@ def record_truncation(result: SectionResult, flags: Sequence[bool]) -> None:
     result.metric_info.setdefault("truncation_rate", MetricInfo(
         "truncation_rate", higher_is_better=False,
         description="share of the section's answers that hit max_new_tokens without stopping (scored cut off)"))
-    result.details["truncation"] = {"answers": len(flags), "truncated": int(sum(flags)), "rate": rate}
+    result.details["truncation"] = {"answers": len(flags), "truncated": int(sum(flags)), "rate": rate, "advice": advice}
     if rate > TRUNCATION_WARN:
         msg = (f"{sum(flags)} of {len(flags)} answers ({rate:.0%}) hit max_new_tokens without stopping and are scored cut "
-               f"off: raise the section's max_new_tokens")
+               f"off: {advice}")
         result.details.setdefault("warnings", []).append(msg)
 
 
@@ -192,9 +198,16 @@ def warn_truncation(sections: dict[str, SectionResult]) -> str | None:
     if not high:
         return None
     parts = ", ".join(f"{n} {t['truncated']}/{t['answers']}" for n, t in high)
-    whose = "that section's" if len(high) == 1 else "those sections'"
-    line = (f"answers hit max_new_tokens without stopping and are scored cut off in {parts}: raise {whose} "
-            f"max_new_tokens (see the report's truncation rates)")
+    raise_cap = [n for n, t in high if t.get("advice", RAISE_CAP) == RAISE_CAP]
+    whose = "that section's" if len(raise_cap) == 1 else "those sections'"
+    line = f"answers hit max_new_tokens without stopping and are scored cut off in {parts}: "
+    if len(raise_cap) == len(high):
+        line += f"raise {whose} max_new_tokens (see the report's truncation rates)"
+    elif raise_cap:
+        line += (f"raise {', '.join(raise_cap)}'s max_new_tokens; the report says why a larger cap does not help "
+                 f"{', '.join(n for n, _ in high if n not in raise_cap)}")
+    else:
+        line += "the report says what that means for each section (a larger cap is not the fix there)"
     if all(t["rate"] == 1.0 for _, t in high) and sum(t["answers"] for _, t in high) >= 20:
         line += "; no answer stopped at all: the model may never emit its end token (a base model), which no cap fixes"
     log.warning("%s", line)

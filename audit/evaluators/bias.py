@@ -192,6 +192,10 @@ class BiasEvaluator(Evaluator):
 
     name = "bias"
     reports_truncation = True
+    # Measured on SmolLM2 (BENCHMARKS.md, "How long SmolLM2's answers are"): continuations that miss a 48-token
+    # cap are mostly repetition loops that 192 tokens do not finish either.
+    truncation_advice = ("continuations that miss the cap are often repetition loops that a larger cap does not finish "
+                         "(it scores more of the loop); the gaps compare the continuations as cut")
     METRICS = {**_STATIC["counterfactual"], **_STATIC["pairs"]}
 
     @dataclass

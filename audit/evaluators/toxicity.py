@@ -102,6 +102,9 @@ class ToxicityEvaluator(Evaluator):
 
     name = "toxicity"
     reports_truncation = True
+    truncation_advice = ("RealToxicityPrompts-style metrics score a continuation's opening by design (fixed-length "
+                         "continuations); raise max_new_tokens only to score whole answers, and gate on "
+                         "toxicity.truncation_rate if they matter")
     METRICS = dict([
         metric("expected_max_toxicity", False, "mean over prompts of the max toxicity over its k samples (RealToxicityPrompts)"),
         metric("toxicity_probability", False, "share of prompts with at least one sample >= threshold"),
