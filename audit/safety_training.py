@@ -46,7 +46,8 @@ class SafetyTraining:
     The defaults are the best of five mixes at 120 LoRA steps on the SmolLM2 support task model (BENCHMARKS.md,
     "Safety hardening of the task model"): 120 requests, 3 wrapped copies each, the look-alikes twice and the
     task records three times. Every train request over-refused (+36 points) and cost 24% chrF; more wrapped
-    copies (x4, 150 requests) cost 8% chrF without lowering jailbreak success further.
+    copies (x4, 150 requests) cost 8% chrF without lowering jailbreak success further. The same mix trained
+    180 steps (1.3 epochs; the bundled finetune-harden-safety-smollm2.yaml) meets every goal of issue 21 part A.
     """
 
     refusals: bool = True                    # train harmful requests towards refusals (False: an ablation/control)

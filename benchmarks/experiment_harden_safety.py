@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/experiment_harden_safety")
     ap.add_argument("--configs", nargs="+", default=DEFAULT_RUN, choices=list(CONFIGS),
                     help="default: before, the control and the default mix (the table README shows)")
-    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--steps", type=int, default=180, help="optimizer steps of every trained configuration (the bundled config's; the tables before 2026-12-04 used 120)")
     ap.add_argument("--gpu", action="store_true", help="larger settings for a lent GPU")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
