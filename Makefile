@@ -67,6 +67,7 @@ harden-smollm2: $(STAMP) sysdeps
 # Safety hardening of the same task model: train on the safety probes' TRAIN split (refusals, jailbreak-
 # wrapped refusals, the look-alikes' own answers) mixed with the task data, audit the TEST split before
 # and after (one risk area never trained on) -> reports/harden-safety-smollm2/comparison.html.
+# ~35 min on 2 cores once the task model exists (measured 34.6: before-audit, 180 steps, after-audit).
 runs/task-smollm2/model/config.json: | $(STAMP)
 	$(BIN)/audit finetune audit/suites/finetune-smollm2.yaml
 
