@@ -97,9 +97,9 @@ def run_suite(suite: SuiteConfig | str | os.PathLike, *, model: Model | str | No
     # MLflow missing or its server down fails now, before the model loads; rank 0 alone logs.
     run = _start_tracking(_tracking_settings(suite, tracking), suite, model) if world.is_main else None
     with ended_on_failure(run):
-        result, written = _run(suite, model, world, out_dir=out_dir, outputs=outputs, progress=progress,
-                               use_cache=use_cache, cache_dir=cache_dir, baseline=baseline,
-                               force_baseline=force_baseline, t0=t0, run=run)
+        result, _ = _run(suite, model, world, out_dir=out_dir, outputs=outputs, progress=progress,
+                         use_cache=use_cache, cache_dir=cache_dir, baseline=baseline,
+                         force_baseline=force_baseline, t0=t0, run=run)
     return result
 
 
