@@ -52,8 +52,8 @@ from .report.compare import COMPARE_WRITERS, write_comparison
 from .results import AuditResult, atomic_write, json_safe
 from .runner import run_suite
 from .suite import SuiteConfig, load_suite
-from .tracking import MlflowRun, TrackingError, ended_on_failure, log_harden, resolve_uri
-from .tracking.store import TrackingFailed, served_secrets
+from .tracking import MlflowRun, ended_on_failure, log_harden, resolve_uri
+from .tracking.store import finished_or_failed, served_secrets
 
 log = logging.getLogger("audit")
 
@@ -237,15 +237,10 @@ def _finish_tracking(run: MlflowRun, result: HardenResult) -> None:
     summary = {"adversarial_examples": result.n_adversarial, "training_pairs": result.n_train,
                "steps": result.train.steps if result.train else 0,
                "best_val_loss": result.train.best_val_loss if result.train else None}
-    try:
+    with finished_or_failed(run, result, where=f"results are in {out}"):
         log_harden(run, result.before, result.after, artifacts=[*result.reports, out / "harden.json"], summary=summary)
         for side in ("before", "after"):   # both are results.json: each under its own artifact folder
             run.log_artifacts([out / side / "results.json", out / side / "report.html"], artifact_path=side)
-        run.finish("FINISHED")
-    except TrackingError as e:
-        run.close_quietly("FAILED")
-        raise TrackingFailed(f"{e} (results are in {out}; gates {'passed' if result.passed else 'failed'})",
-                             result=result) from None
 
 
 def _harden_robustness(model, suite: SuiteConfig, out: Path, *, config, target, include_clean, progress, use_cache,

@@ -39,8 +39,8 @@ from .registry import did_you_mean
 from .report import check_outputs, write_report
 from .results import AuditResult, SectionResult
 from .suite import SuiteConfig, load_suite
-from .tracking import MlflowRun, TrackingError, TrackingSettings, ended_on_failure, log_audit, resolve_uri
-from .tracking.store import TrackingFailed, display_uri, served_secrets
+from .tracking import MlflowRun, TrackingSettings, ended_on_failure, log_audit, resolve_uri
+from .tracking.store import display_uri, finished_or_failed, served_secrets
 from .version import __version__
 
 log = logging.getLogger("audit")
@@ -181,13 +181,9 @@ def _finish_tracking(run: MlflowRun, result: AuditResult, written: list[Path], o
     files = list(written)
     if out_dir is not None and (Path(out_dir) / "samples.jsonl").is_file():   # beside results.json (result.save)
         files.insert(1, Path(out_dir) / "samples.jsonl")
-    try:
+    where = f"results are in {out_dir}" if out_dir is not None else "the result was not written (no out_dir)"
+    with finished_or_failed(run, result, where=where):
         log_audit(run, result, artifacts=files, out_dir=Path(out_dir) if out_dir is not None else None)
-        run.finish("FINISHED")
-    except TrackingError as e:
-        run.close_quietly("FAILED")
-        where = f"results are in {out_dir}" if out_dir is not None else "the result was not written (no out_dir)"
-        raise TrackingFailed(f"{e} ({where}; gates {'passed' if result.passed else 'failed'})", result=result) from None
     log.info("mlflow: run %s in experiment %s at %s", run.run_id, run.experiment_id, display_uri(run.uri))
 
 

@@ -276,6 +276,19 @@ def ended_on_failure(run: MlflowRun | None):
         raise
 
 
+@contextlib.contextmanager
+def finished_or_failed(run: MlflowRun, result, *, where: str):
+    """Log into ``run`` inside the block, then end it FINISHED; a tracking failure ends it FAILED and is raised
+    as :class:`TrackingFailed` holding ``result`` (an :class:`~audit.results.AuditResult`-like object with
+    ``passed``), its message saying ``where`` the results are and whether the gates passed."""
+    try:
+        yield
+        run.finish("FINISHED")
+    except TrackingError as e:
+        run.close_quietly("FAILED")
+        raise TrackingFailed(f"{e} ({where}; gates {'passed' if result.passed else 'failed'})", result=result) from None
+
+
 def metric_names(names: Iterable[str]) -> dict[str, str]:
     """original name -> MLflow name (sanitised; a clash after sanitising gets ``_2``, ``_3``, ...).
 

@@ -22,7 +22,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .store import INSTALL_HINT, MlflowRun, TrackingError, TrackingFailed, TrackingUnavailable, finite, metric_names, resolve_uri
+from .store import (INSTALL_HINT, MlflowRun, TrackingError, TrackingFailed, TrackingUnavailable, ended_on_failure, finite,
+                    metric_names, resolve_uri)
 
 log = logging.getLogger("audit")
 
@@ -86,11 +87,8 @@ class TrainingTracking:
         if "mlflow" in trackers and mlflow is None:
             mlflow = MlflowRun(resolve_uri(cfg.mlflow_uri or True), experiment=cfg.mlflow_experiment or "finetune",
                                run_name=cfg.mlflow_run_name or out.name, tags={"audit.kind": "finetune", "audit.out_dir": str(out)})
-            try:
+            with ended_on_failure(mlflow):
                 mlflow.log_params(config_params(cfg.to_dict()))
-            except Exception:
-                mlflow.close_quietly("FAILED")
-                raise
         elif mlflow is not None:   # harden's run: the training config beside the audits' params
             mlflow.log_params({f"train.{k}": v for k, v in config_params(cfg.to_dict()).items()})
         return cls(tensorboard=tb_dir, mlflow=mlflow, owns_mlflow=mlflow_run is None)
